@@ -1,0 +1,28 @@
+"""Temperature scaling (Guo et al., 2017) fitted on the validation split."""
+
+from __future__ import annotations
+
+import torch
+
+
+def set_log_likelihood_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Per-example ``-log P(language in truth set)`` for logits ``(N, C)`` and a bool mask ``(N, C)``."""
+    true_mass = torch.logsumexp(logits.masked_fill(~truth, float("-inf")), dim=1)  # (N,)
+    return torch.logsumexp(logits, dim=1) - true_mass
+
+
+def fit_temperature(logits: torch.Tensor, truth: torch.Tensor, max_iter: int = 200) -> float:
+    """Return the temperature ``T`` minimizing the set-aware NLL of ``softmax(logits / T)``."""
+    logits = logits.detach().float().clone()  # inference-mode tensors cannot enter autograd
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = set_log_likelihood_loss(logits / log_t.exp(), truth).mean()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimizer.step(closure)  # type: ignore[no-untyped-call]
+    # Clamp so one degenerate validation split cannot produce an absurd temperature.
+    return float(log_t.detach().exp().clamp(0.05, 20.0))

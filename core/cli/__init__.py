@@ -1,0 +1,54 @@
+"""The ``nameorigin`` console script.
+
+Core registers its own subcommands; other packages (the bot) add theirs through the
+``nameorigin.commands`` entry-point group, so ``core`` never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from core.cli import data_cmd, eval_cmd, predict_cmd, train_cmd
+from core.cli.common import CommandError
+
+PLUGIN_GROUP = "nameorigin.commands"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every core and plugin subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="nameorigin", description="Guess the language of origin of a surname."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (predict_cmd, train_cmd, eval_cmd, data_cmd):
+        module.register(commands)
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        plugin.load()(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status: int = args.handler(args)
+    except CommandError as exc:
+        print(f"nameorigin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

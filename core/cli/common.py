@@ -1,0 +1,49 @@
+"""Helpers shared by the CLI subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from core.checkpoint import CheckpointError
+from core.data import DatasetError
+from core.device import DEVICE_CHOICES, DeviceUnavailableError, resolve_device
+from core.download import DownloadError
+from core.models import MODEL_KINDS
+
+Subparsers = Any  # argparse's _SubParsersAction is private; typed loosely on purpose
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's expected failures into one-line ``CommandError``s."""
+    try:
+        yield
+    except (DatasetError, CheckpointError, DeviceUnavailableError, DownloadError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda|mps``."""
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="compute device (default: auto)")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model gru|rnn`` and ``--checkpoint PATH`` (which wins when given)."""
+    parser.add_argument("--model", choices=MODEL_KINDS, default="gru", help="shipped model to use (default: gru)")
+    parser.add_argument("--checkpoint", help="a checkpoint file to use instead of the shipped model")
+
+
+def device_from(args: argparse.Namespace) -> torch.device:
+    """Resolve ``--device`` once, at the entry point."""
+    with user_errors():
+        return resolve_device(args.device)

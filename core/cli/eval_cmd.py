@@ -1,0 +1,108 @@
+"""``nameorigin eval``: score a checkpoint on the fixed test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from core.checkpoint import load_checkpoint
+from core.cli.common import Subparsers, add_device_option, add_model_options, device_from, user_errors
+from core.data import Dataset, load_dataset
+from core.metrics import Metrics
+from core.pipeline import evaluate_examples
+from core.plots import save_confusion_plot
+from core.predict import shipped_checkpoint_path
+from core.split import SplitConfig, split_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def register(commands: Subparsers) -> None:
+    """Add the ``eval`` command."""
+    parser = commands.add_parser("eval", help="evaluate a model on the fixed test split")
+    add_model_options(parser)
+    parser.add_argument("--data-dir", help="dataset folder (default: $NAMES_DATA_DIR or data/names)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write a confusion-matrix image")
+    add_device_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def top_confusions(metrics: Metrics, labels: tuple[str, ...], count: int = 8) -> list[dict[str, Any]]:
+    """The most frequent (truth, prediction) mistakes."""
+    pairs = [
+        {"true": labels[r], "predicted": labels[c], "count": int(metrics.confusion[r, c])}
+        for r in range(len(labels))
+        for c in range(len(labels))
+        if r != c and metrics.confusion[r, c]
+    ]
+    return sorted(pairs, key=lambda p: -p["count"])[:count]
+
+
+def build_report(dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int]) -> dict[str, Any]:
+    """Everything ``eval`` shows, as plain data."""
+    return {
+        "model_version": version,
+        "dataset_sha256": dataset.sha256,
+        "audit": asdict(dataset.audit),
+        "split_sizes": split_sizes,
+        "test": metrics.headline(),
+        "per_language": [asdict(score) for score in metrics.per_language],
+        "top_confusions": top_confusions(metrics, dataset.labels),
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """Human-readable rendering of ``build_report``'s output."""
+    audit = report["audit"]
+    print(f"model {report['model_version']}")
+    print(
+        f"dataset: {audit['raw_lines']} lines, {audit['duplicate_pairs']} duplicate (name, language) pairs removed, "
+        f"{audit['normalized_lines']} lines normalized, {audit['blank_lines']} blank; "
+        f"{audit['distinct_pairs']} pairs, {audit['distinct_names']} names, "
+        f"{audit['multi_language_names']} names under several languages"
+    )
+    sizes = report["split_sizes"]
+    print(f"split (name-disjoint): train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']}")
+    test = report["test"]
+    print(
+        f"test: accuracy {test['accuracy']:.2%}, top-3 {test['top3_accuracy']:.2%}, "
+        f"macro-F1 {test['macro_f1']:.3f}, ECE {test['ece']:.3f}, NLL {test['nll']:.3f} ({test['count']} names)"
+    )
+    print(f"\n{'language':<12}{'names':>7}{'precision':>11}{'recall':>8}{'F1':>7}{'support':>9}")
+    for score in report["per_language"]:
+        names = audit["per_language"][score["language"]]
+        print(
+            f"{score['language']:<12}{names:>7}{score['precision']:>11.3f}{score['recall']:>8.3f}"
+            f"{score['f1']:>7.3f}{score['support']:>9}"
+        )
+    print("\nmost frequent confusions (true → predicted):")
+    for pair in report["top_confusions"]:
+        print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the report; optionally write the confusion plot."""
+    device = device_from(args)
+    with user_errors():
+        checkpoint = load_checkpoint(args.checkpoint or shipped_checkpoint_path(args.model), device)
+        dataset = load_dataset(args.data_dir)
+    metadata = checkpoint.metadata
+    if metadata.dataset_sha256 != dataset.sha256:
+        logger.warning("the dataset differs from the one this model was trained on; the test split may differ")
+    split = split_dataset(dataset, SplitConfig(seed=metadata.split_seed))
+    metrics = evaluate_examples(checkpoint, split.test, device)
+    sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
+    report = build_report(dataset, metrics, metadata.version, sizes)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    if args.plot:
+        save_confusion_plot(metrics.confusion, dataset.labels, args.plot)
+        if not args.json:
+            print(f"\nconfusion matrix written to {args.plot}")
+    return 0

@@ -1,0 +1,80 @@
+"""``nameorigin predict``: classify names from the arguments or from stdin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+
+from core.cli.common import CommandError, Subparsers, add_device_option, add_model_options, device_from, user_errors
+from core.predict import Guess, Predictor, Rejected
+
+# Lines are classified in chunks so stdin of any length streams with bounded memory.
+CHUNK = 512
+
+
+def register(commands: Subparsers) -> None:
+    """Add the ``predict`` command."""
+    parser = commands.add_parser("predict", help="guess the language of origin of surnames")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="surnames or full names; none reads stdin")
+    parser.add_argument("--top-k", type=int, default=3, help="how many languages to show (default: 3)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per input line")
+    add_model_options(parser)
+    add_device_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def load_predictor(args: argparse.Namespace) -> Predictor:
+    """The predictor that ``--checkpoint`` or ``--model`` names, on ``--device``."""
+    device = device_from(args)
+    with user_errors():
+        if args.checkpoint:
+            return Predictor.from_path(args.checkpoint, device)
+        return Predictor.shipped(args.model, device)
+
+
+def to_json(result: Guess | Rejected) -> str:
+    """The documented JSON line for one result."""
+    if isinstance(result, Rejected):
+        return json.dumps({"name": result.raw, "error": result.reason}, ensure_ascii=False)
+    predictions = [{"language": g.language, "probability": round(g.probability, 4)} for g in result.predictions]
+    payload = {"name": result.query.raw, "normalized": result.query.surname, "predictions": predictions}
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def to_text(result: Guess | Rejected) -> str:
+    """A human-readable line for one result."""
+    if isinstance(result, Rejected):
+        return f"{result.raw!r}: error: {result.reason}"
+    ranked = ", ".join(f"{g.language} {g.probability:.1%}" for g in result.predictions)
+    label = result.query.raw.strip()
+    if result.query.from_full_name or result.query.surname != label:
+        label = f"{label} (as {result.query.surname})"
+    note = "  [uncertain]" if result.uncertain else ""
+    return f"{label}: {ranked}{note}"
+
+
+def _chunks(lines: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line.rstrip("\r\n"))
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def run(args: argparse.Namespace) -> int:
+    """Classify every input and print one line per input, in order."""
+    predictor = load_predictor(args)
+    if not 1 <= args.top_k <= len(predictor.labels):
+        raise CommandError(f"--top-k must be between 1 and {len(predictor.labels)}")
+    render = to_json if args.json else to_text
+    source: Iterable[str] = args.names if args.names else sys.stdin
+    for chunk in _chunks(source):
+        for result in predictor.predict_many(chunk, args.top_k):
+            print(render(result), flush=False)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,61 @@
+"""``nameorigin train``: train and save a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from core.cli.common import CommandError, Subparsers, add_device_option, device_from, user_errors
+from core.data import load_dataset
+from core.models import MODEL_KINDS
+from core.pipeline import train_and_save
+from core.train import TrainConfig
+
+DEFAULT_MODEL_DIR = Path("data/models")
+
+
+def register(commands: Subparsers) -> None:
+    """Add the ``train`` command."""
+    defaults = TrainConfig()
+    parser = commands.add_parser("train", help="train a model on the fixed training split")
+    parser.add_argument("--model", choices=MODEL_KINDS, default="gru", help="architecture (default: gru)")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NAMES_DATA_DIR or data/names)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"maximum epochs ({defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="names per batch")
+    parser.add_argument("--out", help="checkpoint path (default: data/models/<model>.safetensors)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="smoke test: one epoch of a tiny model"
+    )
+    add_device_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, calibrate, evaluate and save."""
+    device = device_from(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.epochs < 1 or args.batch_size < 1:
+        raise CommandError("--epochs and --batch-size must be at least 1")
+    config = replace(TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    overrides = None
+    if args.dry_run:
+        config = replace(config, epochs=1)
+        overrides = {"hidden_size": 16, "embedding_dim": 8}
+    out = args.out or (DEFAULT_MODEL_DIR / f"{args.model}{'-dry-run' if args.dry_run else ''}.safetensors")
+    with user_errors():
+        dataset = load_dataset(args.data_dir)
+        trained = train_and_save(
+            kind=args.model, dataset=dataset, out=out, train_config=config, device=device, model_overrides=overrides
+        )
+    figures = trained.metadata.metrics
+    print(f"saved {trained.metadata.version} to {trained.path}")
+    print(f"best epoch {trained.result.best_epoch}, temperature {trained.metadata.temperature:.3f}")
+    for split_name, values in figures.items():
+        print(f"{split_name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    return 0

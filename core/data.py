@@ -1,0 +1,152 @@
+"""Load the surnames dataset: 18 ``<Language>.txt`` files, one surname per line."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.text import clean_surname
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "NAMES_DATA_DIR"
+DEFAULT_DATA_DIR = Path("data/names")
+
+LANGUAGES: tuple[str, ...] = (
+    "Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek", "Irish",
+    "Italian", "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish",
+    "Vietnamese",
+)  # fmt: skip
+
+
+class DatasetError(Exception):
+    """The dataset folder or one of its files cannot be used; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One distinct surname and every language it is filed under (set-valued truth)."""
+
+    name: str
+    languages: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        """Identity used for deduplication and for keeping splits name-disjoint."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class DatasetAudit:
+    """What loading found and changed, so evaluation can show it rather than hide it."""
+
+    raw_lines: int
+    blank_lines: int
+    duplicate_pairs: int
+    # Lines whose text changed under normalization (accents, digits, stray symbols).
+    normalized_lines: int
+    distinct_pairs: int
+    distinct_names: int
+    multi_language_names: int
+    per_language: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The deduplicated examples, the label order, and a hash identifying the source files."""
+
+    examples: tuple[Example, ...]
+    labels: tuple[str, ...]
+    sha256: str
+    audit: DatasetAudit
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return ``data_dir`` if given, else ``$NAMES_DATA_DIR``, else ``data/names``."""
+    if data_dir is not None:
+        return Path(data_dir)
+    from_env = os.environ.get(DATA_DIR_ENV)
+    return Path(from_env) if from_env else DEFAULT_DATA_DIR
+
+
+def _read_lines(path: Path) -> list[str]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_number = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}: line {line_number} is not valid UTF-8 ({exc.reason})") from exc
+    return text.splitlines()
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise DatasetError(
+            f"dataset folder {folder} does not exist: set {DATA_DIR_ENV} or run 'nameorigin data download'"
+        )
+    present = {p.stem for p in folder.glob("*.txt")}
+    missing = sorted(set(LANGUAGES) - present)
+    unexpected = sorted(present - set(LANGUAGES))
+    if missing:
+        raise DatasetError(f"{folder}: missing language files: {', '.join(m + '.txt' for m in missing)}")
+    if unexpected:
+        raise DatasetError(f"{folder}: unexpected files: {', '.join(u + '.txt' for u in unexpected)}")
+
+
+def load_dataset(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
+    """Load, normalize and deduplicate the 18 language files.
+
+    Names are transliterated to ASCII and cleaned exactly as prediction input is;
+    (name, language) pairs are deduplicated case-insensitively; a name filed under
+    several languages keeps all of them. Raises ``DatasetError`` on any bad file.
+    """
+    folder = resolve_data_dir(data_dir)
+    _check_folder(folder)
+    digest = hashlib.sha256()
+    languages_by_key: dict[str, set[str]] = defaultdict(set)
+    display_by_key: dict[str, str] = {}
+    raw_lines = blank_lines = duplicate_pairs = normalized_lines = 0
+    for language in LANGUAGES:
+        path = folder / f"{language}.txt"
+        digest.update(f"{language}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        lines = _read_lines(path)
+        kept = 0
+        for line in lines:
+            raw_lines += 1
+            name = clean_surname(line)
+            if not name:
+                blank_lines += 1
+                continue
+            kept += 1
+            if name != line.strip():
+                normalized_lines += 1
+            key = name.lower()
+            if language in languages_by_key[key]:
+                duplicate_pairs += 1
+                continue
+            languages_by_key[key].add(language)
+            display_by_key.setdefault(key, name)
+        if kept == 0:
+            raise DatasetError(f"{path}: the file holds no names")
+    examples = tuple(
+        Example(name=display_by_key[key], languages=frozenset(langs))
+        for key, langs in sorted(languages_by_key.items())
+    )
+    per_language = Counter(lang for ex in examples for lang in ex.languages)
+    audit = DatasetAudit(
+        raw_lines=raw_lines,
+        blank_lines=blank_lines,
+        duplicate_pairs=duplicate_pairs,
+        normalized_lines=normalized_lines,
+        distinct_pairs=sum(per_language.values()),
+        distinct_names=len(examples),
+        multi_language_names=sum(1 for ex in examples if len(ex.languages) > 1),
+        per_language={lang: per_language[lang] for lang in LANGUAGES},
+    )
+    logger.info("loaded %d names (%d pairs) from %s", audit.distinct_names, audit.distinct_pairs, folder)
+    return Dataset(examples=examples, labels=LANGUAGES, sha256=digest.hexdigest(), audit=audit)

@@ -1,0 +1,37 @@
+"""Pick the compute device once, at the entry point."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+DeviceChoice = Literal["auto", "cpu", "cuda", "mps"]
+DEVICE_CHOICES: tuple[DeviceChoice, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested accelerator is not present on this machine."""
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(choice: str = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda|mps`` into a ``torch.device``; ``auto`` prefers cuda, then mps, then cpu."""
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError("--device cuda: no CUDA device is available here (try --device auto)")
+        return torch.device("cuda")
+    if choice == "mps":
+        if not _mps_available():
+            raise DeviceUnavailableError("--device mps: Apple MPS is not available here (try --device auto)")
+        return torch.device("mps")
+    raise ValueError(f"unknown device {choice!r}: expected one of {', '.join(DEVICE_CHOICES)}")

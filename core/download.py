@@ -1,0 +1,101 @@
+"""Fetch the official surnames archive and verify every file against known hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from core.data import LANGUAGES
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_URL = "https://download.pytorch.org/tutorial/data.zip"
+ARCHIVE_FOLDER = "data/names/"
+
+# SHA-256 of each file as published in the official archive.
+EXPECTED_SHA256: dict[str, str] = {
+    "Arabic": "6f424a8dbe51cbbbabab7a57d38b617210125e4e3991f3c657cb79b8f104bafc",
+    "Chinese": "49263ef55a8cb1740e841d65cad8214b2f9b5b869bc534c811746422496fa91e",
+    "Czech": "145bbbd6d0816578f03388e92c264d39ef1c60df920b081d371fa5c5cc055a8e",
+    "Dutch": "924f32b635170eae561f84538632138fc07d4c8bbd70ba3fb980de1ecc4d2af3",
+    "English": "9cca037066d3d5989e24bc01801416162de506b5e28e15b7c092a47905d29bf2",
+    "French": "81e65b36c60ed5b89a17422f6edcadbb89546f38ad69e960e64e7ba682012a95",
+    "German": "7449cd590b97a733e18d613a4155decd77ec35dc5f8aadd7a82204dce4f051db",
+    "Greek": "3555b5186de7f401e6d991b088e9e644ca3099116477818c25ab5793801389e6",
+    "Irish": "cf8c7013256252a88d2503127b87282a11f21b2ff6db1bded68834c19a1ec058",
+    "Italian": "f88414c27d0606a11a678b4859277828c2565d6cc4d9ee932deef6e94f3b35e4",
+    "Japanese": "e0e717e114fec3e7eade4d9dabe0067c475f43147e36a22b47902ee76ad9e67f",
+    "Korean": "cd54221ccb362a6cba4c78828838cf3268a0e59744767a37cf6ec4b74036b136",
+    "Polish": "45bab898af2f60ed3a728bbf6980e28821011a7caa53227553b5785903a40826",
+    "Portuguese": "50a8735f41f4f73757c8ce5b16cb0275cd86b2b214bcbc8c9805f508cb131c53",
+    "Russian": "43b3e64ce351f77f1ac9e0cdf7566012d127f4371875fd25208845b5c9d6f7c3",
+    "Scottish": "78d0252711d87d948ea86fe34826c51d2d794a8e52d15b5d6f7b6244d45d62dd",
+    "Spanish": "1bcb462ed3316756a85781d68232bddae04498fdddd5d9219c53fd1fbdeba7a7",
+    "Vietnamese": "4761c0de374ebdfd7dea7faa6fbac707d96cad9a6fc91d3626c462cbd08b6c76",
+}
+
+
+class DownloadError(Exception):
+    """The archive could not be fetched, read or verified; nothing was written to the target."""
+
+
+def _fetch(url: str, destination: Path, timeout: float) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(
+            f"could not download {url}: {reason}. Without internet, copy the 18 <Language>.txt files "
+            "into the folder by hand, or point NAMES_DATA_DIR at an existing copy."
+        ) from exc
+
+
+def _extract_verified(archive: Path) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            contents = {}
+            for language in LANGUAGES:
+                member = f"{ARCHIVE_FOLDER}{language}.txt"
+                try:
+                    contents[language] = bundle.read(member)
+                except KeyError as exc:
+                    raise DownloadError(f"the archive has no {member}") from exc
+    except zipfile.BadZipFile as exc:
+        raise DownloadError(f"the downloaded file is not a valid zip archive: {exc}") from exc
+    for language, data in contents.items():
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != EXPECTED_SHA256[language]:
+            raise DownloadError(
+                f"{language}.txt failed verification: SHA-256 {digest}, expected {EXPECTED_SHA256[language]}"
+            )
+    return contents
+
+
+def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL, timeout: float = 60.0) -> Path:
+    """Download the archive, verify all 18 files, then write them into ``target_dir``.
+
+    Every file is verified before any is written, and each is written atomically, so a
+    failed download never leaves a half-updated dataset behind.
+    """
+    target = Path(target_dir)
+    with tempfile.TemporaryDirectory(prefix="nameorigin-download-") as scratch:
+        archive = Path(scratch) / "data.zip"
+        logger.info("downloading %s", url)
+        _fetch(url, archive, timeout)
+        contents = _extract_verified(archive)
+    target.mkdir(parents=True, exist_ok=True)
+    for language, data in contents.items():
+        final = target / f"{language}.txt"
+        partial = final.with_name(f".{final.name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, final)
+    logger.info("wrote %d verified files to %s", len(contents), target)
+    return target

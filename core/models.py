@@ -1,0 +1,154 @@
+"""The two character-level classifiers. Both map padded character ids to language logits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+ModelKind = Literal["rnn", "gru"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("gru", "rnn")
+
+
+@dataclass(frozen=True)
+class ElmanConfig:
+    """Shape of the hand-written Elman RNN."""
+
+    vocab_size: int  # character ids, including padding and unknown
+    num_classes: int  # languages
+    embedding_dim: int = 48  # width of x_t, the learned stand-in for the tutorial's one-hot
+    hidden_size: int = 192  # width of h_t
+    dropout: float = 0.2  # on embeddings and on the final state
+
+
+@dataclass(frozen=True)
+class GRUConfig:
+    """Shape of the ``nn.GRU`` classifier."""
+
+    vocab_size: int  # character ids, including padding and unknown
+    num_classes: int  # languages
+    embedding_dim: int = 48  # character embedding width
+    hidden_size: int = 128  # per direction
+    num_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.3  # on embeddings, between GRU layers and on the read-out
+    max_pool: bool = True  # read out max-over-time of the top layer's outputs beside the final states
+
+
+class ElmanCell(nn.Module):
+    """One Elman step: ``h_t = tanh(W_in·x_t + b_in + W_h·h_{t-1} + b_h)``, as in ``nn.RNN``."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.x2h = nn.Linear(input_size, hidden_size)
+        self.h2h = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Advance the state one character: ``x`` is ``(B, E)``, ``h`` is ``(B, H)``."""
+        return torch.tanh(self.x2h(x) + self.h2h(h))  # (B, H)
+
+
+class ElmanRNN(nn.Module):
+    """The tutorial's recurrent cell, written by hand, run over padded batches with masking."""
+
+    def __init__(self, config: ElmanConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
+        self.cell = ElmanCell(config.embedding_dim, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.num_classes)
+
+    def encode(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Run the cell over already-embedded ``inputs`` ``(B, T, E)``; return each name's last state."""
+        batch, steps, _ = inputs.shape
+        h = inputs.new_zeros(batch, self.config.hidden_size)  # (B, H)
+        lengths = lengths.to(inputs.device)
+        for t in range(steps):
+            h_next = self.cell(inputs[:, t], h)  # (B, H)
+            # Padded positions keep the previous state, so h ends as the state after the last real character.
+            still_reading = (lengths > t).unsqueeze(1)  # (B, 1)
+            h = torch.where(still_reading, h_next, h)
+        return h
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Return logits ``(B, C)`` for character ids ``(B, T)`` with true ``lengths`` ``(B,)``."""
+        embedded = self.dropout(self.embedding(tokens))  # (B, T, E)
+        return self.head(self.dropout(self.encode(embedded, lengths)))  # (B, C)
+
+
+class GRUClassifier(nn.Module):
+    """Embedding, a (bidirectional) ``nn.GRU`` over packed sequences, and a linear read-out."""
+
+    def __init__(self, config: GRUConfig) -> None:
+        super().__init__()
+        self.config = config
+        directions = 2 if config.bidirectional else 1
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.gru = nn.GRU(
+            config.embedding_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        features = directions * config.hidden_size * (2 if config.max_pool else 1)
+        self.head = nn.Linear(features, config.num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Return logits ``(B, C)`` for character ids ``(B, T)`` with true ``lengths`` ``(B,)``."""
+        embedded = self.dropout(self.embedding(tokens))  # (B, T, E)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, h_n = self.gru(packed)  # h_n: (layers * directions, B, H)
+        directions = 2 if self.config.bidirectional else 1
+        last_layer = h_n[-directions:]  # (directions, B, H)
+        features = last_layer.transpose(0, 1).reshape(tokens.shape[0], -1)  # (B, directions * H)
+        if self.config.max_pool:
+            # Padding is filled with -inf so it never wins the max.
+            padded, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
+            features = torch.cat([features, padded.max(dim=1).values], dim=1)  # (B, 2 * directions * H)
+        return self.head(self.dropout(features))  # (B, C)
+
+
+ModelConfig = ElmanConfig | GRUConfig
+Classifier = ElmanRNN | GRUClassifier
+
+
+def default_config(kind: ModelKind, vocab_size: int, num_classes: int) -> ModelConfig:
+    """The shipped architecture for ``kind``, sized for the given vocabulary and labels."""
+    if kind == "gru":
+        return GRUConfig(vocab_size=vocab_size, num_classes=num_classes)
+    if kind == "rnn":
+        return ElmanConfig(vocab_size=vocab_size, num_classes=num_classes)
+    raise ValueError(f"unknown model kind {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
+
+
+def build_model(config: ModelConfig) -> Classifier:
+    """Instantiate the model that ``config`` describes."""
+    if isinstance(config, GRUConfig):
+        return GRUClassifier(config)
+    return ElmanRNN(config)
+
+
+def model_kind(config: ModelConfig) -> ModelKind:
+    """The CLI/checkpoint name of the architecture ``config`` describes."""
+    return "gru" if isinstance(config, GRUConfig) else "rnn"
+
+
+def config_to_dict(config: ModelConfig) -> dict[str, Any]:
+    """Serialize a model config for checkpoint metadata."""
+    return asdict(config)
+
+
+def config_from_dict(kind: str, values: dict[str, Any]) -> ModelConfig:
+    """Rebuild a model config from checkpoint metadata; raises ``ValueError`` on unknown fields."""
+    if kind == "gru":
+        return GRUConfig(**values)
+    if kind == "rnn":
+        return ElmanConfig(**values)
+    raise ValueError(f"unknown model kind {kind!r}")

@@ -1,0 +1,95 @@
+"""End-to-end recipes shared by the CLI, the benchmarks and the bot: train-and-save, evaluate."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.batching import EncodedExamples, encode_examples
+from core.calibration import fit_temperature
+from core.checkpoint import Checkpoint, CheckpointMetadata, save_checkpoint
+from core.data import Dataset, Example
+from core.encoding import Vocabulary
+from core.inference import predict_logits
+from core.metrics import Metrics, compute_metrics
+from core.models import ModelKind, build_model, default_config
+from core.split import Split, SplitConfig, split_dataset
+from core.train import TrainConfig, TrainResult, seed_everything, train_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained, calibrated model with the figures recorded in its checkpoint."""
+
+    path: Path
+    metadata: CheckpointMetadata
+    result: TrainResult
+
+
+def new_version(kind: str) -> str:
+    """A sortable, human-readable version id such as ``gru-20261128T150102Z``."""
+    return f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+
+
+def evaluate_examples(checkpoint: Checkpoint, examples: tuple[Example, ...], device: torch.device) -> Metrics:
+    """Metrics of ``checkpoint`` on ``examples`` with its calibrated probabilities."""
+    metadata = checkpoint.metadata
+    encoded = encode_examples(examples, metadata.vocabulary, metadata.labels)
+    return calibrated_metrics(checkpoint.model, encoded, metadata.labels, metadata.temperature, device)
+
+
+def calibrated_metrics(
+    model: torch.nn.Module, encoded: EncodedExamples, labels: tuple[str, ...], temperature: float, device: torch.device
+) -> Metrics:
+    """Metrics of ``model`` on encoded examples after dividing its logits by ``temperature``."""
+    logits = predict_logits(model, encoded, device)
+    return compute_metrics((logits / temperature).softmax(dim=1).double().numpy(), encoded.truth.numpy(), labels)
+
+
+def train_and_save(
+    *,
+    kind: ModelKind,
+    dataset: Dataset,
+    out: str | os.PathLike[str],
+    train_config: TrainConfig,
+    device: torch.device,
+    split_config: SplitConfig | None = None,
+    model_overrides: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Split, train, fit the temperature on validation, score validation and test, save atomically."""
+    split: Split = split_dataset(dataset, split_config)
+    vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
+    train_set, validation_set, test_set = (
+        encode_examples(part, vocabulary, dataset.labels) for part in (split.train, split.validation, split.test)
+    )
+    config = replace(default_config(kind, vocabulary.size, len(dataset.labels)), **(model_overrides or {}))
+    seed_everything(train_config.seed)  # before building, so initial weights follow the seed too
+    model = build_model(config)
+    result = train_model(model, train_set, validation_set, dataset.labels, train_config, device)
+    temperature = fit_temperature(predict_logits(model, validation_set, device), validation_set.truth)
+    metrics = {
+        "validation": calibrated_metrics(model, validation_set, dataset.labels, temperature, device).headline(),
+    }
+    if len(test_set):
+        metrics["test"] = calibrated_metrics(model, test_set, dataset.labels, temperature, device).headline()
+    metadata = CheckpointMetadata(
+        model_config=config,
+        vocabulary=vocabulary,
+        labels=dataset.labels,
+        temperature=temperature,
+        metrics=metrics,
+        dataset_sha256=dataset.sha256,
+        split_seed=split.seed,
+        version=new_version(kind),
+    )
+    path = save_checkpoint(out, model, metadata)
+    logger.info("saved %s to %s (temperature %.3f, metrics %s)", metadata.version, path, temperature, metrics)
+    return TrainedModel(path=path, metadata=metadata, result=result)

@@ -1,0 +1,116 @@
+"""Calibrated prediction for raw user input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from core.checkpoint import Checkpoint, load_checkpoint
+from core.models import MODEL_KINDS
+from core.text import InvalidNameError, SurnameQuery, parse_query
+
+DEFAULT_UNCERTAIN_BELOW = 0.5
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    """One candidate language with its calibrated probability."""
+
+    language: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Guess:
+    """The answer for one input: the surname used, the top-k languages, and whether to trust it."""
+
+    query: SurnameQuery
+    predictions: tuple[LanguageGuess, ...]
+    uncertain: bool
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that cannot be classified, with the reason to show the user."""
+
+    raw: str
+    reason: str
+
+
+def shipped_checkpoint_path(kind: str = "gru") -> Path:
+    """Path of the checkpoint that ships inside the package for ``kind`` (``gru`` or ``rnn``)."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
+    return Path(str(resources.files("core") / "shipped" / f"{kind}.safetensors"))
+
+
+class Predictor:
+    """Wraps a checkpoint: validates input, runs the model, applies the fitted temperature."""
+
+    def __init__(self, checkpoint: Checkpoint, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW) -> None:
+        self.checkpoint = checkpoint
+        self.uncertain_below = uncertain_below
+        self._device = next(checkpoint.model.parameters()).device
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], device: torch.device | None = None) -> Predictor:
+        """Load the checkpoint at ``path``."""
+        return cls(load_checkpoint(path, device))
+
+    @classmethod
+    def shipped(cls, kind: str = "gru", device: torch.device | None = None) -> Predictor:
+        """Load the model that ships with the package."""
+        return cls.from_path(shipped_checkpoint_path(kind), device)
+
+    @property
+    def version(self) -> str:
+        """Version string of the loaded checkpoint."""
+        return self.checkpoint.metadata.version
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The languages this model can answer."""
+        return self.checkpoint.metadata.labels
+
+    def predict(self, raw: str, top_k: int = 3) -> Guess:
+        """Classify one input; raises ``InvalidNameError`` when it cannot be classified."""
+        result = self.predict_many([raw], top_k)[0]
+        if isinstance(result, Rejected):
+            raise InvalidNameError(result.reason)
+        return result
+
+    @torch.inference_mode()
+    def probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
+        """Calibrated probabilities ``(N, C)`` for already-normalized surnames."""
+        metadata = self.checkpoint.metadata
+        tokens, lengths = metadata.vocabulary.encode_batch(surnames)
+        logits = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
+        return (logits.float() / metadata.temperature).softmax(dim=1).cpu()
+
+    def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:
+        """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order."""
+        if not 1 <= top_k <= len(self.labels):
+            raise ValueError(f"top_k must be between 1 and {len(self.labels)}, got {top_k}")
+        parsed: list[SurnameQuery | Rejected] = []
+        for raw in inputs:
+            try:
+                parsed.append(parse_query(raw))
+            except InvalidNameError as exc:
+                parsed.append(Rejected(raw, str(exc)))
+        guesses = iter(self._classify([p for p in parsed if isinstance(p, SurnameQuery)], top_k))
+        return [next(guesses) if isinstance(p, SurnameQuery) else p for p in parsed]
+
+    def _classify(self, queries: Sequence[SurnameQuery], top_k: int) -> list[Guess]:
+        if not queries:
+            return []
+        top = self.probabilities([q.surname for q in queries]).topk(top_k, dim=1)
+        guesses = []
+        for query, values, indices in zip(queries, top.values.tolist(), top.indices.tolist(), strict=True):
+            ranked = tuple(LanguageGuess(self.labels[i], p) for p, i in zip(values, indices, strict=True))
+            guesses.append(Guess(query, ranked, uncertain=ranked[0].probability < self.uncertain_below))
+        return guesses

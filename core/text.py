@@ -1,0 +1,79 @@
+"""Text normalization shared by the dataset loader and the predictor.
+
+Both paths must turn a raw string into the same ASCII surname, or the model
+would be trained on one alphabet and queried in another.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from unidecode import unidecode
+
+MAX_INPUT_CHARS = 64
+
+# Characters a surname may keep after transliteration: O'Brien, Abdel-Malek, De la Cruz.
+_DISALLOWED = re.compile(r"[^A-Za-z' -]+")
+_SPACES = re.compile(r"\s+")
+_REPEATED_PUNCTUATION = re.compile(r"([' -])[' -]+")
+
+# Lower-case particles that belong to the surname that follows them ("Ludwig van Beethoven").
+SURNAME_PARTICLES = frozenset(
+    {
+        "al", "bin", "da", "das", "de", "del", "della", "den", "der", "di", "do", "dos", "du",
+        "el", "la", "le", "st", "te", "ten", "ter", "van", "von", "zu",
+    }
+)  # fmt: skip
+
+
+class InvalidNameError(ValueError):
+    """The input cannot be classified as a surname; the message says why."""
+
+
+def to_ascii(text: str) -> str:
+    """Transliterate to ASCII (``Достоевский`` → ``Dostoevskii``) and collapse whitespace."""
+    return _SPACES.sub(" ", unidecode(text)).strip()
+
+
+def clean_surname(text: str) -> str:
+    """Return the ASCII form of ``text`` keeping only letters, apostrophes, hyphens and spaces."""
+    ascii_text = to_ascii(text.replace("’", "'"))
+    kept = _DISALLOWED.sub("", ascii_text)
+    kept = _REPEATED_PUNCTUATION.sub(r"\1", kept)
+    return kept.strip(" '-")
+
+
+@dataclass(frozen=True)
+class SurnameQuery:
+    """A validated user input: the raw text and the ASCII surname the model will see."""
+
+    raw: str
+    surname: str
+    # True when the input held several words and only the trailing surname is classified.
+    from_full_name: bool
+
+
+def parse_query(raw: str) -> SurnameQuery:
+    """Validate user input and pick the surname to classify.
+
+    A full name ("Fyodor Dostoevsky") uses its last word, together with any
+    lower-case particles before it ("Maria de la Cruz" → "de la Cruz").
+    Raises ``InvalidNameError`` for empty, over-long or letterless input.
+    """
+    stripped = raw.strip()
+    if not stripped:
+        raise InvalidNameError("empty input: send a surname such as 'Nakamura'")
+    if len(stripped) > MAX_INPUT_CHARS:
+        raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
+    cleaned = clean_surname(stripped)
+    if not any(ch.isalpha() for ch in cleaned):
+        raise InvalidNameError("no letters: a surname needs at least one letter")
+    words = cleaned.split(" ")
+    start = len(words) - 1
+    while start > 0 and words[start - 1].lower() in SURNAME_PARTICLES:
+        start -= 1
+    surname = " ".join(words[start:])
+    if not any(ch.isalpha() for ch in surname):
+        raise InvalidNameError("no letters: a surname needs at least one letter")
+    return SurnameQuery(raw=raw, surname=surname, from_full_name=start > 0)

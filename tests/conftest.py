@@ -1,0 +1,49 @@
+"""Shared fixtures: a synthetic 18-language dataset, and the real one when it is present."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from core.data import LANGUAGES
+
+REAL_DATA_DIR = Path(os.environ.get("NAMES_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "names"))
+
+
+def synthetic_names(language: str, count: int, seed: int = 0) -> list[str]:
+    """Deterministic, easily separable names: each language has its own suffix and letter pool."""
+    index = LANGUAGES.index(language)
+    rng = random.Random(seed * 100 + index)
+    pool = "abcdefghijklmnopqrstuvwxyz"[index : index + 8]
+    suffix = ["ov", "ez", "ski", "son", "elli", "moto", "ang", "nen", "ou", "escu", "berg", "ic", "ard", "ey",
+              "ides", "ini", "sen", "yk"][index]  # fmt: skip
+    names = set()
+    while len(names) < count:
+        stem = "".join(rng.choice(pool) for _ in range(rng.randint(2, 5)))
+        names.add((stem + suffix).capitalize())
+    return sorted(names)
+
+
+def write_dataset(folder: Path, per_language: int = 30) -> Path:
+    """Write the 18 language files of a synthetic dataset into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for language in LANGUAGES:
+        (folder / f"{language}.txt").write_text("\n".join(synthetic_names(language, per_language)) + "\n")
+    return folder
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path: Path) -> Path:
+    """A synthetic dataset of 30 names per language."""
+    return write_dataset(tmp_path / "names")
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The real dataset (``NAMES_DATA_DIR``); tests needing it skip when it is absent."""
+    if not (REAL_DATA_DIR / "Russian.txt").is_file():
+        pytest.skip(f"real dataset not found at {REAL_DATA_DIR}")
+    return REAL_DATA_DIR

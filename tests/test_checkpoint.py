@@ -1,0 +1,97 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, read_metadata, save_checkpoint
+from core.encoding import Vocabulary
+from core.models import ElmanConfig, GRUConfig, ModelConfig, build_model
+
+
+def metadata_for(config: ModelConfig, vocabulary: Vocabulary) -> CheckpointMetadata:
+    return CheckpointMetadata(
+        model_config=config,
+        vocabulary=vocabulary,
+        labels=tuple(f"L{i}" for i in range(config.num_classes)),
+        temperature=1.3,
+        metrics={"test": {"accuracy": 0.5}},
+        dataset_sha256="0" * 64,
+        split_seed=7,
+        version="gru-test",
+        parent_version="gru-parent",
+    )
+
+
+@pytest.mark.parametrize("config_class", [GRUConfig, ElmanConfig])
+def test_round_trip_restores_weights_and_metadata(tmp_path: Path, config_class: type) -> None:
+    vocabulary = Vocabulary.from_names(["abc", "o'd-e f"])
+    config = config_class(vocab_size=vocabulary.size, num_classes=4, hidden_size=8, embedding_dim=4)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    metadata = metadata_for(config, vocabulary)
+    path = save_checkpoint(tmp_path / "models" / "m.safetensors", model, metadata)
+    loaded = load_checkpoint(path)
+    assert loaded.metadata == metadata
+    assert not loaded.model.training
+    tokens, lengths = vocabulary.encode_batch(["abc", "fed"])
+    torch.testing.assert_close(loaded.model(tokens, lengths), model(tokens, lengths))
+    assert [p.name for p in path.parent.iterdir()] == ["m.safetensors"]  # no temp files left behind
+
+
+def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, embedding_dim=2)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, build_model(config), metadata_for(config, vocabulary))
+    second = metadata_for(config, vocabulary)
+    save_checkpoint(path, build_model(config), CheckpointMetadata(**{**second.__dict__, "version": "v2"}))
+    assert read_metadata(path).version == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_truncated_file_is_rejected(tmp_path: Path) -> None:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, embedding_dim=2)
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(config), metadata_for(config, vocabulary))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x00" * 64])
+def test_garbage_is_rejected(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_missing_file_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+def test_shape_mismatch_is_rejected(tmp_path: Path) -> None:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, embedding_dim=2)
+    bigger = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=6, embedding_dim=2)
+    path = tmp_path / "m.safetensors"
+    tensors = {k: v.contiguous() for k, v in build_model(bigger).state_dict().items()}
+    save_file(tensors, path, metadata={"nameorigin": metadata_for(config, vocabulary).to_json()})
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_checkpoint(path)
+
+
+def test_foreign_safetensors_and_bad_metadata_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="no nameorigin metadata"):
+        load_checkpoint(path)
+    save_file({"w": torch.zeros(2)}, path, metadata={"nameorigin": json.dumps({"format": "other/9"})})
+    with pytest.raises(CheckpointError, match="unsupported checkpoint format"):
+        load_checkpoint(path)
+    save_file({"w": torch.zeros(2)}, path, metadata={"nameorigin": '{"format": "nameorigin.checkpoint/1"}'})
+    with pytest.raises(CheckpointError, match="malformed"):
+        load_checkpoint(path)

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from core.data import LANGUAGES, DatasetError, load_dataset, resolve_data_dir
+
+
+def test_loads_all_languages(tiny_data_dir: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    assert dataset.labels == LANGUAGES
+    assert dataset.audit.distinct_names == 18 * 30
+    assert all(count == 30 for count in dataset.audit.per_language.values())
+    assert len(dataset.sha256) == 64
+
+
+def test_dedupes_pairs_and_keeps_every_language(tiny_data_dir: Path) -> None:
+    english = tiny_data_dir / "English.txt"
+    english.write_text(english.read_text() + "Smith\nsmith\n\n  \nSmith \n")
+    (tiny_data_dir / "Scottish.txt").write_text((tiny_data_dir / "Scottish.txt").read_text() + "Smith\n")
+    dataset = load_dataset(tiny_data_dir)
+    smith = [ex for ex in dataset.examples if ex.key == "smith"]
+    assert len(smith) == 1
+    assert smith[0].languages == {"English", "Scottish"}
+    assert dataset.audit.duplicate_pairs == 2
+    assert dataset.audit.blank_lines == 2
+    assert dataset.audit.multi_language_names == 1
+
+
+def test_transliterates_and_keeps_name_punctuation(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Irish.txt").write_text("O'Brien\nMac Giolla\n")
+    (tiny_data_dir / "French.txt").write_text("Lévêque\nAbdel-Malek\n")
+    names = {ex.name for ex in load_dataset(tiny_data_dir).examples}
+    assert {"O'Brien", "Mac Giolla", "Leveque", "Abdel-Malek"} <= names
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist.*NAMES_DATA_DIR"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_missing_file_is_named(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Korean.txt").unlink()
+    with pytest.raises(DatasetError, match="missing language files: Korean.txt"):
+        load_dataset(tiny_data_dir)
+
+
+def test_unexpected_file_is_named(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Klingon.txt").write_text("Worf\n")
+    with pytest.raises(DatasetError, match="unexpected files: Klingon.txt"):
+        load_dataset(tiny_data_dir)
+
+
+def test_undecodable_bytes_name_the_line(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Greek.txt").write_bytes(b"Papadopoulos\nAb\xffc\n")
+    with pytest.raises(DatasetError, match=r"Greek.txt: line 2 is not valid UTF-8"):
+        load_dataset(tiny_data_dir)
+
+
+def test_empty_file_is_an_error(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Dutch.txt").write_text("\n \n")
+    with pytest.raises(DatasetError, match="Dutch.txt: the file holds no names"):
+        load_dataset(tiny_data_dir)
+
+
+def test_data_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NAMES_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir() == tmp_path
+    assert resolve_data_dir(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.delenv("NAMES_DATA_DIR")
+    assert resolve_data_dir() == Path("data/names")
+
+
+def test_real_dataset_audit(real_data_dir: Path) -> None:
+    dataset = load_dataset(real_data_dir)
+    assert dataset.audit.raw_lines == 20074
+    assert dataset.audit.per_language["Arabic"] == 108
+    assert dataset.audit.multi_language_names > 400

@@ -1,0 +1,92 @@
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.data import LANGUAGES, load_dataset
+from core.download import EXPECTED_SHA256, DownloadError, download_dataset
+
+
+def test_embedded_hashes_cover_every_language() -> None:
+    assert set(EXPECTED_SHA256) == set(LANGUAGES)
+
+
+def test_embedded_hashes_match_the_shared_list(real_data_dir: Path) -> None:
+    listing = real_data_dir.parent / "names.sha256"
+    if not listing.is_file():
+        pytest.skip("no names.sha256 beside the dataset")
+    published = {line.split()[1].removesuffix(".txt"): line.split()[0] for line in listing.read_text().splitlines()}
+    assert published == EXPECTED_SHA256
+
+
+def zip_of(folder: Path, prefix: str = "data/names/") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for path in sorted(folder.glob("*.txt")):
+            bundle.writestr(prefix + path.name, path.read_bytes())
+    return buffer.getvalue()
+
+
+class StaticServer:
+    """A loopback HTTP server that answers every GET with ``body``."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(owner.body)))
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/data.zip"
+
+
+@pytest.fixture
+def archive_server() -> Iterator[StaticServer]:
+    static = StaticServer()
+    thread = threading.Thread(target=static.server.serve_forever, daemon=True)
+    thread.start()
+    yield static
+    static.server.shutdown()
+    static.server.server_close()
+
+
+def test_downloads_and_verifies_the_official_archive(
+    real_data_dir: Path, archive_server: StaticServer, tmp_path: Path
+) -> None:
+    archive_server.body = zip_of(real_data_dir)
+    target = download_dataset(tmp_path / "downloaded", url=archive_server.url)
+    for language in LANGUAGES:
+        assert hashlib.sha256((target / f"{language}.txt").read_bytes()).hexdigest() == EXPECTED_SHA256[language]
+    assert load_dataset(target).audit.raw_lines == 20074
+
+
+def test_tampered_archive_writes_nothing(tiny_data_dir: Path, archive_server: StaticServer, tmp_path: Path) -> None:
+    archive_server.body = zip_of(tiny_data_dir)
+    with pytest.raises(DownloadError, match="failed verification"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url)
+    assert not (tmp_path / "downloaded").exists()
+
+
+def test_not_a_zip_is_a_clear_error(archive_server: StaticServer, tmp_path: Path) -> None:
+    archive_server.body = b"<html>captive portal</html>"
+    with pytest.raises(DownloadError, match="not a valid zip"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url)
+
+
+def test_offline_is_a_clear_error(tmp_path: Path) -> None:
+    # Port 9 (discard) on loopback is closed here, as the internet is for an offline user.
+    with pytest.raises(DownloadError, match="could not download .*copy the 18"):
+        download_dataset(tmp_path / "downloaded", url="http://127.0.0.1:9/data.zip", timeout=5)

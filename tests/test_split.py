@@ -1,0 +1,22 @@
+from pathlib import Path
+
+from core.data import load_dataset
+from core.split import SplitConfig, split_dataset
+
+
+def test_split_is_name_disjoint_stratified_and_fixed(real_data_dir: Path) -> None:
+    dataset = load_dataset(real_data_dir)
+    split = split_dataset(dataset)
+    train, validation, test = ({ex.key for ex in part} for part in (split.train, split.validation, split.test))
+    assert not (train & validation or train & test or validation & test)
+    assert len(train) + len(validation) + len(test) == dataset.audit.distinct_names
+    assert 0.09 < len(test) / dataset.audit.distinct_names < 0.11
+    # Every language, even the smallest, is represented in the test split.
+    assert {lang for ex in split.test for lang in ex.languages} == set(dataset.labels)
+    assert split_dataset(dataset) == split
+    assert split_dataset(dataset, SplitConfig(seed=1)).test != split.test
+
+
+def test_tiny_split_sizes(tiny_data_dir: Path) -> None:
+    split = split_dataset(load_dataset(tiny_data_dir))
+    assert (len(split.train), len(split.validation), len(split.test)) == (18 * 24, 18 * 3, 18 * 3)

@@ -1,0 +1,42 @@
+import pytest
+
+from core.text import InvalidNameError, clean_surname, parse_query
+
+
+@pytest.mark.parametrize(
+    ("raw", "surname", "from_full_name"),
+    [
+        ("Nakamura", "Nakamura", False),
+        ("  O'Brien ", "O'Brien", False),
+        ("Abdel-Malek", "Abdel-Malek", False),
+        ("De la Cruz", "De la Cruz", False),
+        ("Fyodor Dostoevsky", "Dostoevsky", True),
+        ("Maria de la Cruz", "de la Cruz", True),
+        ("Ludwig van Beethoven", "van Beethoven", True),
+        ("Достоевский", "Dostoevskii", False),
+        ("O’Neill", "O'Neill", False),
+        ("Müller", "Muller", False),
+        ("Smith3", "Smith", False),
+    ],
+)
+def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:
+    query = parse_query(raw)
+    assert query.surname == surname
+    assert query.from_full_name is from_full_name
+    assert query.raw == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [("", "empty"), ("   ", "empty"), ("12345", "no letters"), ("🙂🙂", "no letters"), ("x" * 65, "too long"),
+     ("'--'", "no letters")],  # fmt: skip
+)
+def test_parse_query_rejects_bad_input(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidNameError, match=reason):
+        parse_query(raw)
+
+
+def test_clean_surname_keeps_only_name_characters() -> None:
+    assert clean_surname("Maxa/B") == "MaxaB"
+    assert clean_surname("<b>Smith</b>") == "bSmithb"
+    assert clean_surname("Lévêque ") == "Leveque"

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from core.batching import bucketed_batches, encode_examples
+from core.data import load_dataset
+from core.encoding import PAD_ID, UNK_ID, Vocabulary
+from core.models import GRUConfig, build_model
+from core.pipeline import train_and_save
+from core.split import split_dataset
+from core.train import TrainConfig, class_weights, drop_characters, train_model
+
+
+def tiny_training(data_dir: Path, out: Path, seed: int) -> dict[str, torch.Tensor]:
+    trained = train_and_save(
+        kind="gru",
+        dataset=load_dataset(data_dir),
+        out=out,
+        train_config=TrainConfig(epochs=2, batch_size=32, seed=seed, show_progress=False),
+        device=torch.device("cpu"),
+        model_overrides={"hidden_size": 16, "embedding_dim": 8},
+    )
+    return load_file(trained.path)
+
+
+def test_same_seed_gives_the_same_weights(tiny_data_dir: Path, tmp_path: Path) -> None:
+    first = tiny_training(tiny_data_dir, tmp_path / "a.safetensors", seed=3)
+    second = tiny_training(tiny_data_dir, tmp_path / "b.safetensors", seed=3)
+    other = tiny_training(tiny_data_dir, tmp_path / "c.safetensors", seed=4)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_training_learns_the_tiny_dataset(tiny_data_dir: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    split = split_dataset(dataset)
+    vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
+    train_set = encode_examples(split.train, vocabulary, dataset.labels)
+    validation_set = encode_examples(split.validation, vocabulary, dataset.labels)
+    model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=32, embedding_dim=16))
+    config = TrainConfig(epochs=25, batch_size=16, seed=0, show_progress=False, patience=25)
+    result = train_model(model, train_set, validation_set, dataset.labels, config, torch.device("cpu"))
+    assert result.validation_metrics.accuracy > 0.8
+    assert result.history[-1].train_loss < result.history[0].train_loss / 3
+
+
+def test_buckets_cover_every_index_once_with_similar_lengths() -> None:
+    lengths = torch.randint(1, 20, (1000,), generator=torch.Generator().manual_seed(0))
+    batches = list(bucketed_batches(lengths, 32, torch.Generator().manual_seed(1)))
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    spread = sum(int(lengths[b].max() - lengths[b].min()) for b in batches) / len(batches)
+    assert spread < 3  # a random batch of 32 would span most of 1..19
+
+
+def test_class_weights_favour_rare_languages() -> None:
+    truth = torch.zeros(110, 2, dtype=torch.bool)
+    truth[:100, 0] = True
+    truth[100:, 1] = True
+    weights = class_weights(truth, power=0.5)
+    assert torch.isclose(weights[1] / weights[0], torch.tensor(10**0.5))
+    assert torch.allclose(class_weights(truth, power=0.0), torch.ones(2))
+
+
+def test_character_dropout_never_touches_padding() -> None:
+    tokens = torch.tensor([[5, 6, 7, PAD_ID, PAD_ID]] * 200)
+    dropped = drop_characters(tokens, 0.5, torch.Generator().manual_seed(0))
+    assert (dropped[:, 3:] == PAD_ID).all()
+    share = (dropped[:, :3] == UNK_ID).float().mean()
+    assert 0.4 < share < 0.6
