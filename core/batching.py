@@ -29,9 +29,7 @@ class EncodedExamples:
         return self.tokens[indices, :width], lengths, self.truth[indices]
 
 
-def encode_examples(
-    examples: Sequence[Example], vocabulary: Vocabulary, labels: Sequence[str]
-) -> EncodedExamples:
+def encode_examples(examples: Sequence[Example], vocabulary: Vocabulary, labels: Sequence[str]) -> EncodedExamples:
     """Encode names and build the multi-hot truth matrix in ``labels`` order."""
     tokens, lengths = vocabulary.encode_batch([ex.name for ex in examples])
     label_index = {label: i for i, label in enumerate(labels)}
@@ -57,11 +55,11 @@ def bucketed_batches(
     for start in range(0, len(order), pool_size):
         pool = order[start : start + pool_size]
         pool = pool[torch.argsort(lengths[pool], stable=True)]
-        batches.extend(pool.split(batch_size))
+        batches.extend(torch.split(pool, batch_size))
     for i in torch.randperm(len(batches), generator=generator).tolist():
         yield batches[i]
 
 
 def sequential_batches(count: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Yield index batches in order, for evaluation."""
-    yield from torch.arange(count).split(batch_size)
+    yield from torch.split(torch.arange(count), batch_size)

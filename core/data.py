@@ -134,8 +134,7 @@ def load_dataset(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
         if kept == 0:
             raise DatasetError(f"{path}: the file holds no names")
     examples = tuple(
-        Example(name=display_by_key[key], languages=frozenset(langs))
-        for key, langs in sorted(languages_by_key.items())
+        Example(name=display_by_key[key], languages=frozenset(langs)) for key, langs in sorted(languages_by_key.items())
     )
     per_language = Counter(lang for ex in examples for lang in ex.languages)
     audit = DatasetAudit(

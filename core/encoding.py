@@ -40,16 +40,18 @@ class Vocabulary:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Inverse of ``encode`` for known characters; padding is dropped, unknowns become '?'."""
-        return "".join(
-            "?" if i == UNK_ID else self.characters[i - _RESERVED] for i in ids if i != PAD_ID
-        )
+        return "".join("?" if i == UNK_ID else self.characters[i - _RESERVED] for i in ids if i != PAD_ID)
 
     def encode_batch(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode and right-pad ``names``: returns ids ``(B, T)`` and lengths ``(B,)``."""
+        """Encode and right-pad ``names``: returns ids ``(B, T)`` and lengths ``(B,)``.
+
+        An empty name becomes a single unknown id, so every row has at least one step.
+        """
         index = self._index
         encoded = [[index.get(ch, UNK_ID) for ch in name.lower()] or [UNK_ID] for name in names]
+        width = max((len(ids) for ids in encoded), default=0)
+        # One tensor from nested lists: much faster than filling rows one by one.
+        rows = [ids + [PAD_ID] * (width - len(ids)) for ids in encoded]
+        tokens = torch.tensor(rows, dtype=torch.long).reshape(len(encoded), width)
         lengths = torch.tensor([len(ids) for ids in encoded], dtype=torch.long)
-        tokens = torch.full((len(encoded), int(lengths.max()) if encoded else 0), PAD_ID, dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            tokens[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return tokens, lengths

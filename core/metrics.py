@@ -59,7 +59,8 @@ def effective_truth(probabilities: FloatArray, truth: BoolArray) -> IntArray:
     rows = np.arange(len(predicted))
     correct = truth[rows, predicted]
     best_true = np.where(truth, probabilities, -np.inf).argmax(axis=1)
-    return np.where(correct, predicted, best_true).astype(np.int64)
+    chosen: IntArray = np.where(correct, predicted, best_true).astype(np.int64)
+    return chosen
 
 
 def expected_calibration_error(probabilities: FloatArray, truth: BoolArray, bins: int = 15) -> float:

@@ -47,7 +47,11 @@ def evaluate_examples(checkpoint: Checkpoint, examples: tuple[Example, ...], dev
 
 
 def calibrated_metrics(
-    model: torch.nn.Module, encoded: EncodedExamples, labels: tuple[str, ...], temperature: float, device: torch.device
+    model: torch.nn.Module,
+    encoded: EncodedExamples,
+    labels: tuple[str, ...],
+    temperature: float,
+    device: torch.device,
 ) -> Metrics:
     """Metrics of ``model`` on encoded examples after dividing its logits by ``temperature``."""
     logits = predict_logits(model, encoded, device)

@@ -89,7 +89,7 @@ class Predictor:
         """Calibrated probabilities ``(N, C)`` for already-normalized surnames."""
         metadata = self.checkpoint.metadata
         tokens, lengths = metadata.vocabulary.encode_batch(surnames)
-        logits = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
+        logits: torch.Tensor = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
         return (logits.float() / metadata.temperature).softmax(dim=1).cpu()
 
     def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:

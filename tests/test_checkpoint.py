@@ -5,7 +5,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, read_metadata, save_checkpoint
+from core.checkpoint import (
+    CheckpointError,
+    CheckpointMetadata,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from core.encoding import Vocabulary
 from core.models import ElmanConfig, GRUConfig, ModelConfig, build_model
 

@@ -37,7 +37,16 @@ def test_eval_reports_json_and_writes_a_plot(
 ) -> None:
     data_dir, checkpoint = tiny_checkpoint
     plot = tmp_path / "confusion.png"
-    args = ["eval", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--json", "--plot", str(plot)]
+    args = [
+        "eval",
+        "--checkpoint",
+        str(checkpoint),
+        "--data-dir",
+        str(data_dir),
+        "--json",
+        "--plot",
+        str(plot),
+    ]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["split_sizes"] == {"train": 432, "validation": 54, "test": 54}
@@ -98,3 +107,16 @@ def test_shipped_model_predicts_without_dataset(capsys: pytest.CaptureFixture[st
     assert main(["predict", "--json", "Dostoevsky", "Достоевский", "Nakamura"]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["predictions"][0]["language"] for r in results] == ["Russian", "Russian", "Japanese"]
+
+
+def test_train_dry_run_for_the_rnn(tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rnn.safetensors"
+    args = ["train", "--model", "rnn", "--dry-run", "--data-dir", str(tiny_data_dir), "--out", str(out)]
+    assert main(args) == 0
+    assert read_metadata(out).kind == "rnn"
+    assert "saved rnn-" in capsys.readouterr().out
+
+
+def test_train_rejects_bad_settings(tiny_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--epochs", "0", "--data-dir", str(tiny_data_dir)]) == 2
+    assert "at least 1" in capsys.readouterr().err

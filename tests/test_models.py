@@ -72,3 +72,20 @@ def test_overfits_one_batch(model_class: type[nn.Module]) -> None:
         optimizer.step()
     assert loss.item() < 0.05
     assert (model(tokens, lengths).argmax(dim=1) == torch.arange(16) % CLASSES).all()
+
+
+def test_max_over_time_matches_padded_max() -> None:
+    from torch.nn.utils.rnn import pad_packed_sequence
+
+    from core.models import max_over_time
+
+    tokens, lengths = random_batch(batch=9, steps=6, seed=3)
+    values = torch.randn(9, 6, 5, requires_grad=True)
+    packed = pack_padded_sequence(values, lengths, batch_first=True, enforce_sorted=False)
+    padded, _ = pad_packed_sequence(packed, batch_first=True, padding_value=float("-inf"))
+    expected = padded.max(dim=1).values
+    pooled = max_over_time(packed)
+    torch.testing.assert_close(pooled, expected)
+    pooled.sum().backward()
+    # Gradient reaches exactly one real step per (sequence, feature).
+    assert values.grad is not None and values.grad.sum().item() == pytest.approx(9 * 5)

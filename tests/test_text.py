@@ -28,8 +28,14 @@ def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: b
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [("", "empty"), ("   ", "empty"), ("12345", "no letters"), ("🙂🙂", "no letters"), ("x" * 65, "too long"),
-     ("'--'", "no letters")],  # fmt: skip
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("12345", "no letters"),
+        ("🙂🙂", "no letters"),
+        ("x" * 65, "too long"),
+        ("'--'", "no letters"),
+    ],  # fmt: skip
 )
 def test_parse_query_rejects_bad_input(raw: str, reason: str) -> None:
     with pytest.raises(InvalidNameError, match=reason):

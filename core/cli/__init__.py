@@ -20,15 +20,16 @@ PLUGIN_GROUP = "nameorigin.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every core and plugin subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="nameorigin", description="Guess the language of origin of a surname."
-    )
+    parser = argparse.ArgumentParser(prog="nameorigin", description="Guess the language of origin of a surname.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (predict_cmd, train_cmd, eval_cmd, data_cmd):
         module.register(commands)
     for plugin in entry_points(group=PLUGIN_GROUP):
-        plugin.load()(commands)
+        try:
+            plugin.load()(commands)
+        except Exception:  # a broken plugin must not take the core commands down with it
+            logging.getLogger(__name__).exception("could not load CLI plugin %s", plugin.value)
     return parser
 
 

@@ -33,13 +33,14 @@ def register(commands: Subparsers) -> None:
 
 def top_confusions(metrics: Metrics, labels: tuple[str, ...], count: int = 8) -> list[dict[str, Any]]:
     """The most frequent (truth, prediction) mistakes."""
-    pairs = [
-        {"true": labels[r], "predicted": labels[c], "count": int(metrics.confusion[r, c])}
+    mistakes = [
+        (int(metrics.confusion[r, c]), r, c)
         for r in range(len(labels))
         for c in range(len(labels))
         if r != c and metrics.confusion[r, c]
     ]
-    return sorted(pairs, key=lambda p: -p["count"])[:count]
+    mistakes.sort(key=lambda m: -m[0])
+    return [{"true": labels[r], "predicted": labels[c], "count": n} for n, r, c in mistakes[:count]]
 
 
 def build_report(dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int]) -> dict[str, Any]:

@@ -7,7 +7,14 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 
-from core.cli.common import CommandError, Subparsers, add_device_option, add_model_options, device_from, user_errors
+from core.cli.common import (
+    CommandError,
+    Subparsers,
+    add_device_option,
+    add_model_options,
+    device_from,
+    user_errors,
+)
 from core.predict import Guess, Predictor, Rejected
 
 # Lines are classified in chunks so stdin of any length streams with bounded memory.

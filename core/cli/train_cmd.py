@@ -26,11 +26,15 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"maximum epochs ({defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="names per batch")
     parser.add_argument("--out", help="checkpoint path (default: data/models/<model>.safetensors)")
+    parser.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=defaults.class_weight_power,
+        help="class-imbalance weighting: 0 none, 1 inverse frequency (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="smoke test: one epoch of a tiny model"
-    )
+    parser.add_argument("--dry-run", action="store_true", help="smoke test: one epoch of a tiny model")
     add_device_option(parser)
     parser.set_defaults(handler=run)
 
@@ -40,9 +44,16 @@ def run(args: argparse.Namespace) -> int:
     device = device_from(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.epochs < 1 or args.batch_size < 1:
-        raise CommandError("--epochs and --batch-size must be at least 1")
-    config = replace(TrainConfig(), epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    try:
+        config = replace(
+            TrainConfig(),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            class_weight_power=args.class_weight_power,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
     overrides = None
     if args.dry_run:
         config = replace(config, epochs=1)
@@ -51,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
     with user_errors():
         dataset = load_dataset(args.data_dir)
         trained = train_and_save(
-            kind=args.model, dataset=dataset, out=out, train_config=config, device=device, model_overrides=overrides
+            kind=args.model,
+            dataset=dataset,
+            out=out,
+            train_config=config,
+            device=device,
+            model_overrides=overrides,
         )
     figures = trained.metadata.metrics
     print(f"saved {trained.metadata.version} to {trained.path}")

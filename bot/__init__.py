@@ -1,0 +1,1 @@
+"""nameorigin's Telegram bot: guesses, corrections, statistics."""

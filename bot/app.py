@@ -1,0 +1,114 @@
+"""Assemble the python-telegram-bot Application from settings and models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import Settings
+from bot.db import migrate
+from bot.db.engine import create_engine, session_factory
+from bot.handlers import Handlers
+from bot.ratelimit import UserRateLimiter
+from bot.service import GuessService, Predictors
+from core.predict import Predictor
+
+logger = logging.getLogger(__name__)
+
+COMMANDS = [
+    BotCommand("guess", "guess the origin of a surname"),
+    BotCommand("compare", "GRU and hand-written RNN side by side"),
+    BotCommand("stats", "how often the bot was right"),
+    BotCommand("help", "how to use the bot"),
+]
+
+
+class RetryingRateLimiter(AIORateLimiter):
+    """``AIORateLimiter`` (which retries 429s after ``retry_after``) that also retries 5xx and lost connections.
+
+    Time-outs are not retried: the request may have gone through, and a retry would send twice.
+    """
+
+    def __init__(self, *, server_error_retries: int = 3, backoff: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._server_error_retries = server_error_retries
+        self._backoff = backoff
+
+    async def process_request(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the request, retrying server errors with exponential back-off."""
+        for attempt in range(self._server_error_retries + 1):
+            try:
+                return await super().process_request(*args, **kwargs)
+            except (BadRequest, TimedOut):
+                raise
+            except NetworkError as exc:
+                if attempt == self._server_error_retries:
+                    raise
+                delay = self._backoff * 2**attempt
+                logger.warning("Telegram request failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def load_predictors(settings: Settings) -> Predictors:
+    """The GRU from ``MODEL_DIR/gru.safetensors`` when present, else the shipped one; the shipped RNN."""
+    trained = settings.model_dir / "gru.safetensors"
+    gru = Predictor.from_path(trained) if trained.is_file() else Predictor.shipped("gru")
+    gru.uncertain_below = settings.uncertain_below
+    rnn = Predictor.shipped("rnn")
+    rnn.uncertain_below = settings.uncertain_below
+    logger.info("live model %s", gru.version)
+    return Predictors(gru=gru, rnn=rnn)
+
+
+def build_application(settings: Settings, predictors: Predictors) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The Application with every handler wired to one service; databases opened lazily, closed on shutdown."""
+    engine = create_engine(settings.database_url)
+    service = GuessService(predictors=predictors, sessions=session_factory(engine))
+    handlers = Handlers(service, UserRateLimiter(settings.guesses_per_minute))
+
+    async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await application.bot.set_my_commands(COMMANDS)
+
+    async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await engine.dispose()
+
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_base_url)
+        .rate_limiter(RetryingRateLimiter(max_retries=3))
+        .concurrent_updates(True)  # many users at once: one slow reply never queues the others
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    application.add_handler(CommandHandler(["start", "help"], handlers.start))
+    application.add_handler(CommandHandler("guess", handlers.guess_command))
+    application.add_handler(CommandHandler("compare", handlers.compare))
+    application.add_handler(CommandHandler("stats", handlers.stats))
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.guess_text))
+    application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_error_handler(handlers.error)
+    return application
+
+
+def run_polling(settings: Settings) -> None:
+    """Apply migrations, load the models, and poll until interrupted."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the token in URLs
+    migrate.upgrade(settings.database_url)
+    application = build_application(settings, load_predictors(settings))
+    application.run_polling(allowed_updates=Update.ALL_TYPES)

@@ -1,0 +1,64 @@
+"""Compact, validated inline-button payloads (Telegram allows at most 64 bytes).
+
+Format: ``<action>:<guess id>[:<language index>]``, e.g. ``v:1234:14`` (verdict: Russian).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from core.data import LANGUAGES
+
+MAX_BYTES = 64
+_PATTERN = re.compile(r"^(?P<action>[vob]):(?P<guess>[1-9][0-9]{0,17})(?::(?P<language>[0-9]{1,2}))?$")
+
+
+class Action(Enum):
+    """What a button does."""
+
+    VERDICT = "v"  # record the chosen language
+    OTHER = "o"  # open the full language keyboard
+    BACK = "b"  # return to the short keyboard
+
+
+class MalformedCallback(ValueError):
+    """The payload is not one this bot produced."""
+
+
+@dataclass(frozen=True)
+class ButtonPayload:
+    """A parsed button press."""
+
+    action: Action
+    guess_id: int
+    language: str | None = None
+
+    def encode(self) -> str:
+        """The string to put in ``callback_data``."""
+        text = f"{self.action.value}:{self.guess_id}"
+        if self.language is not None:
+            text += f":{LANGUAGES.index(self.language)}"
+        assert len(text.encode()) <= MAX_BYTES
+        return text
+
+
+def decode(data: str | None) -> ButtonPayload:
+    """Parse and validate ``callback_data``; raises ``MalformedCallback`` on anything unexpected."""
+    if not data or len(data.encode()) > MAX_BYTES:
+        raise MalformedCallback("empty or oversized callback data")
+    match = _PATTERN.match(data)
+    if match is None:
+        raise MalformedCallback(f"unrecognized callback data {data!r}")
+    action = Action(match["action"])
+    language_index = match["language"]
+    if (action is Action.VERDICT) != (language_index is not None):
+        raise MalformedCallback("a verdict needs a language and only a verdict has one")
+    language = None
+    if language_index is not None:
+        index = int(language_index)
+        if index >= len(LANGUAGES):
+            raise MalformedCallback(f"language index {index} out of range")
+        language = LANGUAGES[index]
+    return ButtonPayload(action=action, guess_id=int(match["guess"]), language=language)

@@ -1,0 +1,1 @@
+"""Persistence: ORM models, engine factory, data-access functions, migrations."""

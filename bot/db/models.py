@@ -1,0 +1,93 @@
+"""ORM tables: every guess, every user's correction of it, and model versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints make migrations reproducible, and SQLite batch mode needs the names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, for column defaults."""
+    return datetime.now(UTC)
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Guess(Base):
+    """One answer the bot gave."""
+
+    __tablename__ = "guesses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's reply, set once sent
+    raw_input: Mapped[str] = mapped_column(Text)
+    surname: Mapped[str] = mapped_column(String(64), index=True)  # normalized ASCII form
+    top_language: Mapped[str] = mapped_column(String(32))
+    probability: Mapped[float] = mapped_column(Float)
+    top_languages: Mapped[str] = mapped_column(String(120))  # comma-separated top 3, for the keyboard
+    model_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    corrections: Mapped[list[Correction]] = relationship(back_populates="guess")
+
+
+class Correction(Base):
+    """A user's verdict on a guess: the language they chose (equal to the guess when confirming)."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (UniqueConstraint("guess_id", "user_id", name="uq_corrections_guess_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guess_id: Mapped[int] = mapped_column(ForeignKey("guesses.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    language: Mapped[str] = mapped_column(String(32))
+    confirmed: Mapped[bool] = mapped_column(Boolean)  # the chosen language equals the guess
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    guess: Mapped[Guess] = relationship(back_populates="corrections")
+
+
+class ModelVersion(Base):
+    """A trained checkpoint the bot knows about; exactly one is active."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    checkpoint_path: Mapped[str] = mapped_column(Text)
+    parent_version: Mapped[str | None] = mapped_column(String(64))
+    metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    decision: Mapped[str | None] = mapped_column(String(16))  # shipped, promoted, rejected
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,153 @@
+"""Telegram handlers: parse the update, call the service, reply. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot import views
+from bot.callback_data import Action, MalformedCallback, decode
+from bot.ratelimit import UserRateLimiter
+from bot.service import GuessService, StoredGuess, VerdictRefused
+from core.predict import Rejected
+
+logger = logging.getLogger(__name__)
+
+SLOW_DOWN = "You're sending names faster than I can take them. Please wait a minute and try again."
+EMPTY_GUESS = "Send a surname after the command, for example: <code>/guess Nakamura</code>"
+APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
+class Handlers:
+    """The bot's callbacks, bound to one service and one rate limiter."""
+
+    def __init__(self, service: GuessService, limiter: UserRateLimiter) -> None:
+        self.service = service
+        self.limiter = limiter
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Explain what the bot does."""
+        if update.effective_message:
+            await update.effective_message.reply_html(views.HELP)
+
+    async def guess_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/guess <name>."""
+        text = " ".join(context.args or [])
+        if not text.strip():
+            if update.effective_message:
+                await update.effective_message.reply_html(EMPTY_GUESS)
+            return
+        await self._answer_guess(update, text)
+
+    async def guess_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Any plain text message is a name to guess."""
+        message = update.effective_message
+        if message and message.text:
+            await self._answer_guess(update, message.text)
+
+    async def _answer_guess(self, update: Update, text: str) -> None:
+        message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+        if message is None or user is None or chat is None:
+            return
+        if not self.limiter.allow(user.id):
+            await message.reply_text(SLOW_DOWN)
+            return
+        outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, text=text)
+        if isinstance(outcome, Rejected):
+            await message.reply_text(f"I can't classify that: {outcome.reason}.")
+            return
+        await self._send_guess(update, outcome)
+
+    async def _send_guess(self, update: Update, stored: StoredGuess) -> None:
+        assert update.effective_message is not None
+        languages = [p.language for p in stored.result.predictions]
+        sent = await update.effective_message.reply_html(
+            views.guess_text(stored.result), reply_markup=views.short_keyboard(stored.guess_id, languages)
+        )
+        await self.service.attach_message(guess_id=stored.guess_id, message_id=sent.message_id)
+
+    async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Inline-button presses: verdicts, and switching between the short and full keyboards."""
+        query = update.callback_query
+        if query is None:
+            return
+        chat_id = query.message.chat.id if query.message else None
+        try:
+            payload = decode(query.data)
+        except MalformedCallback:
+            logger.warning("malformed callback data from user %s", query.from_user.id)
+            await query.answer("That button is not one of mine.", show_alert=True)
+            return
+        if chat_id is None:
+            await query.answer("That message is too old to change.", show_alert=True)
+            return
+        if payload.action is Action.VERDICT:
+            assert payload.language is not None
+            verdict = await self.service.record_verdict(
+                guess_id=payload.guess_id, chat_id=chat_id, user_id=query.from_user.id, language=payload.language
+            )
+            if isinstance(verdict, VerdictRefused):
+                await query.answer(verdict.reason, show_alert=True)
+                return
+            await query.answer("Recorded, thank you!")
+            original = query.message.text_html if isinstance(query.message, Message) else ""
+            languages = await self.service.guess_languages(guess_id=payload.guess_id, chat_id=chat_id)
+            markup = views.short_keyboard(payload.guess_id, languages) if languages else None
+            try:
+                await query.edit_message_text(
+                    views.recorded_text(original, verdict), parse_mode=ParseMode.HTML, reply_markup=markup
+                )
+            except BadRequest as exc:  # the same verdict pressed again: the text is already right
+                logger.info("message unchanged: %s", exc)
+            return
+        languages = await self.service.guess_languages(guess_id=payload.guess_id, chat_id=chat_id)
+        if languages is None:
+            await query.answer("I can't find that guess any more. Send the name again?", show_alert=True)
+            return
+        await query.answer()
+        keyboard = (
+            views.full_keyboard(payload.guess_id)
+            if payload.action is Action.OTHER
+            else views.short_keyboard(payload.guess_id, languages)
+        )
+        try:
+            await query.edit_message_reply_markup(reply_markup=keyboard)
+        except BadRequest as exc:  # "message is not modified" when pressed twice quickly
+            logger.info("keyboard unchanged: %s", exc)
+
+    async def compare(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/compare <name>: GRU and RNN side by side."""
+        message = update.effective_message
+        if message is None:
+            return
+        text = " ".join(context.args or [])
+        if not text.strip():
+            await message.reply_html("Send a surname after the command, for example: <code>/compare Rossi</code>")
+            return
+        if update.effective_user and not self.limiter.allow(update.effective_user.id):
+            await message.reply_text(SLOW_DOWN)
+            return
+        outcome = await self.service.compare(text)
+        if isinstance(outcome, Rejected):
+            await message.reply_text(f"I can't classify that: {outcome.reason}.")
+            return
+        await message.reply_html(views.comparison_text(outcome))
+
+    async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/stats: counts and the live model version."""
+        if update.effective_message:
+            stats = await self.service.stats()
+            await update.effective_message.reply_html(views.stats_text(stats, self.service.model_version))
+
+    async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log the failure and apologize to the user, if there is one."""
+        logger.error("update failed: %r", context.error, exc_info=context.error)
+        if isinstance(update, Update) and update.effective_message:
+            try:
+                await update.effective_message.reply_text(APOLOGY)
+            except Exception:  # the apology itself failed (network down): logged, never raised
+                logger.exception("could not send the apology")

@@ -1,0 +1,36 @@
+"""Per-user limit on incoming guesses (a sliding window in memory)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class UserRateLimiter:
+    """Allows at most ``limit`` events per user in any ``window`` seconds."""
+
+    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._events: dict[int, deque[float]] = {}
+
+    def allow(self, user_id: int) -> bool:
+        """Record an event for ``user_id`` and say whether it is within the limit."""
+        now = self._clock()
+        events = self._events.setdefault(user_id, deque())
+        while events and now - events[0] >= self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        if len(self._events) > 10_000:
+            self._forget_idle(now)
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        # Bounded memory: drop users whose window has passed.
+        idle = [user for user, events in self._events.items() if not events or now - events[-1] >= self.window]
+        for user in idle:
+            del self._events[user]

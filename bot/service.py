@@ -1,0 +1,134 @@
+"""The bot's logic, free of Telegram types: classify, store guesses, record verdicts, count."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db import repository
+from bot.db.repository import Stats
+from core.data import LANGUAGES
+from core.predict import Guess, Predictor, Rejected
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredGuess:
+    """A model answer and the id of its database row (used in button payloads)."""
+
+    guess_id: int
+    result: Guess
+
+
+@dataclass(frozen=True)
+class VerdictRecorded:
+    """A verdict was stored for ``surname``; ``confirmed`` when it agrees with the guess."""
+
+    surname: str
+    language: str
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class VerdictRefused:
+    """The press was not accepted; ``reason`` is safe to show to the user."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Both models' answers for one input."""
+
+    gru: Guess
+    rnn: Guess
+
+
+class Predictors:
+    """The live GRU (swappable) and the Elman RNN, shared by every update."""
+
+    def __init__(self, gru: Predictor, rnn: Predictor) -> None:
+        self.gru = gru
+        self.rnn = rnn
+
+
+class GuessService:
+    """Everything handlers need; all model work runs in worker threads, off the event loop."""
+
+    def __init__(self, *, predictors: Predictors, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._predictors = predictors
+        self._sessions = sessions
+
+    @property
+    def model_version(self) -> str:
+        """Version of the live GRU."""
+        return self._predictors.gru.version
+
+    async def guess(self, *, user_id: int, chat_id: int, text: str) -> StoredGuess | Rejected:
+        """Classify ``text`` with the live GRU and store the guess."""
+        predictor = self._predictors.gru  # one reference: a hot swap mid-request cannot mix models
+        result = (await asyncio.to_thread(predictor.predict_many, [text], 3))[0]
+        if isinstance(result, Rejected):
+            return result
+        top = result.predictions[0]
+        async with self._sessions.begin() as session:
+            row = await repository.add_guess(
+                session=session,
+                user_id=user_id,
+                chat_id=chat_id,
+                raw_input=text,
+                surname=result.query.surname,
+                top_languages=tuple(p.language for p in result.predictions),
+                probability=top.probability,
+                model_version=predictor.version,
+            )
+        return StoredGuess(guess_id=row.id, result=result)
+
+    async def attach_message(self, *, guess_id: int, message_id: int) -> None:
+        """Remember the message that shows a guess."""
+        async with self._sessions.begin() as session:
+            await repository.set_guess_message(session=session, guess_id=guess_id, message_id=message_id)
+
+    async def guess_languages(self, *, guess_id: int, chat_id: int) -> tuple[str, ...] | None:
+        """The top-3 languages of a stored guess in this chat (to rebuild its keyboard), or None."""
+        async with self._sessions() as session:
+            guess = await repository.get_guess(session=session, guess_id=guess_id)
+            if guess is None or guess.chat_id != chat_id:
+                return None
+            return tuple(guess.top_languages.split(","))
+
+    async def record_verdict(
+        self, *, guess_id: int, chat_id: int, user_id: int, language: str
+    ) -> VerdictRecorded | VerdictRefused:
+        """Store ``user_id``'s chosen language for a guess, after checking the guess is real and in this chat."""
+        if language not in LANGUAGES:
+            return VerdictRefused("That language is not one I know.")
+        async with self._sessions.begin() as session:
+            guess = await repository.get_guess(session=session, guess_id=guess_id)
+            if guess is None or guess.chat_id != chat_id:
+                logger.warning("refused verdict for guess %s from chat %s", guess_id, chat_id)
+                return VerdictRefused("I can't find that guess any more. Send the name again?")
+            correction = await repository.upsert_correction(
+                session=session, guess=guess, user_id=user_id, language=language
+            )
+            return VerdictRecorded(surname=guess.surname, language=language, confirmed=correction.confirmed)
+
+    async def compare(self, text: str) -> Comparison | Rejected:
+        """The GRU's and the RNN's answers for ``text``."""
+        gru, rnn = self._predictors.gru, self._predictors.rnn
+        gru_result, rnn_result = await asyncio.to_thread(
+            lambda: (gru.predict_many([text], 3)[0], rnn.predict_many([text], 3)[0])
+        )
+        if isinstance(gru_result, Rejected):
+            return gru_result
+        assert isinstance(rnn_result, Guess)  # same input validation for both models
+        return Comparison(gru=gru_result, rnn=rnn_result)
+
+    async def stats(self) -> Stats:
+        """Counts of guesses and verdicts."""
+        async with self._sessions() as session:
+            return await repository.collect_stats(session=session)

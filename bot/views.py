@@ -1,0 +1,117 @@
+"""Message texts (HTML, every piece of user text escaped) and inline keyboards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape as _escape
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.callback_data import Action, ButtonPayload
+from bot.db.repository import Stats
+from bot.service import Comparison, VerdictRecorded
+from core.data import LANGUAGES
+from core.predict import Guess
+
+
+def escape(text: str) -> str:
+    """Escape user text for Telegram HTML (quotes need no escaping outside attributes)."""
+    return _escape(text, quote=False)
+
+
+BAR_WIDTH = 10
+_QUESTION = "Is the first one right?"
+_NOTE_PREFIXES = ("✅ Recorded", "📝 Recorded")
+FULL_KEYBOARD_COLUMNS = 3
+
+HELP = (
+    "Send me a surname and I'll guess the language it comes from.\n\n"
+    "• <code>/guess Nakamura</code> or just <code>Nakamura</code>\n"
+    "• <code>/compare Dostoevsky</code>: the GRU and the hand-written RNN side by side\n"
+    "• <code>/stats</code>: how often I was right\n\n"
+    "Press a button under an answer to confirm or correct it: your corrections teach me.\n"
+    "<i>I guess the origin of a spelling, not anyone's nationality or ethnicity.</i>"
+)
+
+
+def bar(probability: float) -> str:
+    """A 10-cell bar such as ``███████░░░``."""
+    filled = min(BAR_WIDTH, max(0, round(probability * BAR_WIDTH)))
+    return "█" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def _ranking(result: Guess) -> list[str]:
+    return [
+        f"<code>{bar(p.probability)}</code> {p.probability:>6.1%}  {escape(p.language)}" for p in result.predictions
+    ]
+
+
+def guess_text(result: Guess) -> str:
+    """The answer to a name: the surname used, the top languages with bars, and an uncertainty note."""
+    lines = [f"<b>{escape(result.query.surname)}</b>"]
+    if result.query.from_full_name:
+        lines[0] += f" (the surname in “{escape(result.query.raw.strip())}”)"
+    lines += _ranking(result)
+    if result.uncertain:
+        lines.append("\n🤔 <i>Uncertain: this spelling fits several languages.</i>")
+    lines.append("\n" + _QUESTION)
+    return "\n".join(lines)
+
+
+def recorded_text(original_html: str, verdict: VerdictRecorded) -> str:
+    """The answer with a line saying what was recorded."""
+    # Drop the question and any earlier verdict note, so pressing again replaces the note.
+    lines = original_html.split("\n")
+    while lines and (not lines[-1].strip() or lines[-1].startswith(_NOTE_PREFIXES) or lines[-1] == _QUESTION):
+        lines.pop()
+    body = "\n".join(lines)
+    if verdict.confirmed:
+        note = f"✅ Recorded: {escape(verdict.language)} is right. Thank you!"
+    else:
+        note = f"📝 Recorded: {escape(verdict.surname)} is {escape(verdict.language)}. Thank you!"
+    return f"{body}\n\n{note}"
+
+
+def comparison_text(comparison: Comparison) -> str:
+    """Both models' answers, one block each."""
+    query = comparison.gru.query
+    header = f"<b>{escape(query.surname)}</b>"
+    gru = "\n".join(_ranking(comparison.gru))
+    rnn = "\n".join(_ranking(comparison.rnn))
+    return f"{header}\n\n<b>GRU</b> (live model)\n{gru}\n\n<b>Elman RNN</b> (hand-written)\n{rnn}"
+
+
+def stats_text(stats: Stats, model_version: str) -> str:
+    """The /stats reply."""
+    share = stats.confirmed_share
+    right = f"{share:.0%} of {stats.corrections} verdicts" if share is not None else "no verdicts yet"
+    return (
+        "<b>Statistics</b>\n"
+        f"Guesses: {stats.guesses} from {stats.users} users\n"
+        f"Corrections and confirmations: {stats.corrections}\n"
+        f"Confirmed right: {right}\n"
+        f"Live model: <code>{escape(model_version)}</code>"
+    )
+
+
+def _button(text: str, payload: ButtonPayload) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text, callback_data=payload.encode())
+
+
+def short_keyboard(guess_id: int, top_languages: Sequence[str]) -> InlineKeyboardMarkup:
+    """✅ for the top guess, the other top languages, and "Other…"."""
+    first, *others = top_languages
+    rows = [
+        [_button(f"✅ {first}", ButtonPayload(Action.VERDICT, guess_id, first))],
+        [_button(language, ButtonPayload(Action.VERDICT, guess_id, language)) for language in others],
+        [_button("Other…", ButtonPayload(Action.OTHER, guess_id))],
+    ]
+    return InlineKeyboardMarkup([row for row in rows if row])
+
+
+def full_keyboard(guess_id: int) -> InlineKeyboardMarkup:
+    """All 18 languages in compact rows, and a back button."""
+    buttons = [_button(language, ButtonPayload(Action.VERDICT, guess_id, language)) for language in LANGUAGES]
+    rows = [buttons[i : i + FULL_KEYBOARD_COLUMNS] for i in range(0, len(buttons), FULL_KEYBOARD_COLUMNS)]
+    rows.append([_button("« Back", ButtonPayload(Action.BACK, guess_id))])
+    return InlineKeyboardMarkup(rows)

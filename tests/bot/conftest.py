@@ -1,0 +1,71 @@
+"""Fixtures that run the real bot Application against the fake Bot API over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import build_application
+from bot.config import Settings, load_settings
+from bot.db import migrate
+from bot.service import Predictors
+from core.predict import Predictor
+from tests.fake_telegram import FakeTelegram
+
+
+@pytest.fixture(scope="session")
+def predictors() -> Predictors:
+    """The shipped models, loaded once."""
+    return Predictors(gru=Predictor.shipped("gru"), rnn=Predictor.shipped("rnn"))
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    """A started fake Bot API server."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def settings_for(telegram: FakeTelegram, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings pointing at the fake server and an SQLite file in ``tmp_path``."""
+    values: dict[str, Any] = {
+        "telegram_bot_token": telegram.token,
+        "telegram_api_base_url": telegram.base_url,
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        "bot_admin_ids": "1",
+        "model_dir": tmp_path / "models",
+        **overrides,
+    }
+    return load_settings(Settings, **values)
+
+
+@pytest.fixture
+def settings(telegram: FakeTelegram, tmp_path: Path) -> Settings:
+    """Default test settings."""
+    return settings_for(telegram, tmp_path)
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings, predictors: Predictors) -> AsyncIterator[Any]:
+    """Migrate, build and start the Application with long polling, as ``nameorigin serve`` does."""
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    application = build_application(settings, predictors)
+    async with application:
+        assert application.post_init is not None and application.post_shutdown is not None
+        await application.post_init(application)
+        assert application.updater is not None
+        await application.updater.start_polling(poll_interval=0.0, timeout=1)
+        await application.start()
+        try:
+            yield application
+        finally:
+            await application.updater.stop()
+            await application.stop()
+    await application.post_shutdown(application)

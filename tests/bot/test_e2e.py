@@ -1,0 +1,197 @@
+"""The bot end to end: real python-telegram-bot over loopback HTTP to the fake Bot API, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.config import Settings
+from bot.service import Predictors
+from tests.bot.conftest import running_bot, settings_for
+from tests.fake_telegram import Call, FakeTelegram
+
+
+def rows(settings: Settings, sql: str) -> list[tuple[object, ...]]:
+    path = settings.database_url.split("///", 1)[1]
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def reply_to(chat_id: int) -> Callable[[Call], bool]:
+    return lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == chat_id
+
+
+def buttons(call: Call) -> list[tuple[str, str]]:
+    markup = call.params["reply_markup"]
+    return [(b["text"], b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
+
+
+async def test_start_guess_and_plain_text(telegram: FakeTelegram, settings: Settings, predictors: Predictors) -> None:
+    async with running_bot(settings, predictors):
+        assert telegram.sent("setMyCommands")
+        telegram.inject_message(10, "/start")
+        start = await telegram.wait_for(reply_to(10))
+        assert "surname" in start.params["text"]
+
+        telegram.inject_message(11, "/guess Dostoevsky")
+        guess = await telegram.wait_for(reply_to(11))
+        assert guess.params["parse_mode"] == "HTML"
+        assert "<b>Dostoevsky</b>" in guess.params["text"] and "Russian" in guess.params["text"]
+        labels = [text for text, _ in buttons(guess)]
+        assert labels[0] == "✅ Russian" and labels[-1] == "Other…" and len(labels) == 4
+
+        telegram.inject_message(12, "Nakamura")
+        plain = await telegram.wait_for(reply_to(12))
+        assert "Japanese" in plain.params["text"].split("\n")[1]
+    assert rows(settings, "SELECT surname, top_language, model_version FROM guesses ORDER BY id") == [
+        ("Dostoevsky", "Russian", predictors.gru.version),
+        ("Nakamura", "Japanese", predictors.gru.version),
+    ]
+
+
+async def test_button_presses_store_one_row_per_user_and_guess(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors):
+        telegram.inject_message(20, "Rossi")
+        reply = await telegram.wait_for(reply_to(20))
+        message_id = telegram.last_bot_message_id(20)
+        choices = dict(buttons(reply))
+        confirm = next(data for text, data in buttons(reply) if text.startswith("✅"))
+
+        telegram.inject_callback(20, 20, message_id, confirm)
+        edit = await telegram.wait_for(lambda c: c.method == "editMessageText")
+        assert "✅ Recorded" in edit.params["text"]
+        assert rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Italian", 1)]
+
+        # Open the full keyboard, pick another language: the same row is updated, not a new one.
+        telegram.inject_callback(20, 20, message_id, choices["Other…"])
+        opened = await telegram.wait_for(lambda c: c.method == "editMessageReplyMarkup")
+        full = {b["text"]: b["callback_data"] for row in opened.params["reply_markup"]["inline_keyboard"] for b in row}
+        assert len(full) == 19 and "« Back" in full
+        telegram.inject_callback(20, 20, message_id, full["Spanish"])
+        await telegram.wait_for(lambda c: c.method == "editMessageText" and "Spanish" in c.params["text"])
+        assert rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Spanish", 0)]
+
+        # A second user in a group chat adds their own row for the same guess.
+        answers = len(telegram.sent("answerCallbackQuery"))
+        telegram.inject_callback(21, 20, message_id, full["Spanish"])
+        await telegram.wait_for_count("answerCallbackQuery", answers + 1)
+        assert len(rows(settings, "SELECT id FROM corrections")) == 2
+        assert all(len(data.encode()) <= 64 for data in full.values())
+
+
+async def test_forged_and_stale_callbacks_write_nothing(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors):
+        telegram.inject_message(30, "Schmidt")
+        await telegram.wait_for(reply_to(30))
+        forged = ["v:1:99", "v:999:3", "x:1:3", "v:1", "o:1:3", "", "v:1:3;DROP TABLE guesses", "v:01:3", "v:1:3" * 20]
+        for data in forged:
+            telegram.inject_callback(30, 30, 1, data)
+        telegram.inject_callback(31, 31, 1, "v:1:3")  # a real guess, but from another chat
+        answers = await telegram.wait_for_count("answerCallbackQuery", len(forged) + 1)
+        assert all(a.params.get("show_alert") in (True, "true", "True") for a in answers)
+        assert rows(settings, "SELECT COUNT(*) FROM corrections") == [(0,)]
+        assert not telegram.sent("editMessageText")
+
+
+async def test_hostile_inputs_each_get_an_answer(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    inputs = [
+        "/guess",
+        "/guess    ",
+        "x" * 5000,
+        "🙂🙂🙂",
+        "<b>Smith</b><script>",
+        "Robert'); DROP TABLE guesses;--",
+        "1234567",
+        "Достоевский",
+        "王小明",
+        "محمد",
+        "\u200fשלום\u200f",
+        "&amp; &lt;",
+        "/compare",
+        "/compare Rossi",
+    ]
+    async with running_bot(settings, predictors) as application:
+        for user, text in enumerate(inputs, start=100):
+            telegram.inject_message(user, text)
+        replies = await telegram.wait_for_count("sendMessage", len(inputs))
+        assert application.running
+        by_chat = {int(r.params["chat_id"]): r.params["text"] for r in replies}
+        assert set(by_chat) == set(range(100, 100 + len(inputs)))
+        assert "<code>/guess Nakamura</code>" in by_chat[100]
+        assert "too long" in by_chat[102] and "no letters" in by_chat[103]
+        assert "&lt;script&gt;" not in by_chat[104] and "<script>" not in by_chat[104]
+        assert "Russian" in by_chat[107]
+        assert "GRU" in by_chat[113] and "Elman RNN" in by_chat[113]
+    assert rows(settings, "SELECT COUNT(*) FROM guesses")[0][0] >= 5
+
+
+async def test_fifty_users_at_once_are_all_answered(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    names = ["Nakamura", "Rossi", "Ivanov", "Schmidt", "Nguyen"]
+    async with running_bot(settings, predictors):
+        for user in range(1000, 1050):
+            telegram.inject_message(user, f"/guess {names[user % 5]}")
+        replies = await telegram.wait_for_count("sendMessage", 50, timeout=60)
+    assert {int(r.params["chat_id"]) for r in replies} == set(range(1000, 1050))
+    assert rows(settings, "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM guesses") == [(50, 50)]
+
+
+async def test_data_survives_a_restart(telegram: FakeTelegram, settings: Settings, predictors: Predictors) -> None:
+    async with running_bot(settings, predictors):
+        telegram.inject_message(40, "Papadopoulos")
+        reply = await telegram.wait_for(reply_to(40))
+        telegram.inject_callback(40, 40, telegram.last_bot_message_id(40), buttons(reply)[0][1])
+        await telegram.wait_for(lambda c: c.method == "editMessageText")
+    async with running_bot(settings, predictors):
+        telegram.inject_message(40, "/stats")
+        stats = await telegram.wait_for(lambda c: c.method == "sendMessage" and "Statistics" in c.params["text"])
+    assert "Guesses: 1" in stats.params["text"] and "100% of 1" in stats.params["text"]
+    assert predictors.gru.version in stats.params["text"]
+
+
+async def test_incoming_rate_limit(telegram: FakeTelegram, tmp_path: Path, predictors: Predictors) -> None:
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=3)
+    async with running_bot(settings, predictors):
+        for _ in range(5):
+            telegram.inject_message(50, "Rossi")
+        replies = await telegram.wait_for_count("sendMessage", 5)
+    slow = [r for r in replies if "faster than I can take" in r.params["text"]]
+    assert len(slow) == 2
+    assert rows(settings, "SELECT COUNT(*) FROM guesses") == [(3,)]
+
+
+async def test_telegram_429_and_5xx_are_retried(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors):
+        telegram.fail_next("sendMessage", 429, retry_after=1)
+        telegram.fail_next("sendMessage", 502)
+        telegram.inject_message(60, "Nguyen")
+        attempts = await telegram.wait_for_count("sendMessage", 3, timeout=15)
+    assert [int(a.params["chat_id"]) for a in attempts] == [60, 60, 60]
+    delivered = telegram.messages[(60, telegram.last_bot_message_id(60))]
+    assert "Vietnamese" in delivered["text"]
+    assert attempts[1].at - attempts[0].at >= 1.0  # waited for retry_after
+
+
+async def test_a_failing_update_gets_an_apology_and_the_bot_lives_on(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors) as application:
+        telegram.fail_next("sendMessage", 400)  # the reply itself is rejected: the handler raises
+        telegram.inject_message(70, "Rossi")
+        apology = await telegram.wait_for(lambda c: c.method == "sendMessage" and "Sorry" in c.params["text"])
+        assert int(apology.params["chat_id"]) == 70
+        telegram.inject_message(71, "Rossi")
+        await telegram.wait_for(lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == 71)
+        assert application.running
+    await asyncio.sleep(0)

@@ -1,0 +1,79 @@
+"""``nameorigin serve`` as a real process against the fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from tests.fake_telegram import FakeTelegram
+
+
+def serve_env(telegram: FakeTelegram, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_URL", "BOT_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=telegram.token,
+        TELEGRAM_API_BASE_URL=telegram.base_url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bot.db'}",
+        MODEL_DIR=str(tmp_path / "models"),
+    )
+    return env
+
+
+async def test_serve_answers_and_records_a_press(telegram: FakeTelegram, tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "serve", env=serve_env(telegram, tmp_path), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=60)
+        telegram.inject_message(7, "/start")
+        telegram.inject_message(7, "/guess Dostoevsky")
+        telegram.inject_message(8, "Nakamura")
+        replies = await telegram.wait_for_count("sendMessage", 3, timeout=30)
+        texts = {int(r.params["chat_id"]): r.params["text"] for r in replies}
+        assert "Japanese" in texts[8]
+        guess = next(r for r in replies if "<b>Dostoevsky</b>" in r.params["text"])
+        confirm = guess.params["reply_markup"]["inline_keyboard"][0][0]
+        assert confirm["text"] == "✅ Russian"
+        telegram.inject_callback(7, 7, telegram.last_bot_message_id(7), confirm["callback_data"])
+        await telegram.wait_for(lambda c: c.method == "editMessageText", timeout=30)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, output.decode()
+    assert telegram.token not in output.decode()  # the token never reaches the logs
+    with sqlite3.connect(tmp_path / "data" / "bot.db") as connection:
+        assert connection.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone() == ("wal",)
+        assert connection.execute("SELECT surname FROM guesses ORDER BY id").fetchall() == [
+            ("Dostoevsky",),
+            ("Nakamura",),
+        ]
+        assert connection.execute("SELECT user_id, language, confirmed FROM corrections").fetchall() == [
+            (7, "Russian", 1)
+        ]
+
+
+async def test_serve_without_a_token_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "serve", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert stderr.decode().strip() == ("nameorigin serve: error: invalid configuration: TELEGRAM_BOT_TOKEN is required")
+
+
+async def test_db_upgrade_command(tmp_path: Path) -> None:
+    env = dict(os.environ, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "db", "upgrade", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == "database at revision 0001"

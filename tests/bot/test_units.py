@@ -1,0 +1,81 @@
+"""Small pieces of the bot: callback payloads, settings, rate limiting, message rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode
+from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
+from bot.ratelimit import UserRateLimiter
+from bot.service import VerdictRecorded
+from bot.views import bar, guess_text, recorded_text
+from core.data import LANGUAGES
+from core.predict import Guess, LanguageGuess
+from core.text import parse_query
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_payload_round_trip_fits_telegram(language: str) -> None:
+    payload = ButtonPayload(Action.VERDICT, 10**17, language)
+    encoded = payload.encode()
+    assert len(encoded.encode()) <= 64
+    assert decode(encoded) == payload
+
+
+@pytest.mark.parametrize(
+    "data", [None, "", "v:1:18", "v:0:1", "v:-1:1", "v:1", "o:1:2", "b:1:2", "q:1", "v:1:1:1", "v:1:1 ", "v:1:x" * 30]
+)
+def test_malformed_payloads_are_rejected(data: str | None) -> None:
+    with pytest.raises(MalformedCallback):
+        decode(data)
+
+
+def test_settings_parse_and_fail_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    settings = load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids=" 5, 7 ,")
+    assert settings.bot_admin_ids == frozenset({5, 7})
+    assert "1:abc" not in repr(settings) and "1:abc" not in str(settings.model_dump())
+    with pytest.raises(SettingsError) as missing:
+        load_settings(Settings)
+    assert str(missing.value) == "invalid configuration: TELEGRAM_BOT_TOKEN is required"
+    with pytest.raises(SettingsError, match="BOT_ADMIN_IDS .*comma-separated integer"):
+        load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids="alice")
+    with pytest.raises(SettingsError, match="TELEGRAM_API_BASE_URL"):
+        load_settings(Settings, telegram_bot_token="1:abc", telegram_api_base_url="ftp://x")
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///x.db")
+    assert load_settings(DatabaseSettings).database_url == "sqlite+aiosqlite:///x.db"
+
+
+def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    (tmp_path / ".env").write_text("TELEGRAM_BOT_TOKEN=9:from-dotenv\nGUESSES_PER_MINUTE=5\n")
+    settings = load_settings(Settings)
+    assert settings.telegram_bot_token.get_secret_value() == "9:from-dotenv"
+    assert settings.guesses_per_minute == 5
+
+
+def test_rate_limiter_slides() -> None:
+    now = [0.0]
+    limiter = UserRateLimiter(limit=2, window=60.0, clock=lambda: now[0])
+    assert limiter.allow(1) and limiter.allow(1) and not limiter.allow(1)
+    assert limiter.allow(2)
+    now[0] = 59.9
+    assert not limiter.allow(1)
+    now[0] = 60.0
+    assert limiter.allow(1)
+
+
+def test_views_escape_user_text_and_replace_notes() -> None:
+    query = parse_query("Jean <b>O'Neil&Co</b>")
+    result = Guess(query, (LanguageGuess("Irish", 0.42), LanguageGuess("English", 0.40)), uncertain=True)
+    html = guess_text(result)
+    assert "<b>bO'NeilCob</b>" in html  # the surname used: letters and apostrophes only
+    assert "“Jean &lt;b&gt;O'Neil&amp;Co&lt;/b&gt;”" in html  # the raw input, escaped
+    assert "Uncertain" in html
+    first = recorded_text(html, VerdictRecorded(query.surname, "Irish", confirmed=True))
+    second = recorded_text(first, VerdictRecorded(query.surname, "Scottish", confirmed=False))
+    assert "✅ Recorded" not in second and second.count("Recorded") == 1 and "Scottish" in second
+    assert bar(0.0) == "░" * 10 and bar(1.0) == "█" * 10 and bar(0.46) == "█████░░░░░"

@@ -1,0 +1,327 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for driving the real python-telegram-bot stack.
+
+It answers the methods the bot uses, holds updates for ``getUpdates`` long polling, renders
+HTML replies into text + entities as Telegram does, records every request, and can be told to
+fail the next calls of a method with 429 or 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+from aiohttp import web
+
+BOT_USER = {
+    "id": 1000,
+    "is_bot": True,
+    "first_name": "nameorigin",
+    "username": "nameorigin_bot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
+_ENTITY_TAGS = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "code": "code",
+    "pre": "pre",
+    "u": "underline",
+    "s": "strikethrough",
+}
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class _HTMLToEntities(HTMLParser):
+    """Turn Telegram-flavoured HTML into plain text plus entities with UTF-16 offsets."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = ""
+        self.entities: list[dict[str, Any]] = []
+        self._open: list[tuple[str, int]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _ENTITY_TAGS:
+            raise ValueError(f'Bad Request: can\'t parse entities: unsupported start tag "{tag}"')
+        self._open.append((tag, _utf16_len(self.text)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self._open or self._open[-1][0] != tag:
+            raise ValueError(f'Bad Request: can\'t parse entities: unexpected end tag "{tag}"')
+        _, start = self._open.pop()
+        length = _utf16_len(self.text) - start
+        if length:
+            self.entities.append({"type": _ENTITY_TAGS[tag], "offset": start, "length": length})
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+def render(text: str, parse_mode: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """What Telegram stores for a message sent with ``parse_mode``."""
+    if parse_mode != "HTML":
+        return text, []
+    parser = _HTMLToEntities()
+    parser.feed(text)
+    parser.close()
+    if parser._open:
+        raise ValueError("Bad Request: can't parse entities: unclosed tag")
+    return parser.text, sorted(parser.entities, key=lambda e: (e["offset"], -e["length"]))
+
+
+@dataclass
+class Call:
+    """One request the bot made."""
+
+    method: str
+    params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+class FakeTelegram:
+    """The fake server. ``await start()`` returns the base URL to hand to ``ApplicationBuilder().base_url``."""
+
+    def __init__(self, token: str = "123456:TEST-token") -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.injected_at: dict[int, float] = {}  # update id -> injection time
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._query_ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> str:
+        """Listen on an ephemeral loopback port."""
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}/bot"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Close the server."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- scripting -------------------------------------------------------------------------------
+
+    def fail_next(self, method: str, status: int, *, times: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next ``times`` calls of ``method`` with an error ``status``."""
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": f"Injected error {status}"}
+        if retry_after is not None:
+            body["parameters"] = {"retry_after": retry_after}
+        self._failures.setdefault(method, []).extend([(status, body)] * times)
+
+    def _push(self, update: dict[str, Any]) -> int:
+        update_id = next(self._update_ids)
+        update["update_id"] = update_id
+        self.injected_at[update_id] = time.monotonic()
+        self._updates.append(update)
+        asyncio.get_running_loop().create_task(self._notify())
+        return update_id
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        """A user object."""
+        return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}", "language_code": "en"}
+
+    def inject_message(self, user_id: int, text: str, chat_id: int | None = None) -> int:
+        """A user sends ``text``; returns the update id."""
+        chat_id = user_id if chat_id is None else chat_id
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "chat"},
+            "from": self.user(user_id),
+            "text": text,
+        }
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": _utf16_len(command)}]
+        return self._push({"message": message})
+
+    def inject_callback(self, user_id: int, chat_id: int, message_id: int, data: str) -> int:
+        """A user presses a button carrying ``data`` under message ``message_id``."""
+        message = self.messages.get((chat_id, message_id)) or {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": BOT_USER,
+            "text": "old message",
+        }
+        query = {
+            "id": str(next(self._query_ids)),
+            "from": self.user(user_id),
+            "message": message,
+            "chat_instance": str(chat_id),
+            "data": data,
+        }
+        return self._push({"callback_query": query})
+
+    # ---- reading back ----------------------------------------------------------------------------
+
+    def last_bot_message_id(self, chat_id: int) -> int:
+        """Id of the newest message the bot sent to ``chat_id``."""
+        return max(message_id for (chat, message_id) in self.messages if chat == chat_id)
+
+    def sent(self, method: str | None = None, chat_id: int | None = None) -> list[Call]:
+        """Recorded calls, optionally of one method and to one chat."""
+        return [
+            c
+            for c in self.calls
+            if (method is None or c.method == method)
+            and (chat_id is None or int(c.params.get("chat_id", 0)) == chat_id)
+        ]
+
+    async def wait_for(self, predicate: Callable[[Call], bool], timeout: float = 10.0) -> Call:
+        """The first recorded call matching ``predicate``, waiting up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                for call in self.calls:
+                    if predicate(call):
+                        return call
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no matching call to the fake Bot API")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+
+    async def wait_for_count(self, method: str, count: int, timeout: float = 30.0) -> list[Call]:
+        """Wait until at least ``count`` calls of ``method`` were made."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while len(self.sent(method)) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"only {len(self.sent(method))} of {count} {method} calls")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+        return self.sent(method)
+
+    # ---- the API ---------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        method = request.match_info["method"]
+        params = await self._params(request)
+        call = Call(method, params)
+        if method != "getUpdates":
+            self.calls.append(call)
+            await self._notify()
+        failures = self._failures.get(method)
+        if failures:
+            status, body = failures.pop(0)
+            return web.json_response(body, status=status)
+        handler = getattr(self, f"_api_{method}", None)
+        if handler is None:
+            return web.json_response({"ok": True, "result": True})
+        try:
+            result = await handler(params)
+        except ValueError as exc:
+            return web.json_response({"ok": False, "error_code": 400, "description": str(exc)}, status=400)
+        return web.json_response({"ok": True, "result": result})
+
+    @staticmethod
+    async def _params(request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            data: dict[str, Any] = await request.json()
+            return data
+        form = await request.post()
+        params: dict[str, Any] = {}
+        for key, value in form.items():
+            text = str(value)
+            try:
+                params[key] = json.loads(text) if text[:1] in "[{" else text
+            except json.JSONDecodeError:
+                params[key] = text
+        return params
+
+    async def _api_getMe(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        return BOT_USER
+
+    async def _api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:  # noqa: N802
+        offset = int(params.get("offset", 0) or 0)
+        timeout = float(params.get("timeout", 0) or 0)
+        limit = int(params.get("limit", 100) or 100)
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while not self._updates and time.monotonic() < deadline:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    break
+        return self._updates[:limit]
+
+    def _store(self, chat_id: int, text: str, params: dict[str, Any], message_id: int | None = None) -> dict[str, Any]:
+        plain, entities = render(text, params.get("parse_mode"))
+        if not plain.strip():
+            raise ValueError("Bad Request: message text is empty")
+        if len(plain) > 4096:
+            raise ValueError("Bad Request: message is too long")
+        message: dict[str, Any] = {
+            "message_id": message_id or next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "chat"},
+            "from": BOT_USER,
+            "text": plain,
+        }
+        if entities:
+            message["entities"] = entities
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
+        self.messages[(chat_id, message["message_id"])] = message
+        return message
+
+    async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        return self._store(int(params["chat_id"]), str(params["text"]), params)
+
+    async def _api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        if key not in self.messages:
+            raise ValueError("Bad Request: message to edit not found")
+        old = self.messages[key]
+        plain, _ = render(str(params["text"]), params.get("parse_mode"))
+        if plain == old["text"] and params.get("reply_markup") == old.get("reply_markup"):
+            raise ValueError("Bad Request: message is not modified")
+        return self._store(key[0], str(params["text"]), params, message_id=key[1])
+
+    async def _api_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        if key not in self.messages:
+            raise ValueError("Bad Request: message to edit not found")
+        message = self.messages[key]
+        if params.get("reply_markup") == message.get("reply_markup"):
+            raise ValueError("Bad Request: message is not modified")
+        message["reply_markup"] = params.get("reply_markup")
+        return message

@@ -1,0 +1,64 @@
+"""The checkpoints that ship inside the package."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.data import load_dataset
+from core.pipeline import evaluate_examples
+from core.predict import Predictor, shipped_checkpoint_path
+from core.split import SplitConfig, split_dataset
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_shipped_checkpoint_is_small_and_loads(kind: str) -> None:
+    path = shipped_checkpoint_path(kind)
+    assert path.stat().st_size < 2 * 1024 * 1024
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.metadata.kind == kind
+    assert len(checkpoint.metadata.labels) == 18
+    assert {"validation", "test"} <= set(checkpoint.metadata.metrics)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_shipped_figures_reproduce_on_the_fixed_test_split(kind: str, real_data_dir: Path) -> None:
+    checkpoint = load_checkpoint(shipped_checkpoint_path(kind))
+    dataset = load_dataset(real_data_dir)
+    assert dataset.sha256 == checkpoint.metadata.dataset_sha256
+    split = split_dataset(dataset, SplitConfig(seed=checkpoint.metadata.split_seed))
+    metrics = evaluate_examples(checkpoint, split.test, torch.device("cpu")).headline()
+    stored = checkpoint.metadata.metrics["test"]
+    for figure in ("accuracy", "top3_accuracy", "macro_f1", "ece"):
+        assert metrics[figure] == pytest.approx(stored[figure], abs=2e-4)
+
+
+def test_shipped_gru_meets_its_targets(real_data_dir: Path) -> None:
+    checkpoint = load_checkpoint(shipped_checkpoint_path("gru"))
+    split = split_dataset(load_dataset(real_data_dir), SplitConfig(seed=checkpoint.metadata.split_seed))
+    metrics = evaluate_examples(checkpoint, split.test, torch.device("cpu"))
+    assert metrics.accuracy >= 0.89
+    assert metrics.macro_f1 >= 0.62
+    assert metrics.top3_accuracy >= 0.97
+    assert metrics.ece <= 0.03
+
+
+@pytest.mark.parametrize(
+    ("name", "language"),
+    [("Dostoevsky", "Russian"), ("Достоевский", "Russian"), ("Nakamura", "Japanese"), ("O'Brien", "Irish"),
+     ("Rossi", "Italian"), ("Nguyen", "Vietnamese"), ("Schmidt", "German"), ("Papadopoulos", "Greek")],
+)  # fmt: skip
+def test_shipped_gru_knows_famous_surnames(name: str, language: str) -> None:
+    guess = Predictor.shipped("gru").predict(name)
+    assert guess.predictions[0].language == language
+
+
+@pytest.mark.slow
+def test_full_training_run_from_the_cli(real_data_dir: Path, tmp_path: Path) -> None:
+    from core.checkpoint import read_metadata
+    from core.cli import main
+
+    out = tmp_path / "rnn.safetensors"
+    assert main(["train", "--model", "rnn", "--data-dir", str(real_data_dir), "--epochs", "3", "--out", str(out)]) == 0
+    assert read_metadata(out).metrics["test"]["accuracy"] > 0.75
