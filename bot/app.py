@@ -66,10 +66,12 @@ class RetryingRateLimiter(AIORateLimiter):
 def load_predictors(settings: Settings) -> Predictors:
     """The GRU from ``MODEL_DIR/gru.safetensors`` when present, else the shipped one; the shipped RNN."""
     trained = settings.model_dir / "gru.safetensors"
-    gru = Predictor.from_path(trained) if trained.is_file() else Predictor.shipped("gru")
-    gru.uncertain_below = settings.uncertain_below
-    rnn = Predictor.shipped("rnn")
-    rnn.uncertain_below = settings.uncertain_below
+    threshold = settings.uncertain_below
+    if trained.is_file():
+        gru = Predictor.from_path(trained, uncertain_below=threshold)
+    else:
+        gru = Predictor.shipped("gru", uncertain_below=threshold)
+    rnn = Predictor.shipped("rnn", uncertain_below=threshold)
     logger.info("live model %s", gru.version)
     return Predictors(gru=gru, rnn=rnn)
 

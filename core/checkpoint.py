@@ -116,6 +116,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ch
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a model is meant to be read by other users and services
     try:
         save_file(tensors, tmp_name, metadata={_METADATA_KEY: metadata.to_json()})
         with open(tmp_name, "rb") as handle:
@@ -150,7 +151,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = 
     expected = model.state_dict()
     try:
         with safe_open(str(source), framework="pt") as handle:
-            stored = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            stored = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {source} is corrupt: {exc}") from exc
     missing = sorted(set(expected) - set(stored))
@@ -163,7 +164,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = 
                 f"checkpoint {source}: {name} has shape {tuple(stored[name].shape)}, "
                 f"the model needs {tuple(tensor.shape)}"
             )
-    model.load_state_dict({name: t.to(tensor.dtype) for name, t in stored.items() for tensor in [expected[name]]})
+    model.load_state_dict({name: stored[name].to(tensor.dtype) for name, tensor in expected.items()})
     model.to(device or torch.device("cpu"))
     model.eval()
     return Checkpoint(model=model, metadata=metadata)

@@ -58,14 +58,21 @@ class Predictor:
         self._device = next(checkpoint.model.parameters()).device
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], device: torch.device | None = None) -> Predictor:
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        device: torch.device | None = None,
+        uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
+    ) -> Predictor:
         """Load the checkpoint at ``path``."""
-        return cls(load_checkpoint(path, device))
+        return cls(load_checkpoint(path, device), uncertain_below)
 
     @classmethod
-    def shipped(cls, kind: str = "gru", device: torch.device | None = None) -> Predictor:
+    def shipped(
+        cls, kind: str = "gru", device: torch.device | None = None, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW
+    ) -> Predictor:
         """Load the model that ships with the package."""
-        return cls.from_path(shipped_checkpoint_path(kind), device)
+        return cls.from_path(shipped_checkpoint_path(kind), device, uncertain_below)
 
     @property
     def version(self) -> str:

@@ -72,7 +72,7 @@ async def test_button_presses_store_one_row_per_user_and_guess(
         full = {b["text"]: b["callback_data"] for row in opened.params["reply_markup"]["inline_keyboard"] for b in row}
         assert len(full) == 19 and "« Back" in full
         telegram.inject_callback(20, 20, message_id, full["Spanish"])
-        await telegram.wait_for(lambda c: c.method == "editMessageText" and "Spanish" in c.params["text"])
+        await telegram.wait_for(lambda c: c.method == "editMessageText" and "Rossi is Spanish" in c.params["text"])
         assert rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Spanish", 0)]
 
         # A second user in a group chat adds their own row for the same guess.

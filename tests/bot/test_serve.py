@@ -48,7 +48,7 @@ async def test_serve_answers_and_records_a_press(telegram: FakeTelegram, tmp_pat
     assert telegram.token not in output.decode()  # the token never reaches the logs
     with sqlite3.connect(tmp_path / "data" / "bot.db") as connection:
         assert connection.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone() == ("wal",)
-        assert connection.execute("SELECT surname FROM guesses ORDER BY id").fetchall() == [
+        assert connection.execute("SELECT surname FROM guesses ORDER BY surname").fetchall() == [
             ("Dostoevsky",),
             ("Nakamura",),
         ]
