@@ -21,8 +21,11 @@ from core.predict import shipped_checkpoint_path
 from core.split import split_dataset
 
 
-def ngram_baseline(data_dir: str | None) -> tuple[Metrics, float]:
-    """Train the n-gram SVM on the training split; return its test metrics and training seconds."""
+def ngram_baseline(data_dir: str | None, balanced: bool = False) -> tuple[Metrics, float]:
+    """Train the n-gram SVM on the training split; return its test metrics and training seconds.
+
+    ``balanced`` weights classes inversely to their frequency (higher macro-F1, lower accuracy).
+    """
     dataset = load_dataset(data_dir)
     split = split_dataset(dataset)
     label_index = {label: i for i, label in enumerate(dataset.labels)}
@@ -32,7 +35,7 @@ def ngram_baseline(data_dir: str | None) -> tuple[Metrics, float]:
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True)
     started = time.perf_counter()
     features = vectorizer.fit_transform(train_names)
-    classifier = LinearSVC(C=0.5, class_weight="balanced").fit(features, train_labels)
+    classifier = LinearSVC(C=1.0, class_weight="balanced" if balanced else None).fit(features, train_labels)
     seconds = time.perf_counter() - started
     scores = classifier.decision_function(vectorizer.transform([ex.name.lower() for ex in split.test]))
     # Margins are not probabilities; a softmax only orders them for top-k (its ECE is not meaningful).
@@ -48,8 +51,9 @@ def main() -> None:
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     rows: list[tuple[str, Metrics]] = []
-    baseline, seconds = ngram_baseline(args.data_dir)
-    rows.append((f"ngram-svm ({seconds:.1f}s fit)", baseline))
+    for balanced in (False, True):
+        baseline, seconds = ngram_baseline(args.data_dir, balanced)
+        rows.append((f"ngram-svm{' balanced' if balanced else ''} ({seconds:.1f}s)", baseline))
     split = split_dataset(load_dataset(args.data_dir))
     for kind in ("gru", "rnn"):
         checkpoint = load_checkpoint(shipped_checkpoint_path(kind))
@@ -60,9 +64,11 @@ def main() -> None:
             f"{name:<26}{metrics.accuracy:>10.2%}{metrics.top3_accuracy:>9.2%}"
             f"{metrics.macro_f1:>10.3f}{metrics.ece:>8.3f}"
         )
-    gru = rows[1][1]
-    beats = gru.accuracy > baseline.accuracy and gru.macro_f1 > baseline.macro_f1
-    print(f"\nshipped GRU beats the n-gram SVM on accuracy and macro-F1: {'yes' if beats else 'NO'}")
+    gru = rows[2][1]
+    baselines = [metrics for _, metrics in rows[:2]]
+    beats = all(gru.accuracy > b.accuracy and gru.macro_f1 > b.macro_f1 for b in baselines)
+    print(f"\nshipped GRU beats both n-gram SVMs on accuracy and macro-F1: {'yes' if beats else 'NO'}")
+    print("targets for the GRU: accuracy >= 89%, macro-F1 >= 0.62, top-3 >= 97%, ECE <= 0.03")
 
 
 if __name__ == "__main__":

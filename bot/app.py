@@ -92,7 +92,7 @@ def build_application(settings: Settings, predictors: Predictors) -> Application
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
-        .rate_limiter(RetryingRateLimiter(max_retries=3))
+        .rate_limiter(RetryingRateLimiter(max_retries=3, overall_max_rate=settings.telegram_messages_per_second))
         .concurrent_updates(True)  # many users at once: one slow reply never queues the others
         .post_init(post_init)
         .post_shutdown(post_shutdown)

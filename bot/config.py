@@ -32,6 +32,9 @@ class Settings(DatabaseSettings):
     names_data_dir: Path = Field(Path("data/names"), description="the 18 language files (fine-tuning)")
     model_dir: Path = Field(Path("data/models"), description="trained and promoted checkpoints")
     guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit")
+    telegram_messages_per_second: float = Field(
+        30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
+    )
     uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
 
     @field_validator("bot_admin_ids", mode="before")

@@ -56,7 +56,7 @@ class Handlers:
         if not self.limiter.allow(user.id):
             await message.reply_text(SLOW_DOWN)
             return
-        outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, text=text)
+        outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, message_id=message.message_id, text=text)
         if isinstance(outcome, Rejected):
             await message.reply_text(f"I can't classify that: {outcome.reason}.")
             return
@@ -65,10 +65,9 @@ class Handlers:
     async def _send_guess(self, update: Update, stored: StoredGuess) -> None:
         assert update.effective_message is not None
         languages = [p.language for p in stored.result.predictions]
-        sent = await update.effective_message.reply_html(
+        await update.effective_message.reply_html(
             views.guess_text(stored.result), reply_markup=views.short_keyboard(stored.guess_id, languages)
         )
-        await self.service.attach_message(guess_id=stored.guess_id, message_id=sent.message_id)
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Inline-button presses: verdicts, and switching between the short and full keyboards."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.batching import MicroBatcher
 from bot.db import repository
-from bot.db.repository import Stats
+from bot.db.repository import NewGuess, Stats
 from core.data import LANGUAGES
 from core.predict import Guess, Predictor, Rejected
 
@@ -56,42 +58,52 @@ class Predictors:
         self.rnn = rnn
 
 
+def _batched_predictions(predictor: Predictor) -> MicroBatcher[str, Guess | Rejected]:
+    async def run(texts: Sequence[str]) -> list[Guess | Rejected]:
+        return await asyncio.to_thread(predictor.predict_many, texts, 3)
+
+    return MicroBatcher(run)
+
+
 class GuessService:
     """Everything handlers need; all model work runs in worker threads, off the event loop."""
 
     def __init__(self, *, predictors: Predictors, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._predictors = predictors
         self._sessions = sessions
+        self._gru = _batched_predictions(predictors.gru)
+        self._rnn = _batched_predictions(predictors.rnn)
+        self._new_guesses: MicroBatcher[NewGuess, int] = MicroBatcher(self._insert_guesses)
+
+    async def _insert_guesses(self, guesses: Sequence[NewGuess]) -> list[int]:
+        # One transaction for every guess waiting: SQLite has a single writer, so this is its fast path.
+        async with self._sessions.begin() as session:
+            return await repository.add_guesses(session=session, guesses=guesses)
 
     @property
     def model_version(self) -> str:
         """Version of the live GRU."""
         return self._predictors.gru.version
 
-    async def guess(self, *, user_id: int, chat_id: int, text: str) -> StoredGuess | Rejected:
-        """Classify ``text`` with the live GRU and store the guess."""
-        predictor = self._predictors.gru  # one reference: a hot swap mid-request cannot mix models
-        result = (await asyncio.to_thread(predictor.predict_many, [text], 3))[0]
+    async def guess(self, *, user_id: int, chat_id: int, message_id: int, text: str) -> StoredGuess | Rejected:
+        """Classify ``text`` (the user's message ``message_id``) with the live GRU and store the guess."""
+        version = self._predictors.gru.version
+        result = await self._gru.submit(text)
         if isinstance(result, Rejected):
             return result
-        top = result.predictions[0]
-        async with self._sessions.begin() as session:
-            row = await repository.add_guess(
-                session=session,
+        guess_id = await self._new_guesses.submit(
+            NewGuess(
                 user_id=user_id,
                 chat_id=chat_id,
+                message_id=message_id,
                 raw_input=text,
                 surname=result.query.surname,
                 top_languages=tuple(p.language for p in result.predictions),
-                probability=top.probability,
-                model_version=predictor.version,
+                probability=result.predictions[0].probability,
+                model_version=version,
             )
-        return StoredGuess(guess_id=row.id, result=result)
-
-    async def attach_message(self, *, guess_id: int, message_id: int) -> None:
-        """Remember the message that shows a guess."""
-        async with self._sessions.begin() as session:
-            await repository.set_guess_message(session=session, guess_id=guess_id, message_id=message_id)
+        )
+        return StoredGuess(guess_id=guess_id, result=result)
 
     async def guess_languages(self, *, guess_id: int, chat_id: int) -> tuple[str, ...] | None:
         """The top-3 languages of a stored guess in this chat (to rebuild its keyboard), or None."""
@@ -119,10 +131,7 @@ class GuessService:
 
     async def compare(self, text: str) -> Comparison | Rejected:
         """The GRU's and the RNN's answers for ``text``."""
-        gru, rnn = self._predictors.gru, self._predictors.rnn
-        gru_result, rnn_result = await asyncio.to_thread(
-            lambda: (gru.predict_many([text], 3)[0], rnn.predict_many([text], 3)[0])
-        )
+        gru_result, rnn_result = await asyncio.gather(self._gru.submit(text), self._rnn.submit(text))
         if isinstance(gru_result, Rejected):
             return gru_result
         assert isinstance(rnn_result, Guess)  # same input validation for both models

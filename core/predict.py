@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -15,11 +16,12 @@ from core.models import MODEL_KINDS
 from core.text import InvalidNameError, SurnameQuery, parse_query
 
 DEFAULT_UNCERTAIN_BELOW = 0.5
+# Inputs are classified in chunks of this many names: measured fastest on CPU (larger batches fall out of cache).
+CHUNK_SIZE = 512
 
 
-@dataclass(frozen=True)
-class LanguageGuess:
-    """One candidate language with its calibrated probability."""
+class LanguageGuess(NamedTuple):
+    """One candidate language with its calibrated probability (a tuple: cheap to build by the thousand)."""
 
     language: str
     probability: float
@@ -115,7 +117,13 @@ class Predictor:
     def _classify(self, queries: Sequence[SurnameQuery], top_k: int) -> list[Guess]:
         if not queries:
             return []
-        top = self.probabilities([q.surname for q in queries]).topk(top_k, dim=1)
+        # Chunks of similar lengths: each runs only as many recurrent steps as its own names need.
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i].surname))
+        ordered = [queries[i].surname for i in order]
+        chunks = [self.probabilities(ordered[i : i + CHUNK_SIZE]) for i in range(0, len(ordered), CHUNK_SIZE)]
+        probabilities = torch.empty(len(queries), len(self.labels))
+        probabilities[torch.tensor(order)] = torch.cat(chunks)
+        top = probabilities.topk(top_k, dim=1)
         guesses = []
         for query, values, indices in zip(queries, top.values.tolist(), top.indices.tolist(), strict=True):
             ranked = tuple(LanguageGuess(self.labels[i], p) for p, i in zip(values, indices, strict=True))

@@ -16,6 +16,9 @@ MAX_INPUT_CHARS = 64
 # Characters a surname may keep after transliteration: O'Brien, Abdel-Malek, De la Cruz.
 _DISALLOWED = re.compile(r"[^A-Za-z' -]+")
 _SPACES = re.compile(r"\s+")
+_LETTER = re.compile(r"[A-Za-z]")
+# Most inputs are one plain ASCII word; they need no transliteration or cleaning.
+_PLAIN_SURNAME = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
 _REPEATED_PUNCTUATION = re.compile(r"([' -])[' -]+")
 
 # Lower-case particles that belong to the surname that follows them ("Ludwig van Beethoven").
@@ -66,14 +69,16 @@ def parse_query(raw: str) -> SurnameQuery:
         raise InvalidNameError("empty input: send a surname such as 'Nakamura'")
     if len(stripped) > MAX_INPUT_CHARS:
         raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
+    if _PLAIN_SURNAME.fullmatch(stripped):
+        return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
     cleaned = clean_surname(stripped)
-    if not any(ch.isalpha() for ch in cleaned):
+    if not _LETTER.search(cleaned):
         raise InvalidNameError("no letters: a surname needs at least one letter")
     words = cleaned.split(" ")
     start = len(words) - 1
     while start > 0 and words[start - 1].lower() in SURNAME_PARTICLES:
         start -= 1
     surname = " ".join(words[start:])
-    if not any(ch.isalpha() for ch in surname):
+    if not _LETTER.search(surname):
         raise InvalidNameError("no letters: a surname needs at least one letter")
     return SurnameQuery(raw=raw, surname=surname, from_full_name=start > 0)

@@ -98,7 +98,19 @@ def drop_characters(tokens: torch.Tensor, rate: float, generator: torch.Generato
     return tokens.masked_fill(hits, UNK_ID)
 
 
-def _train_epoch(
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, examples: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW and its one-cycle learning-rate schedule over ``config.epochs`` epochs of ``examples`` names."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-examples // config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    return optimizer, schedule
+
+
+def train_epoch(
     model: nn.Module,
     train_set: EncodedExamples,
     weights: torch.Tensor,
@@ -108,7 +120,7 @@ def _train_epoch(
     generator: torch.Generator,
     device: torch.device,
 ) -> float:
-    """One pass over the training set; returns the mean weighted loss."""
+    """One pass over the training set in length-bucketed mini-batches; returns the mean weighted loss."""
     model.train()
     total_loss, seen = 0.0, 0
     for indices in bucketed_batches(train_set.lengths, config.batch_size, generator):
@@ -142,16 +154,12 @@ def train_model(
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
     weights = class_weights(train_set.truth, config.class_weight_power).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train_set) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
-    )
+    optimizer, schedule = make_optimizer(model, config, len(train_set))
     best_f1, best_epoch, best_state, best_metrics = -1.0, 0, None, None
     history: list[EpochRecord] = []
     epochs = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not config.show_progress)
     for epoch in epochs:
-        loss = _train_epoch(model, train_set, weights, optimizer, schedule, config, generator, device)
+        loss = train_epoch(model, train_set, weights, optimizer, schedule, config, generator, device)
         probabilities = predict_logits(model, validation_set, device).softmax(dim=1).double().numpy()
         metrics = compute_metrics(probabilities, validation_set.truth.numpy(), labels)
         record = EpochRecord(epoch, loss, metrics.headline())

@@ -16,6 +16,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed while one writer commits; the busy timeout makes a writer wait, not fail.
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL never corrupts the database; it only skips an fsync per commit (a power cut may
+    # lose the last commits, a crash of the bot loses nothing).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -31,9 +34,13 @@ def ensure_sqlite_folder(url: str) -> None:
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``; SQLite connections get WAL mode, a busy timeout and foreign keys."""
     ensure_sqlite_folder(url)
-    engine = create_async_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    # SQLite allows one writer at a time and makes the others sleep-and-retry inside its busy handler
+    # (in steps of up to 100 ms). One pooled connection queues writers in asyncio instead: measured
+    # several times the throughput under concurrent updates.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 

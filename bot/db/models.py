@@ -48,7 +48,7 @@ class Guess(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(BigInteger, index=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)
-    message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's reply, set once sent
+    message_id: Mapped[int] = mapped_column(BigInteger)  # the user's message that asked
     raw_input: Mapped[str] = mapped_column(Text)
     surname: Mapped[str] = mapped_column(String(64), index=True)  # normalized ASCII form
     top_language: Mapped[str] = mapped_column(String(32))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -10,38 +11,39 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import Correction, Guess, ModelVersion, utcnow
 
 
-async def add_guess(
-    *,
-    session: AsyncSession,
-    user_id: int,
-    chat_id: int,
-    raw_input: str,
-    surname: str,
-    top_languages: tuple[str, ...],
-    probability: float,
-    model_version: str,
-) -> Guess:
-    """Store a guess and return it with its id."""
-    guess = Guess(
-        user_id=user_id,
-        chat_id=chat_id,
-        raw_input=raw_input,
-        surname=surname,
-        top_language=top_languages[0],
-        top_languages=",".join(top_languages),
-        probability=probability,
-        model_version=model_version,
-    )
-    session.add(guess)
+@dataclass(frozen=True)
+class NewGuess:
+    """A guess to store."""
+
+    user_id: int
+    chat_id: int
+    message_id: int
+    raw_input: str
+    surname: str
+    top_languages: tuple[str, ...]
+    probability: float
+    model_version: str
+
+
+async def add_guesses(*, session: AsyncSession, guesses: Sequence[NewGuess]) -> list[int]:
+    """Store guesses (one multi-row INSERT) and return their ids in order."""
+    rows = [
+        Guess(
+            user_id=g.user_id,
+            chat_id=g.chat_id,
+            message_id=g.message_id,
+            raw_input=g.raw_input,
+            surname=g.surname,
+            top_language=g.top_languages[0],
+            top_languages=",".join(g.top_languages),
+            probability=g.probability,
+            model_version=g.model_version,
+        )
+        for g in guesses
+    ]
+    session.add_all(rows)
     await session.flush()
-    return guess
-
-
-async def set_guess_message(*, session: AsyncSession, guess_id: int, message_id: int) -> None:
-    """Remember which bot message shows ``guess_id``."""
-    guess = await session.get(Guess, guess_id)
-    if guess is not None:
-        guess.message_id = message_id
+    return [row.id for row in rows]
 
 
 async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:

@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("chat_id", sa.BigInteger(), nullable=False),
-        sa.Column("message_id", sa.BigInteger(), nullable=True),
+        sa.Column("message_id", sa.BigInteger(), nullable=False),
         sa.Column("raw_input", sa.Text(), nullable=False),
         sa.Column("surname", sa.String(length=64), nullable=False),
         sa.Column("top_language", sa.String(length=32), nullable=False),
