@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.models import Correction, Guess, ModelVersion, utcnow
+from bot.db.models import Correction, Guess, utcnow
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,3 @@ async def collect_stats(*, session: AsyncSession) -> Stats:
     confirmed = await session.scalar(select(func.count()).select_from(Correction).where(Correction.confirmed)) or 0
     users = await session.scalar(select(func.count(func.distinct(Guess.user_id)))) or 0
     return Stats(guesses=guesses, corrections=corrections, confirmed=confirmed, users=users)
-
-
-async def active_model_version(*, session: AsyncSession) -> ModelVersion | None:
-    """The model version marked active, if any."""
-    return await session.scalar(select(ModelVersion).where(ModelVersion.active))

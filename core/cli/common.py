@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +16,6 @@ from core.download import DownloadError
 from core.models import MODEL_KINDS
 
 Subparsers = Any  # argparse's _SubParsersAction is private; typed loosely on purpose
-Handler = Callable[[argparse.Namespace], int]
 
 
 class CommandError(Exception):
