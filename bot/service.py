@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,9 +58,14 @@ class Predictors:
         self.rnn = rnn
 
 
-def _batched_predictions(predictor: Predictor) -> MicroBatcher[str, Guess | Rejected]:
-    async def run(texts: Sequence[str]) -> list[Guess | Rejected]:
-        return await asyncio.to_thread(predictor.predict_many, texts, 3)
+Answer = tuple[Guess | Rejected, str]  # a result and the version of the model that produced it
+
+
+def _batched_predictions(current: Callable[[], Predictor]) -> MicroBatcher[str, Answer]:
+    async def run(texts: Sequence[str]) -> list[Answer]:
+        predictor = current()  # read per batch, so a swapped-in model serves the next batch, never half of one
+        results = await asyncio.to_thread(predictor.predict_many, texts, 3)
+        return [(result, predictor.version) for result in results]
 
     return MicroBatcher(run)
 
@@ -71,8 +76,8 @@ class GuessService:
     def __init__(self, *, predictors: Predictors, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._predictors = predictors
         self._sessions = sessions
-        self._gru = _batched_predictions(predictors.gru)
-        self._rnn = _batched_predictions(predictors.rnn)
+        self._gru = _batched_predictions(lambda: predictors.gru)
+        self._rnn = _batched_predictions(lambda: predictors.rnn)
         self._new_guesses: MicroBatcher[NewGuess, int] = MicroBatcher(self._insert_guesses)
 
     async def _insert_guesses(self, guesses: Sequence[NewGuess]) -> list[int]:
@@ -87,8 +92,7 @@ class GuessService:
 
     async def guess(self, *, user_id: int, chat_id: int, message_id: int, text: str) -> StoredGuess | Rejected:
         """Classify ``text`` (the user's message ``message_id``) with the live GRU and store the guess."""
-        version = self._predictors.gru.version
-        result = await self._gru.submit(text)
+        result, version = await self._gru.submit(text)
         if isinstance(result, Rejected):
             return result
         guess_id = await self._new_guesses.submit(
@@ -131,7 +135,7 @@ class GuessService:
 
     async def compare(self, text: str) -> Comparison | Rejected:
         """The GRU's and the RNN's answers for ``text``."""
-        gru_result, rnn_result = await asyncio.gather(self._gru.submit(text), self._rnn.submit(text))
+        (gru_result, _), (rnn_result, _) = await asyncio.gather(self._gru.submit(text), self._rnn.submit(text))
         if isinstance(gru_result, Rejected):
             return gru_result
         assert isinstance(rnn_result, Guess)  # same input validation for both models
