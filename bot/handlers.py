@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot import views
-from bot.callback_data import Action, MalformedCallback, decode
+from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, StoredGuess, VerdictRefused
 from core.predict import Rejected
@@ -85,23 +85,7 @@ class Handlers:
             await query.answer("That message is too old to change.", show_alert=True)
             return
         if payload.action is Action.VERDICT:
-            assert payload.language is not None
-            verdict = await self.service.record_verdict(
-                guess_id=payload.guess_id, chat_id=chat_id, user_id=query.from_user.id, language=payload.language
-            )
-            if isinstance(verdict, VerdictRefused):
-                await query.answer(verdict.reason, show_alert=True)
-                return
-            await query.answer("Recorded, thank you!")
-            original = query.message.text_html if isinstance(query.message, Message) else ""
-            languages = await self.service.guess_languages(guess_id=payload.guess_id, chat_id=chat_id)
-            markup = views.short_keyboard(payload.guess_id, languages) if languages else None
-            try:
-                await query.edit_message_text(
-                    views.recorded_text(original, verdict), parse_mode=ParseMode.HTML, reply_markup=markup
-                )
-            except BadRequest as exc:  # the same verdict pressed again: the text is already right
-                logger.info("message unchanged: %s", exc)
+            await self._record_verdict(query, payload, chat_id)
             return
         languages = await self.service.guess_languages(guess_id=payload.guess_id, chat_id=chat_id)
         if languages is None:
@@ -117,6 +101,24 @@ class Handlers:
             await query.edit_message_reply_markup(reply_markup=keyboard)
         except BadRequest as exc:  # "message is not modified" when pressed twice quickly
             logger.info("keyboard unchanged: %s", exc)
+
+    async def _record_verdict(self, query: CallbackQuery, payload: ButtonPayload, chat_id: int) -> None:
+        assert payload.language is not None
+        verdict = await self.service.record_verdict(
+            guess_id=payload.guess_id, chat_id=chat_id, user_id=query.from_user.id, language=payload.language
+        )
+        if isinstance(verdict, VerdictRefused):
+            await query.answer(verdict.reason, show_alert=True)
+            return
+        await query.answer("Recorded, thank you!")
+        original = query.message.text_html if isinstance(query.message, Message) else ""
+        markup = views.short_keyboard(payload.guess_id, verdict.top_languages)
+        try:
+            await query.edit_message_text(
+                views.recorded_text(original, verdict), parse_mode=ParseMode.HTML, reply_markup=markup
+            )
+        except BadRequest as exc:  # the same verdict pressed again: the text is already right
+            logger.info("message unchanged: %s", exc)
 
     async def compare(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/compare <name>: GRU and RNN side by side."""

@@ -33,6 +33,7 @@ class VerdictRecorded:
     surname: str
     language: str
     confirmed: bool
+    top_languages: tuple[str, ...]  # the guess's top 3, to redraw its keyboard
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,12 @@ class GuessService:
             correction = await repository.upsert_correction(
                 session=session, guess=guess, user_id=user_id, language=language
             )
-            return VerdictRecorded(surname=guess.surname, language=language, confirmed=correction.confirmed)
+            return VerdictRecorded(
+                surname=guess.surname,
+                language=language,
+                confirmed=correction.confirmed,
+                top_languages=tuple(guess.top_languages.split(",")),
+            )
 
     async def compare(self, text: str) -> Comparison | Rejected:
         """The GRU's and the RNN's answers for ``text``."""

@@ -75,7 +75,8 @@ def test_views_escape_user_text_and_replace_notes() -> None:
     assert "<b>bO'NeilCob</b>" in html  # the surname used: letters and apostrophes only
     assert "“Jean &lt;b&gt;O'Neil&amp;Co&lt;/b&gt;”" in html  # the raw input, escaped
     assert "Uncertain" in html
-    first = recorded_text(html, VerdictRecorded(query.surname, "Irish", confirmed=True))
-    second = recorded_text(first, VerdictRecorded(query.surname, "Scottish", confirmed=False))
+    top = ("Irish", "English")
+    first = recorded_text(html, VerdictRecorded(query.surname, "Irish", confirmed=True, top_languages=top))
+    second = recorded_text(first, VerdictRecorded(query.surname, "Scottish", confirmed=False, top_languages=top))
     assert "✅ Recorded" not in second and second.count("Recorded") == 1 and "Scottish" in second
     assert bar(0.0) == "░" * 10 and bar(1.0) == "█" * 10 and bar(0.46) == "█████░░░░░"
