@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from telegram import BotCommand, Update
 from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import (
@@ -18,10 +20,14 @@ from telegram.ext import (
     filters,
 )
 
+from bot import model_store
+from bot.admin import AdminHandlers
 from bot.config import Settings
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
+from bot.finetune_runner import FinetuneRunner
 from bot.handlers import Handlers
+from bot.live_model import LiveModel
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
 from core.predict import Predictor
@@ -64,13 +70,13 @@ class RetryingRateLimiter(AIORateLimiter):
 
 
 def load_predictors(settings: Settings) -> Predictors:
-    """The GRU from ``MODEL_DIR/gru.safetensors`` when present, else the shipped one; the shipped RNN."""
-    trained = settings.model_dir / "gru.safetensors"
+    """The starting GRU (``MODEL_DIR/gru.safetensors`` when present, else the shipped one) and the shipped RNN.
+
+    Once the bot starts, the database's live version replaces the GRU if it differs.
+    """
     threshold = settings.uncertain_below
-    if trained.is_file():
-        gru = Predictor.from_path(trained, uncertain_below=threshold)
-    else:
-        gru = Predictor.shipped("gru", uncertain_below=threshold)
+    initial = model_store.resolve(settings.model_dir, model_store.initial_checkpoint(settings.model_dir))
+    gru = Predictor.from_path(initial, uncertain_below=threshold)
     rnn = Predictor.shipped("rnn", uncertain_below=threshold)
     logger.info("live model %s", gru.version)
     return Predictors(gru=gru, rnn=rnn)
@@ -79,13 +85,21 @@ def load_predictors(settings: Settings) -> Predictors:
 def build_application(settings: Settings, predictors: Predictors) -> Application[Any, Any, Any, Any, Any, Any]:
     """The Application with every handler wired to one service; databases opened lazily, closed on shutdown."""
     engine = create_engine(settings.database_url)
-    service = GuessService(predictors=predictors, sessions=session_factory(engine))
+    sessions = session_factory(engine)
+    service = GuessService(predictors=predictors, sessions=sessions)
     handlers = Handlers(service, UserRateLimiter(settings.guesses_per_minute))
+    live = LiveModel(
+        predictors=predictors, sessions=sessions, model_dir=settings.model_dir, uncertain_below=settings.uncertain_below
+    )
+    runner = FinetuneRunner(settings, live)
+    admin = AdminHandlers(runner=runner, live=live, admin_ids=settings.bot_admin_ids)
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await application.bot.set_my_commands(COMMANDS)
+        await live.sync()  # answer with the database's live version from the first update
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await runner.stop()
         await engine.dispose()
 
     application = (
@@ -104,8 +118,26 @@ def build_application(settings: Settings, predictors: Predictors) -> Application
     application.add_handler(CommandHandler("stats", handlers.stats))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.guess_text))
     application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_handler(CommandHandler("retrain", admin.retrain))
+    application.add_handler(CommandHandler("models", admin.models))
+    application.add_handler(CommandHandler("rollback", admin.rollback))
     application.add_error_handler(handlers.error)
+    schedule_jobs(application, settings, admin)
     return application
+
+
+def schedule_jobs(
+    application: Application[Any, Any, Any, Any, Any, Any], settings: Settings, admin: AdminHandlers
+) -> None:
+    """The fine-tune on ``FINETUNE_CRON`` (UTC) and the periodic check for a newly live model."""
+    job_queue = application.job_queue
+    if job_queue is None:
+        raise RuntimeError("the job queue is missing: install python-telegram-bot[job-queue]")
+    if settings.finetune_cron:
+        trigger = CronTrigger.from_crontab(settings.finetune_cron, timezone=UTC)
+        job_queue.run_custom(admin.scheduled_finetune, job_kwargs={"trigger": trigger}, name="finetune")
+    interval = settings.model_refresh_seconds
+    job_queue.run_repeating(admin.refresh_model, interval=interval, first=interval, name="refresh-model")
 
 
 def run_polling(settings: Settings) -> None:

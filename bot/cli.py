@@ -28,6 +28,13 @@ def register(commands: Any) -> None:
     downgrade.set_defaults(handler=run_db)
     current = actions.add_parser("current", help="print the database's revision")
     current.set_defaults(handler=run_db)
+    finetune = commands.add_parser(
+        "finetune", help="fine-tune the live GRU on trusted feedback, gate it, and promote it if it is no worse"
+    )
+    finetune.add_argument("--force", action="store_true", help="run even with fewer than FINETUNE_MIN_NEW new verdicts")
+    finetune.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    finetune.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
+    finetune.set_defaults(handler=run_finetune_command)
 
 
 def _settings(kind: type[SettingsT]) -> SettingsT:
@@ -61,3 +68,31 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings(Settings)
     run_polling(settings)
     return 0
+
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the lock; try again later
+
+
+def run_finetune_command(args: argparse.Namespace) -> int:
+    """One fine-tune run; prints its report. Exit 0 when it ran or was skipped, 75 when another run is busy."""
+    from bot.config import FinetuneSettings
+    from bot.db import migrate
+    from bot.finetune_job import limit_resources, run_finetune
+    from core.data import DatasetError
+
+    settings = _settings(FinetuneSettings)
+    limit_resources(settings.finetune_threads, args.nice)
+    migrate.upgrade(settings.database_url)
+    try:
+        report = run_finetune(settings, force=args.force)
+    except DatasetError as exc:
+        raise CommandError(f"cannot fine-tune: {exc}") from exc
+    if args.json:
+        print(report.to_json())
+    else:
+        print(f"{report.status}: {report.message}")
+        if report.live and report.candidate:
+            for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):
+                print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
+        print(f"  feedback: {report.feedback}  ({report.seconds:.1f} s)")
+    return EXIT_BUSY if report.status == "busy" else 0

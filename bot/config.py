@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,19 +24,21 @@ class DatabaseSettings(BaseSettings):
     database_url: str = Field("sqlite+aiosqlite:///data/nameorigin.db", description="SQLAlchemy async URL")
 
 
-class Settings(DatabaseSettings):
-    """Every knob of the bot."""
+class FinetuneSettings(DatabaseSettings):
+    """What a fine-tune run needs (``nameorigin finetune`` and the bot's scheduled job): no Telegram token."""
 
-    telegram_bot_token: SecretStr = Field(description="token from @BotFather")
-    telegram_api_base_url: str = Field(DEFAULT_API_BASE_URL, description="Bot API base URL (self-hosted or tests)")
     bot_admin_ids: Annotated[frozenset[int], NoDecode] = Field(frozenset(), description="comma-separated user ids")
-    names_data_dir: Path = Field(Path("data/names"), description="the 18 language files (fine-tuning)")
+    names_data_dir: Path = Field(Path("data/names"), description="the 18 language files (replay and the test gate)")
     model_dir: Path = Field(Path("data/models"), description="trained and promoted checkpoints")
-    guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit")
-    telegram_messages_per_second: float = Field(
-        30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
-    )
-    uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
+    finetune_min_new: int = Field(20, ge=1, description="usable verdicts since the last run before a scheduled run")
+    feedback_min_agreement: int = Field(2, ge=1, description="distinct users who must agree on a surname's language")
+    feedback_user_daily_cap: int = Field(50, ge=1, description="verdicts per user per day that count")
+    finetune_max_drop: float = Field(0.5, ge=0.0, description="largest test-accuracy drop (points) still promoted")
+    finetune_epochs: int = Field(4, ge=1, description="epochs per fine-tune run")
+    finetune_learning_rate: float = Field(1e-3, gt=0.0, description="peak learning rate of a fine-tune run")
+    finetune_feedback_weight: int = Field(5, ge=1, description="times each trusted verdict is seen per epoch")
+    finetune_replay: int = Field(4000, ge=0, description="original training names mixed into each run")
+    finetune_threads: int = Field(1, ge=1, description="CPU threads the fine-tune process may use")
 
     @field_validator("bot_admin_ids", mode="before")
     @classmethod
@@ -47,6 +50,38 @@ class Settings(DatabaseSettings):
             except ValueError as exc:
                 raise ValueError("must be comma-separated integer user ids") from exc
         return value
+
+    def environment(self) -> dict[str, str]:
+        """These settings as environment variables, to hand to a fine-tune child process."""
+        variables = {}
+        for name in FinetuneSettings.model_fields:
+            value = getattr(self, name)
+            text = ",".join(str(item) for item in sorted(value)) if isinstance(value, frozenset) else str(value)
+            variables[name.upper()] = text
+        return variables
+
+
+class Settings(FinetuneSettings):
+    """Every knob of the bot."""
+
+    telegram_bot_token: SecretStr = Field(description="token from @BotFather")
+    telegram_api_base_url: str = Field(DEFAULT_API_BASE_URL, description="Bot API base URL (self-hosted or tests)")
+    guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit")
+    telegram_messages_per_second: float = Field(
+        30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
+    )
+    uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
+    finetune_cron: str = Field("0 3 * * *", description="crontab schedule (UTC) of fine-tune runs; empty disables")
+    model_refresh_seconds: float = Field(
+        30.0, gt=0.0, description="how often the bot checks the database for a newly live model"
+    )
+
+    @field_validator("finetune_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if value.strip():
+            CronTrigger.from_crontab(value.strip())  # raises ValueError naming the bad field
+        return value.strip()
 
     @field_validator("telegram_bot_token")
     @classmethod

@@ -26,6 +26,11 @@ FORMAT = "nameorigin.checkpoint/1"
 _METADATA_KEY = "nameorigin"
 
 
+def utc_timestamp() -> str:
+    """Now in UTC, ISO 8601 to the second: the ``created_at`` of new checkpoints."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 class CheckpointError(Exception):
     """A checkpoint is missing, corrupt, or does not match the model it describes."""
 
@@ -43,7 +48,7 @@ class CheckpointMetadata:
     split_seed: int
     version: str
     parent_version: str | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=utc_timestamp)
 
     @property
     def kind(self) -> str:
@@ -116,9 +121,10 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ch
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a model is meant to be read by other users and services
     try:
         save_file(tensors, tmp_name, metadata={_METADATA_KEY: metadata.to_json()})
+        # Both mkstemp and safetensors create files 0600; a model is meant to be read by other users and services.
+        os.chmod(tmp_name, 0o644)
         with open(tmp_name, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)

@@ -55,6 +55,7 @@ def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     save_checkpoint(path, build_model(config), CheckpointMetadata(**{**second.__dict__, "version": "v2"}))
     assert read_metadata(path).version == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the other services that load models
 
 
 def test_truncated_file_is_rejected(tmp_path: Path) -> None:

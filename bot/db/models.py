@@ -10,11 +10,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -78,16 +80,31 @@ class Correction(Base):
 
 
 class ModelVersion(Base):
-    """A trained checkpoint the bot knows about; exactly one is active."""
+    """A GRU the bot has known: the first live one, and every fine-tune run, promoted or rejected.
+
+    Exactly one row is active: the model that answers. Rejected runs keep their figures but no checkpoint.
+    """
 
     __tablename__ = "model_versions"
+    # At most one live model, enforced by the database even with several bot processes.
+    __table_args__ = (
+        Index(
+            "uq_model_versions_active",
+            "active",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(8))
-    checkpoint_path: Mapped[str] = mapped_column(Text)
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)  # relative to MODEL_DIR, or shipped:<kind>
     parent_version: Mapped[str | None] = mapped_column(String(64))
     metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON
-    decision: Mapped[str | None] = mapped_column(String(16))  # shipped, promoted, rejected
+    decision: Mapped[str | None] = mapped_column(String(16))  # initial, promoted, rejected
+    reason: Mapped[str | None] = mapped_column(Text)  # the gate's explanation
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when its fine-tune began
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Correction, Guess, utcnow
+from bot.feedback import Vote
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,27 @@ async def collect_stats(*, session: AsyncSession) -> Stats:
     confirmed = await session.scalar(select(func.count()).select_from(Correction).where(Correction.confirmed)) or 0
     users = await session.scalar(select(func.count(func.distinct(Guess.user_id)))) or 0
     return Stats(guesses=guesses, corrections=corrections, confirmed=confirmed, users=users)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime: SQLite hands back naive values for timezone-aware columns."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+async def fetch_votes(*, session: AsyncSession) -> list[Vote]:
+    """Every stored verdict with the surname it is about, for the feedback policy."""
+    rows = await session.execute(
+        select(Guess.surname, Correction.user_id, Correction.language, Correction.created_at, Correction.updated_at)
+        .join(Guess, Correction.guess_id == Guess.id)
+        .order_by(Correction.id)
+    )
+    return [
+        Vote(
+            surname=surname,
+            user_id=user_id,
+            language=language,
+            created_at=as_utc(created_at),
+            updated_at=as_utc(updated_at),
+        )
+        for surname, user_id, language, created_at, updated_at in rows
+    ]

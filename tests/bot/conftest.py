@@ -56,7 +56,8 @@ def settings(telegram: FakeTelegram, tmp_path: Path) -> Settings:
 async def running_bot(settings: Settings, predictors: Predictors) -> AsyncIterator[Any]:
     """Migrate, build and start the Application with long polling, as ``nameorigin serve`` does."""
     await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    application = build_application(settings, predictors)
+    # A holder of its own: a test that swaps the live GRU must not change the models other tests see.
+    application = build_application(settings, Predictors(gru=predictors.gru, rnn=predictors.rnn))
     async with application:
         assert application.post_init is not None and application.post_shutdown is not None
         await application.post_init(application)

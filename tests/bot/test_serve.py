@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from bot.db import migrate
 from tests.fake_telegram import FakeTelegram
 
 
@@ -76,4 +77,4 @@ async def test_db_upgrade_command(tmp_path: Path) -> None:
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
-    assert stdout.decode().strip() == "database at revision 0001"
+    assert stdout.decode().strip() == f"database at revision {migrate.head_revision()}"

@@ -1,0 +1,83 @@
+"""Texts of the admin commands: fine-tune reports, the version list, rollbacks (HTML, escaped)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.db.versions import VersionRecord
+from bot.finetune_job import RunReport
+from bot.finetune_runner import RunFailed, RunOutcome
+from bot.live_model import RollbackRefused, RolledBack
+from bot.views import escape
+
+NOT_ADMIN = "Sorry, only the bot's admins can do that."
+ALREADY_RUNNING = "A fine-tune is already running. I'll report when it ends."
+STARTED = "Fine-tune started. I'll report before/after figures when it ends."
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _figures(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str, int]) -> list[str]:
+    change = (candidate["test_accuracy"] - live["test_accuracy"]) * 100
+    return [
+        f"Test accuracy: {_percent(live['test_accuracy'])} → {_percent(candidate['test_accuracy'])} "
+        f"({change:+.2f} pts)",
+        f"Test macro-F1: {live['test_macro_f1']:.3f} → {candidate['test_macro_f1']:.3f}",
+        f"Held-out feedback ({feedback.get('holdout', 0)} names): "
+        f"{_percent(live['feedback_accuracy'])} → {_percent(candidate['feedback_accuracy'])}",
+    ]
+
+
+def _feedback_line(feedback: dict[str, int]) -> str:
+    return (
+        f"Feedback: {feedback.get('trusted', 0)} trusted names, {feedback.get('train', 0)} trained on; "
+        f"left out: {feedback.get('over_daily_cap', 0)} over the daily cap, "
+        f"{feedback.get('without_agreement', 0)} without agreement, {feedback.get('tied', 0)} tied, "
+        f"{feedback.get('in_test_split', 0)} in the test split"
+    )
+
+
+def run_report(outcome: RunOutcome) -> str:
+    """What a fine-tune run did, for the admin who asked or for every admin after a scheduled run."""
+    if isinstance(outcome, RunFailed):
+        return f"❌ <b>Fine-tune failed</b>: {escape(outcome.message)}. The live model is unchanged."
+    report: RunReport = outcome
+    if report.status in ("skipped", "busy"):
+        return f"⏭ <b>Fine-tune skipped</b>: {escape(report.message)}."
+    lines = []
+    if report.status == "promoted":
+        lines.append(f"✅ <b>Fine-tune promoted</b>: <code>{escape(report.version or '')}</code> is now live.")
+    else:
+        lines.append(f"🛑 <b>Fine-tune rejected</b>: {escape(report.message)}.")
+        lines.append(f"The live model stays <code>{escape(report.live_version or '')}</code>.")
+    if report.live and report.candidate:
+        lines += _figures(report.live, report.candidate, report.feedback)
+    lines.append(_feedback_line(report.feedback))
+    lines.append(f"Took {report.seconds:.1f} s.")
+    return "\n".join(lines)
+
+
+def _version_line(record: VersionRecord) -> str:
+    marker = "▶" if record.active else "•"
+    test = record.metrics.get("candidate", record.metrics.get("test", {}))
+    accuracy = test.get("test_accuracy", test.get("accuracy"))
+    figures = f"test {_percent(accuracy)}" if accuracy is not None else "no test figures"
+    when = record.created_at.strftime("%Y-%m-%d %H:%M")
+    return f"{marker} <code>{escape(record.version)}</code> {escape(record.decision or '?')}, {figures}, {when}"
+
+
+def versions_text(records: Sequence[VersionRecord]) -> str:
+    """The /models reply: newest first, ▶ marks the live one."""
+    if not records:
+        return "No model versions recorded yet."
+    return "<b>Model versions</b> (newest first, ▶ live)\n" + "\n".join(_version_line(r) for r in records)
+
+
+def rollback_text(outcome: RolledBack | RollbackRefused) -> str:
+    """The /rollback reply."""
+    if isinstance(outcome, RollbackRefused):
+        return escape(outcome.reason)
+    return f"↩️ <code>{escape(outcome.version)}</code> is live again (was <code>{escape(outcome.previous)}</code>)."

@@ -1,0 +1,119 @@
+"""Data access for the model-versions table: which GRU is live, the history of fine-tune runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import ModelVersion
+from bot.db.repository import as_utc
+
+INITIAL = "initial"
+PROMOTED = "promoted"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A model-versions row, detached from the session."""
+
+    version: str
+    checkpoint_path: str | None
+    parent_version: str | None
+    metrics: dict[str, Any]
+    decision: str | None
+    reason: str | None
+    active: bool
+    started_at: datetime | None
+    created_at: datetime
+
+    @property
+    def servable(self) -> bool:
+        """Whether it has a checkpoint, so it can be made live."""
+        return self.checkpoint_path is not None
+
+
+def _record(row: ModelVersion) -> VersionRecord:
+    return VersionRecord(
+        version=row.version,
+        checkpoint_path=row.checkpoint_path,
+        parent_version=row.parent_version,
+        metrics=json.loads(row.metrics or "{}"),
+        decision=row.decision,
+        reason=row.reason,
+        active=row.active,
+        started_at=as_utc(row.started_at) if row.started_at else None,
+        created_at=as_utc(row.created_at),
+    )
+
+
+async def active_version(*, session: AsyncSession) -> VersionRecord | None:
+    """The live model's row, or None before the first start registered one."""
+    row = await session.scalar(select(ModelVersion).where(ModelVersion.active))
+    return _record(row) if row else None
+
+
+async def get_version(*, session: AsyncSession, version: str) -> VersionRecord | None:
+    """The row for ``version``, or None."""
+    row = await session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    return _record(row) if row else None
+
+
+async def list_versions(*, session: AsyncSession, limit: int = 10) -> list[VersionRecord]:
+    """The newest ``limit`` rows, newest first."""
+    rows = await session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit))
+    return [_record(row) for row in rows]
+
+
+async def last_run_started(*, session: AsyncSession) -> datetime | None:
+    """When the most recent fine-tune run (promoted or rejected) began, or None if none ever ran."""
+    started = await session.scalar(
+        select(ModelVersion.started_at)
+        .where(ModelVersion.decision.in_((PROMOTED, REJECTED)))
+        .order_by(ModelVersion.started_at.desc())
+        .limit(1)
+    )
+    return as_utc(started) if started else None
+
+
+async def add_version(
+    *,
+    session: AsyncSession,
+    version: str,
+    kind: str,
+    checkpoint_path: str | None,
+    parent_version: str | None,
+    metrics: dict[str, Any],
+    decision: str,
+    reason: str | None = None,
+    started_at: datetime | None = None,
+    make_active: bool = False,
+) -> None:
+    """Insert a row; with ``make_active`` it becomes the only active one (in the caller's transaction)."""
+    if make_active:
+        await session.execute(update(ModelVersion).where(ModelVersion.active).values(active=False))
+    session.add(
+        ModelVersion(
+            version=version,
+            kind=kind,
+            checkpoint_path=checkpoint_path,
+            parent_version=parent_version,
+            metrics=json.dumps(metrics, sort_keys=True),
+            decision=decision,
+            reason=reason,
+            active=make_active,
+            started_at=started_at,
+        )
+    )
+    await session.flush()
+
+
+async def activate(*, session: AsyncSession, version: str) -> None:
+    """Make ``version`` the only active row."""
+    await session.execute(update(ModelVersion).where(ModelVersion.active).values(active=False))
+    await session.execute(update(ModelVersion).where(ModelVersion.version == version).values(active=True))

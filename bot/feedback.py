@@ -1,0 +1,118 @@
+"""Which user verdicts become training data: agreement between users, admins, daily caps, the test split.
+
+Pure functions over plain records, so every guard is testable without a database or a model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FeedbackPolicy:
+    """The trust rules, from ``FEEDBACK_MIN_AGREEMENT``, ``FEEDBACK_USER_DAILY_CAP`` and ``BOT_ADMIN_IDS``."""
+
+    min_agreement: int = 2  # distinct users who must choose the same language for one surname
+    user_daily_cap: int = 50  # verdicts per user per UTC day that count; later ones are kept but unused
+    admin_ids: frozenset[int] = frozenset()  # an admin's verdict is trusted on its own
+
+    def __post_init__(self) -> None:
+        if self.min_agreement < 1 or self.user_daily_cap < 1:
+            raise ValueError("min_agreement and user_daily_cap must be at least 1")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One stored verdict: ``user_id`` says ``surname`` is ``language``."""
+
+    surname: str
+    user_id: int
+    language: str
+    created_at: datetime  # orders a user's verdicts for the daily cap
+    updated_at: datetime  # when the choice was last set: decides whether it is new since the last run
+
+
+@dataclass(frozen=True)
+class TrustedLabel:
+    """A surname's agreed language and the votes that carried it."""
+
+    surname: str
+    language: str
+    supporters: tuple[Vote, ...]
+    by_admin: bool
+
+
+@dataclass(frozen=True)
+class FeedbackSelection:
+    """The trusted labels, and a count for every reason a verdict was left out."""
+
+    trusted: tuple[TrustedLabel, ...]
+    over_daily_cap: int  # verdicts beyond a user's daily cap
+    without_agreement: int  # surnames whose leading language has too few distinct users
+    tied: int  # surnames where two languages have the same number of users
+    in_test_split: int  # surnames of the fixed test split: never trained on
+
+    def new_votes_since(self, since: datetime | None) -> int:
+        """Verdicts supporting a trusted label that were set after ``since`` (all of them when None)."""
+        return sum(1 for label in self.trusted for vote in label.supporters if since is None or vote.updated_at > since)
+
+
+def within_daily_cap(votes: Iterable[Vote], cap: int) -> tuple[list[Vote], int]:
+    """Each user's first ``cap`` verdicts of every UTC day, and how many were over the cap."""
+    per_user_day: Counter[tuple[int, object]] = Counter()
+    kept: list[Vote] = []
+    dropped = 0
+    for vote in sorted(votes, key=lambda v: (v.created_at, v.user_id)):
+        day = (vote.user_id, vote.created_at.date())
+        per_user_day[day] += 1
+        if per_user_day[day] <= cap:
+            kept.append(vote)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _latest_per_user(votes: Sequence[Vote]) -> list[Vote]:
+    # A user who guessed the same surname twice has one voice: their most recent choice.
+    latest: dict[int, Vote] = {}
+    for vote in sorted(votes, key=lambda v: v.updated_at):
+        latest[vote.user_id] = vote
+    return list(latest.values())
+
+
+def _spelling(votes: Sequence[Vote]) -> str:
+    return Counter(vote.surname for vote in votes).most_common(1)[0][0]
+
+
+def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: frozenset[str]) -> FeedbackSelection:
+    """Apply the daily cap, the test-split exclusion, admin authority and majority agreement."""
+    kept, over_cap = within_daily_cap(votes, policy.user_daily_cap)
+    by_surname: dict[str, list[Vote]] = defaultdict(list)
+    for vote in kept:
+        by_surname[vote.surname.lower()].append(vote)
+    trusted: list[TrustedLabel] = []
+    without_agreement = tied = in_test = 0
+    for key in sorted(by_surname):
+        if key in test_keys:
+            in_test += 1
+            continue
+        voices = _latest_per_user(by_surname[key])
+        admin_voices = [v for v in voices if v.user_id in policy.admin_ids]
+        if admin_voices:
+            language = admin_voices[-1].language  # the most recent admin choice decides
+            supporters = tuple(v for v in voices if v.language == language)
+            trusted.append(TrustedLabel(_spelling(supporters), language, supporters, by_admin=True))
+            continue
+        ranking = Counter(vote.language for vote in voices).most_common()
+        (language, count), runner_up = ranking[0], ranking[1][1] if len(ranking) > 1 else 0
+        if count < policy.min_agreement:
+            without_agreement += 1
+        elif count == runner_up:
+            tied += 1
+        else:
+            supporters = tuple(v for v in voices if v.language == language)
+            trusted.append(TrustedLabel(_spelling(supporters), language, supporters, by_admin=False))
+    return FeedbackSelection(tuple(trusted), over_cap, without_agreement, tied, in_test)

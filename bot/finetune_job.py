@@ -1,0 +1,207 @@
+"""One fine-tune run, start to finish: select trusted feedback, train, gate, save, record.
+
+It runs in its own process (``nameorigin finetune``, started by the bot or by cron), so a crash or
+an out-of-memory kill cannot take the bot down. The checkpoint is written atomically before its
+row is committed, and the row is written in one transaction: a run killed at any point leaves the
+database as it was and, at worst, an unreferenced file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from bot import model_store
+from bot.config import FinetuneSettings
+from bot.db import repository, versions
+from bot.db.engine import create_engine, session_factory
+from bot.db.models import utcnow
+from bot.feedback import FeedbackPolicy, FeedbackSelection, select_trusted
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.data import Example, load_dataset
+from core.finetune import FinetuneConfig, fine_tune, split_feedback
+from core.gate import decide, score
+from core.split import SplitConfig, split_dataset
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["promoted", "rejected", "skipped", "busy"]
+LOCK_FILE = ".finetune.lock"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did, in a form that crosses the process boundary as one JSON line."""
+
+    status: Status
+    message: str
+    live_version: str | None = None
+    version: str | None = None
+    live: dict[str, Any] | None = None  # gate scores of the model that was live
+    candidate: dict[str, Any] | None = None  # gate scores of the fine-tuned model
+    feedback: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        """One line of JSON."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> RunReport:
+        """Parse what ``to_json`` wrote."""
+        return cls(**json.loads(line))
+
+
+def policy_from(settings: FinetuneSettings) -> FeedbackPolicy:
+    """The feedback policy the settings describe."""
+    return FeedbackPolicy(
+        min_agreement=settings.feedback_min_agreement,
+        user_daily_cap=settings.feedback_user_daily_cap,
+        admin_ids=settings.bot_admin_ids,
+    )
+
+
+def config_from(settings: FinetuneSettings) -> FinetuneConfig:
+    """The training recipe the settings describe."""
+    return FinetuneConfig(
+        epochs=settings.finetune_epochs,
+        learning_rate=settings.finetune_learning_rate,
+        replay_size=settings.finetune_replay,
+        feedback_weight=settings.finetune_feedback_weight,
+    )
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[bool]:
+    """Hold an advisory lock on ``path`` if no other process does; yields whether it was acquired.
+
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_finetune(settings: FinetuneSettings, *, force: bool = False) -> RunReport:
+    """Run once if no other run holds the lock. ``force`` (admin /retrain) ignores ``FINETUNE_MIN_NEW``."""
+    with exclusive_lock(settings.model_dir / LOCK_FILE) as acquired:
+        if not acquired:
+            return RunReport(status="busy", message="another fine-tune is already running")
+        return asyncio.run(_run(settings, force=force))
+
+
+def _feedback_counts(selection: FeedbackSelection, new_votes: int, train: int, holdout: int) -> dict[str, int]:
+    return {
+        "trusted": len(selection.trusted),
+        "new_votes": new_votes,
+        "train": train,
+        "holdout": holdout,
+        "over_daily_cap": selection.over_daily_cap,
+        "without_agreement": selection.without_agreement,
+        "tied": selection.tied,
+        "in_test_split": selection.in_test_split,
+    }
+
+
+async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
+    started, clock = utcnow(), time.perf_counter()
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        live_row = await model_store.live_record(sessions, settings.model_dir)
+        async with sessions() as session:
+            votes = await repository.fetch_votes(session=session)
+            since = await versions.last_run_started(session=session)
+        assert live_row.checkpoint_path is not None  # an active version always has a checkpoint
+        live = load_checkpoint(model_store.resolve(settings.model_dir, live_row.checkpoint_path))
+        split = split_dataset(load_dataset(settings.names_data_dir), SplitConfig(seed=live.metadata.split_seed))
+        selection = select_trusted(votes, policy_from(settings), frozenset(ex.key for ex in split.test))
+        new_votes = selection.new_votes_since(since)
+        examples = [Example(label.surname, frozenset({label.language})) for label in selection.trusted]
+        parts = split_feedback(examples)
+        # Too little feedback to hold any out: learn from all of it and let the test split judge alone.
+        train, holdout = (parts.train, parts.holdout) if parts.train else (tuple(examples), ())
+        counts = _feedback_counts(selection, new_votes, len(train), len(holdout))
+        if not examples:
+            return RunReport("skipped", "no trusted feedback yet", live_row.version, feedback=counts)
+        if not force and new_votes < settings.finetune_min_new:
+            message = f"{new_votes} new usable verdicts since the last run; {settings.finetune_min_new} needed"
+            return RunReport("skipped", message, live_row.version, feedback=counts)
+
+        device = torch.device("cpu")
+        candidate = fine_tune(live, split, train, config_from(settings), device)
+        live_scores = score(live, split.test, holdout, device)
+        candidate_scores = score(candidate, split.test, holdout, device)
+        decision = decide(live_scores, candidate_scores, settings.finetune_max_drop)
+        promoted, reason = decision.promoted, decision.reason
+        version = candidate.metadata.version
+        stored = model_store.candidate_checkpoint(version)
+        if promoted:
+            test_figures = {"accuracy": candidate_scores.test_accuracy, "macro_f1": candidate_scores.test_macro_f1}
+            metadata = replace(candidate.metadata, metrics={"test": test_figures})
+            save_checkpoint(model_store.resolve(settings.model_dir, stored), candidate.model, metadata)
+        seconds = round(time.perf_counter() - clock, 2)
+        metrics = {
+            "live": live_scores.as_dict(),
+            "candidate": candidate_scores.as_dict(),
+            "feedback": counts,
+            "seconds": seconds,
+        }
+        async with sessions.begin() as session:
+            current = await versions.active_version(session=session)
+            if promoted and (current is None or current.version != live_row.version):
+                # Someone rolled back or promoted meanwhile: this candidate was built on a model no longer live.
+                promoted, reason = False, "the live model changed during the run"
+                model_store.resolve(settings.model_dir, stored).unlink(missing_ok=True)
+            await versions.add_version(
+                session=session,
+                version=version,
+                kind=candidate.metadata.kind,
+                checkpoint_path=stored if promoted else None,
+                parent_version=live_row.version,
+                metrics=metrics,
+                decision=versions.PROMOTED if promoted else versions.REJECTED,
+                reason=reason,
+                started_at=started,
+                make_active=promoted,
+            )
+        status: Status = "promoted" if promoted else "rejected"
+        logger.info("fine-tune %s: %s (%s)", version, status, reason)
+        return RunReport(
+            status,
+            reason,
+            live_row.version,
+            version,
+            live_scores.as_dict(),
+            candidate_scores.as_dict(),
+            counts,
+            seconds,
+        )
+    finally:
+        await engine.dispose()
+
+
+def limit_resources(threads: int, niceness: int) -> None:
+    """Keep a fine-tune from starving the bot: few threads, lower CPU priority."""
+    torch.set_num_threads(threads)
+    if niceness:
+        os.nice(niceness)

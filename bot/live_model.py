@@ -1,0 +1,125 @@
+"""Keep the bot's in-memory GRU equal to the live version in the database: start-up, hot swap, rollback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import model_store
+from bot.db import versions
+from bot.db.versions import VersionRecord
+from bot.service import Predictors
+from core.checkpoint import CheckpointError
+from core.predict import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """``version`` is live again; ``previous`` was live before."""
+
+    version: str
+    previous: str
+
+
+@dataclass(frozen=True)
+class RollbackRefused:
+    """Nothing changed; ``reason`` is safe to show."""
+
+    reason: str
+
+
+class LiveModel:
+    """Swaps ``predictors.gru`` when the database's live version changes.
+
+    A swap replaces one attribute: batches already running hold the old predictor and finish on it.
+    """
+
+    def __init__(
+        self,
+        *,
+        predictors: Predictors,
+        sessions: async_sessionmaker[AsyncSession],
+        model_dir: Path,
+        uncertain_below: float,
+    ) -> None:
+        self._predictors = predictors
+        self._sessions = sessions
+        self._model_dir = model_dir
+        self._uncertain_below = uncertain_below
+        self._swap_lock = asyncio.Lock()
+
+    @property
+    def version(self) -> str:
+        """The version answering now."""
+        return self._predictors.gru.version
+
+    async def _load(self, record: VersionRecord) -> Predictor:
+        assert record.checkpoint_path is not None
+        path = model_store.resolve(self._model_dir, record.checkpoint_path)
+        return await asyncio.to_thread(Predictor.from_path, path, None, self._uncertain_below)
+
+    async def sync(self) -> str:
+        """Load the database's live version if it is not the one answering; returns the version answering.
+
+        A checkpoint that fails to load is logged and the current model keeps answering.
+        """
+        async with self._swap_lock:
+            record = await model_store.live_record(self._sessions, self._model_dir)
+            if record.version == self.version:
+                return self.version
+            try:
+                predictor = await self._load(record)
+            except CheckpointError:
+                logger.exception("version %s cannot be loaded; still answering with %s", record.version, self.version)
+                return self.version
+            previous, self._predictors.gru = self.version, predictor
+            logger.info("switched live model %s -> %s", previous, record.version)
+            return self.version
+
+    async def history(self, limit: int = 10) -> list[VersionRecord]:
+        """The newest versions, newest first."""
+        async with self._sessions() as session:
+            return await versions.list_versions(session=session, limit=limit)
+
+    async def _rollback_target(self, live: VersionRecord) -> VersionRecord | None:
+        async with self._sessions() as session:
+            if live.parent_version is not None:
+                parent = await versions.get_version(session=session, version=live.parent_version)
+                if parent is not None and parent.servable:
+                    return parent
+            history = await versions.list_versions(session=session, limit=1000)
+        older = [record for record in history if record.created_at < live.created_at and record.servable]
+        return older[0] if older else None
+
+    async def rollback(self, version: str | None = None) -> RolledBack | RollbackRefused:
+        """Make ``version`` live (default: the live model's parent), after checking its checkpoint loads."""
+        async with self._swap_lock:
+            live = await model_store.live_record(self._sessions, self._model_dir)
+            if version is None:
+                target = await self._rollback_target(live)
+                if target is None:
+                    return RollbackRefused("There is no earlier version to roll back to.")
+            else:
+                async with self._sessions() as session:
+                    target = await versions.get_version(session=session, version=version)
+                if target is None:
+                    return RollbackRefused(f"There is no version {version}. /models lists them.")
+                if not target.servable:
+                    return RollbackRefused(f"{version} was rejected by the gate and has no checkpoint.")
+            if target.version == live.version:
+                return RollbackRefused(f"{target.version} is already live.")
+            try:
+                predictor = await self._load(target)
+            except CheckpointError as exc:
+                return RollbackRefused(f"{target.version} cannot be loaded: {exc}")
+            async with self._sessions.begin() as session:
+                await versions.activate(session=session, version=target.version)
+            self._predictors.gru = predictor
+            logger.info("rolled back live model %s -> %s", live.version, target.version)
+            return RolledBack(version=target.version, previous=live.version)

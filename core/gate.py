@@ -1,0 +1,65 @@
+"""The promotion gate: a fine-tuned candidate replaces the live model only if it is no worse where it counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from core.checkpoint import Checkpoint
+from core.data import Example
+from core.pipeline import evaluate_examples
+
+
+@dataclass(frozen=True)
+class GateScores:
+    """One model's accuracy on the fixed test split and on the held-out trusted feedback."""
+
+    test_accuracy: float
+    test_macro_f1: float
+    feedback_accuracy: float | None  # None when no feedback was held out
+
+    def as_dict(self) -> dict[str, float | None]:
+        """Rounded figures for the model-versions table and reports."""
+        return {
+            "test_accuracy": round(self.test_accuracy, 4),
+            "test_macro_f1": round(self.test_macro_f1, 4),
+            "feedback_accuracy": None if self.feedback_accuracy is None else round(self.feedback_accuracy, 4),
+        }
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Both models' scores and whether the candidate goes live, with the reason in words."""
+
+    live: GateScores
+    candidate: GateScores
+    promoted: bool
+    reason: str
+
+
+def score(
+    checkpoint: Checkpoint, test: Sequence[Example], holdout: Sequence[Example], device: torch.device
+) -> GateScores:
+    """Calibrated accuracy of ``checkpoint`` on the test split and on held-out feedback."""
+    test_metrics = evaluate_examples(checkpoint, tuple(test), device)
+    feedback = evaluate_examples(checkpoint, tuple(holdout), device).accuracy if holdout else None
+    return GateScores(test_metrics.accuracy, test_metrics.macro_f1, feedback)
+
+
+def decide(live: GateScores, candidate: GateScores, max_test_drop_points: float) -> GateDecision:
+    """Promote when test accuracy falls by at most ``max_test_drop_points`` and feedback accuracy does not fall."""
+    drop = (live.test_accuracy - candidate.test_accuracy) * 100
+    if drop > max_test_drop_points:
+        reason = f"test accuracy would drop {drop:.2f} points (limit {max_test_drop_points:.2f})"
+        return GateDecision(live, candidate, promoted=False, reason=reason)
+    if live.feedback_accuracy is not None and candidate.feedback_accuracy is not None:
+        if candidate.feedback_accuracy < live.feedback_accuracy:
+            reason = (
+                f"held-out feedback accuracy would fall from {live.feedback_accuracy:.1%} "
+                f"to {candidate.feedback_accuracy:.1%}"
+            )
+            return GateDecision(live, candidate, promoted=False, reason=reason)
+    change = -drop
+    return GateDecision(live, candidate, promoted=True, reason=f"test accuracy {change:+.2f} points; feedback no worse")
