@@ -86,7 +86,8 @@ def config_from(settings: FinetuneSettings) -> FinetuneConfig:
 def exclusive_lock(path: Path) -> Iterator[bool]:
     """Hold an advisory lock on ``path`` if no other process does; yields whether it was acquired.
 
-    The kernel drops the lock when its holder dies, so a killed run never blocks the next one.
+    The kernel drops the lock when its holder dies, so a killed run never blocks the next one. The
+    holder writes its pid into the file, so an operator can see which process runs.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
@@ -96,6 +97,9 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
             yield False
             return
         try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

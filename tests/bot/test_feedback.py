@@ -1,0 +1,80 @@
+"""The feedback policy: which verdicts become training data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.feedback import FeedbackPolicy, Vote, select_trusted
+
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+POLICY = FeedbackPolicy(min_agreement=2, user_daily_cap=50, admin_ids=frozenset({1}))
+
+
+def vote(surname: str, user_id: int, language: str, minutes: int = 0) -> Vote:
+    moment = T0 + timedelta(minutes=minutes)
+    return Vote(surname=surname, user_id=user_id, language=language, created_at=moment, updated_at=moment)
+
+
+def labels(votes: list[Vote], policy: FeedbackPolicy = POLICY, test_keys: frozenset[str] = frozenset()) -> dict:
+    return {label.surname: label.language for label in select_trusted(votes, policy, test_keys).trusted}
+
+
+def test_one_user_is_not_enough_two_agreeing_users_are() -> None:
+    assert labels([vote("Falcao", 10, "Portuguese")]) == {}
+    assert labels([vote("Falcao", 10, "Portuguese"), vote("falcao", 11, "Portuguese")]) == {"Falcao": "Portuguese"}
+
+
+def test_the_same_user_twice_is_one_voice_their_latest() -> None:
+    votes = [vote("Falcao", 10, "Portuguese"), vote("Falcao", 10, "Portuguese", 1)]
+    assert labels(votes) == {}
+    changed_mind = [vote("Falcao", 10, "Spanish"), vote("Falcao", 11, "Portuguese")]
+    changed_mind.append(vote("Falcao", 10, "Portuguese", 5))
+    assert labels(changed_mind) == {"Falcao": "Portuguese"}
+
+
+def test_majority_wins_and_ties_are_left_out() -> None:
+    majority = [vote("Costa", u, "Portuguese") for u in (10, 11, 12)] + [vote("Costa", u, "Spanish") for u in (13, 14)]
+    assert labels(majority) == {"Costa": "Portuguese"}
+    tie = [vote("Costa", u, "Portuguese") for u in (10, 11)] + [vote("Costa", u, "Spanish") for u in (12, 13)]
+    selection = select_trusted(tie, POLICY, frozenset())
+    assert selection.trusted == () and selection.tied == 1
+
+
+def test_an_admin_decides_alone_and_overrides_users() -> None:
+    assert labels([vote("Falcao", 1, "Portuguese")]) == {"Falcao": "Portuguese"}
+    crowd = [vote("Falcao", u, "Italian") for u in (10, 11, 12)] + [vote("Falcao", 1, "Portuguese")]
+    assert labels(crowd) == {"Falcao": "Portuguese"}
+
+
+def test_verdicts_beyond_the_daily_cap_are_not_used() -> None:
+    policy = FeedbackPolicy(min_agreement=2, user_daily_cap=3)
+    # Two users agree on 5 names, but only each user's first 3 verdicts of the day count.
+    votes = [vote(f"Name{i}", 10, "Greek", i) for i in range(5)]
+    votes += [vote(f"Name{i}", 11, "Greek", 10 + i) for i in range(5)]
+    selection = select_trusted(votes, policy, frozenset())
+    assert sorted(label.surname for label in selection.trusted) == ["Name0", "Name1", "Name2"]
+    assert selection.over_daily_cap == 4
+    # The next day the cap starts again.
+    next_day = [vote("Name3", 10, "Greek", 24 * 60 + 1), vote("Name3", 11, "Greek", 24 * 60 + 2)]
+    assert "Name3" in labels(votes + next_day, policy)
+
+
+def test_test_split_names_are_never_trained_on() -> None:
+    votes = [vote("Smith", 10, "Scottish"), vote("Smith", 11, "Scottish")]
+    selection = select_trusted(votes, POLICY, frozenset({"smith"}))
+    assert selection.trusted == () and selection.in_test_split == 1
+
+
+def test_one_user_flooding_500_wrong_verdicts_yields_nothing() -> None:
+    flood = [vote(f"Ivanov{i}", 66, "Japanese", i // 10) for i in range(500)]
+    selection = select_trusted(flood, POLICY, frozenset())
+    assert selection.trusted == ()
+    assert selection.over_daily_cap == 450 and selection.without_agreement == 50
+
+
+def test_new_votes_count_only_those_after_the_last_run() -> None:
+    votes = [vote("Falcao", 10, "Portuguese", 0), vote("Falcao", 11, "Portuguese", 30)]
+    votes.append(vote("Falcao", 12, "Italian", 40))
+    selection = select_trusted(votes, POLICY, frozenset())
+    assert selection.new_votes_since(None) == 2
+    assert selection.new_votes_since(T0 + timedelta(minutes=10)) == 1  # the dissenting vote supports nothing

@@ -1,0 +1,90 @@
+"""A fine-tune run on the real dataset: what it learns, what it refuses to learn, what it records."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import torch
+
+from bot.db import migrate
+from bot.finetune_job import run_finetune
+from core.checkpoint import load_checkpoint
+from core.data import load_dataset
+from core.pipeline import evaluate_examples
+from core.predict import Predictor, shipped_checkpoint_path
+from core.split import split_dataset
+from tests.bot.verdicts import PORTUGUESE_AO, UNSEEN_AO, agreed, finetune_settings, store_verdicts, version_rows
+
+SHIPPED_VERSION = load_checkpoint(shipped_checkpoint_path("gru")).metadata.version
+
+
+def share_called(predictor: Predictor, names: list[str], language: str) -> float:
+    """Share of ``names`` whose top guess is ``language``."""
+    guesses = [predictor.predict(name) for name in names]
+    return sum(guess.predictions[0].language == language for guess in guesses) / len(names)
+
+
+def test_agreed_corrections_teach_a_pattern_without_hurting_the_test_split(tmp_path: Path, real_data_dir: Path) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+
+    report = run_finetune(settings)
+
+    assert report.status == "promoted", report.message
+    assert report.live and report.candidate and report.version
+    moved = abs(report.candidate["test_accuracy"] - report.live["test_accuracy"]) * 100
+    assert moved <= 0.5, f"test accuracy moved {moved:.2f} points"
+    assert report.feedback["trusted"] == len(PORTUGUESE_AO)
+    shipped = Predictor.shipped("gru")
+    promoted = Predictor.from_path(settings.model_dir / "versions" / f"{report.version}.safetensors")
+    assert share_called(shipped, PORTUGUESE_AO, "Portuguese") < 0.3
+    assert share_called(promoted, PORTUGUESE_AO, "Portuguese") >= 0.8
+    # The lesson is the pattern, not a list: names no one corrected move too.
+    assert share_called(promoted, UNSEEN_AO, "Portuguese") > share_called(shipped, UNSEEN_AO, "Portuguese") + 0.3
+    rows = version_rows(settings.database_url)
+    assert [(r.version, r.decision, r.active) for r in rows] == [
+        (report.version, "promoted", True),
+        (SHIPPED_VERSION, "initial", False),
+    ]
+    assert rows[0].parent_version == SHIPPED_VERSION and rows[0].started_at is not None
+
+    # Nothing new since: a scheduled run waits for FINETUNE_MIN_NEW more verdicts.
+    again = run_finetune(settings)
+    assert again.status == "skipped" and "20 needed" in again.message
+
+
+def test_poisoning_is_filtered_out_or_rejected_and_the_live_model_keeps_its_accuracy(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir)
+    migrate.upgrade(settings.database_url)
+    split = split_dataset(load_dataset(real_data_dir))
+    russian = [ex.name for ex in split.train if ex.languages == {"Russian"} and ex.name.endswith("ov")]
+
+    # One user presses "Japanese" under 500 Russian names: the daily cap and the agreement rule drop all of it.
+    asyncio.run(store_verdicts(settings.database_url, [(name, 66, "Japanese") for name in russian[:500]]))
+    flood = run_finetune(settings, force=True)
+    assert flood.status == "skipped" and flood.message == "no trusted feedback yet"
+    assert flood.feedback["trusted"] == 0 and flood.feedback["over_daily_cap"] >= 400
+
+    # Two users agree on the same wrong language for 5 names, and the run is set up to overfit them.
+    asyncio.run(store_verdicts(settings.database_url, agreed(russian[500:505], "Japanese", first_user=70)))
+    overfitting = finetune_settings(tmp_path, real_data_dir, finetune_feedback_weight=300, finetune_learning_rate=0.01)
+    poisoned = run_finetune(overfitting, force=True)
+
+    assert poisoned.feedback["trusted"] == 5
+    assert poisoned.status == "rejected" and "test accuracy would drop" in poisoned.message
+    assert poisoned.live and poisoned.candidate
+    assert poisoned.candidate["test_accuracy"] < poisoned.live["test_accuracy"] - 0.005
+    rows = version_rows(settings.database_url)
+    assert [(r.decision, r.active, r.checkpoint_path) for r in rows] == [
+        ("rejected", False, None),
+        ("initial", True, "shipped:gru"),
+    ]
+    assert rows[0].reason == poisoned.message and rows[0].metrics["candidate"] == poisoned.candidate
+    assert not list((settings.model_dir / "versions").glob("*.safetensors"))
+    live = load_checkpoint(shipped_checkpoint_path("gru"))
+    test_accuracy = evaluate_examples(live, split.test, torch.device("cpu")).accuracy
+    assert round(test_accuracy, 4) == poisoned.live["test_accuracy"] == live.metadata.metrics["test"]["accuracy"]

@@ -1,0 +1,82 @@
+"""Fine-tuning and the promotion gate, on the synthetic dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.data import Example, load_dataset
+from core.finetune import FinetuneConfig, fine_tune, split_feedback
+from core.gate import GateScores, decide
+from core.models import GRUConfig
+from core.pipeline import train_and_save
+from core.split import split_dataset
+from core.train import TrainConfig
+
+CPU = torch.device("cpu")
+
+
+def test_feedback_split_is_stable_and_disjoint() -> None:
+    feedback = [Example(f"Name{i}", frozenset({"Greek"})) for i in range(200)]
+    first, again = split_feedback(feedback), split_feedback(list(reversed(feedback)))
+    assert {e.key for e in first.holdout} == {e.key for e in again.holdout}
+    assert not {e.key for e in first.train} & {e.key for e in first.holdout}
+    assert 20 <= len(first.holdout) <= 60  # about a fifth
+
+
+def test_gate_promotes_only_within_the_allowed_drop_and_without_feedback_loss() -> None:
+    live = GateScores(test_accuracy=0.860, test_macro_f1=0.6, feedback_accuracy=0.5)
+    assert decide(live, GateScores(0.856, 0.6, 0.9), max_test_drop_points=0.5).promoted
+    too_much = decide(live, GateScores(0.854, 0.6, 0.9), max_test_drop_points=0.5)
+    assert not too_much.promoted and "0.60 points" in too_much.reason
+    worse_feedback = decide(live, GateScores(0.870, 0.6, 0.4), max_test_drop_points=0.5)
+    assert not worse_feedback.promoted and "feedback" in worse_feedback.reason
+    assert decide(live, GateScores(0.860, 0.6, None), max_test_drop_points=0.5).promoted
+
+
+def test_fine_tune_learns_feedback_and_leaves_the_live_model_alone(tiny_data_dir: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    trained = train_and_save(
+        kind="gru",
+        dataset=dataset,
+        out=tmp_path / "gru.safetensors",
+        train_config=TrainConfig(epochs=15, show_progress=False),
+        device=CPU,
+        model_overrides={"hidden_size": 32, "embedding_dim": 16},
+    )
+    live = load_checkpoint(trained.path)
+    before = {name: tensor.clone() for name, tensor in live.model.state_dict().items()}
+    split = split_dataset(dataset)
+    # Teach it that names ending in "-ov" (Arabic's synthetic suffix) are Greek.
+    feedback = [Example(example.name, frozenset({"Greek"})) for example in split.train if "Arabic" in example.languages]
+    candidate = fine_tune(live, split, feedback, FinetuneConfig(epochs=8, learning_rate=1e-2, replay_size=200), CPU)
+    assert all(torch.equal(before[name], tensor) for name, tensor in live.model.state_dict().items())
+    assert candidate.metadata.parent_version == live.metadata.version
+    assert candidate.metadata.version != live.metadata.version
+    assert isinstance(candidate.metadata.model_config, GRUConfig)
+    tokens, lengths = live.metadata.vocabulary.encode_batch([example.name for example in feedback])
+    greek = live.metadata.labels.index("Greek")
+    with torch.inference_mode():
+        learned = (candidate.model(tokens, lengths).argmax(dim=1) == greek).float().mean().item()
+        before_share = (live.model(tokens, lengths).argmax(dim=1) == greek).float().mean().item()
+    assert before_share < 0.2 and learned > 0.8
+
+
+def test_fine_tune_refuses_unknown_languages_and_empty_feedback(tiny_data_dir: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    trained = train_and_save(
+        kind="gru",
+        dataset=dataset,
+        out=tmp_path / "gru.safetensors",
+        train_config=TrainConfig(epochs=1, show_progress=False),
+        device=CPU,
+        model_overrides={"hidden_size": 8, "embedding_dim": 4},
+    )
+    live, split = load_checkpoint(trained.path), split_dataset(dataset)
+    with pytest.raises(ValueError, match="at least one"):
+        fine_tune(live, split, [], FinetuneConfig(), CPU)
+    with pytest.raises(ValueError, match="Klingon"):
+        fine_tune(live, split, [Example("Worf", frozenset({"Klingon"}))], FinetuneConfig(), CPU)
