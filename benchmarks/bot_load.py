@@ -11,51 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import signal
-import statistics
-import sys
 import tempfile
 import time
-from asyncio.subprocess import DEVNULL, Process
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake server lives in tests/
-
-from tests.fake_telegram import FakeTelegram  # noqa: E402
-
-STEMS = ["Nakamura", "Rossi", "Ivanov", "Schmidt", "Nguyen", "Papadopoulos", "Kowalski", "Dubois", "Garcia", "Murphy"]
-BOLD = re.compile(r"<b>([^<]+)</b>")
-
-
-def distinct_names(count: int) -> list[str]:
-    """``count`` different surname-like strings, so each reply can be matched to its update."""
-    names = []
-    for i in range(count):
-        tag, n = "", i // len(STEMS)
-        while n:  # a base-26 suffix: "", "b", "c", ..., "ba", ...
-            tag, n = "abcdefghijklmnopqrstuvwxyz"[n % 26] + tag, n // 26
-        names.append(STEMS[i % len(STEMS)] + tag)
-    return names
-
-
-async def start_bot(telegram: FakeTelegram, scratch: Path, per_user: int, outgoing_limit: float) -> Process:
-    """``nameorigin serve`` in its own process, as deployed, pointed at the fake server."""
-    env = dict(
-        os.environ,
-        TELEGRAM_BOT_TOKEN=telegram.token,
-        TELEGRAM_API_BASE_URL=telegram.base_url,
-        DATABASE_URL=f"sqlite+aiosqlite:///{scratch / 'bot.db'}",
-        MODEL_DIR=str(scratch / "models"),
-        GUESSES_PER_MINUTE=str(per_user),
-        TELEGRAM_MESSAGES_PER_SECOND=str(outgoing_limit),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "serve", env=env, cwd=scratch, stdout=DEVNULL, stderr=DEVNULL
-    )
-    await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=120)
-    return process
+from bot_harness import FakeTelegram, distinct_names, percentile, reply_latencies_ms, start_bot
 
 
 async def run(updates: int, users: int, rate: float, outgoing_limit: float) -> None:
@@ -63,7 +24,12 @@ async def run(updates: int, users: int, rate: float, outgoing_limit: float) -> N
     telegram = FakeTelegram()
     await telegram.start()
     with tempfile.TemporaryDirectory() as scratch:
-        bot = await start_bot(telegram, Path(scratch), max(20, updates // users + 1), outgoing_limit)
+        bot = await start_bot(
+            telegram,
+            Path(scratch),
+            GUESSES_PER_MINUTE=str(max(20, updates // users + 1)),
+            TELEGRAM_MESSAGES_PER_SECOND=str(outgoing_limit),
+        )
         try:
             names = distinct_names(updates)
             injected: dict[str, float] = {}
@@ -79,17 +45,12 @@ async def run(updates: int, users: int, rate: float, outgoing_limit: float) -> N
             bot.send_signal(signal.SIGINT)
             await bot.wait()
     await telegram.stop()
-    latencies = []
-    for reply in replies:
-        match = BOLD.search(str(reply.params["text"]))
-        if match and match[1] in injected:
-            latencies.append((reply.at - injected.pop(match[1])) * 1000)
-    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    latencies = reply_latencies_ms(replies, injected)
     limit = f"{outgoing_limit:g}/s" if outgoing_limit else "off"
     print(f"{updates} /guess updates from {users} users, injected at {rate or 'max'}/s, outgoing limit {limit}")
     print(f"answered {len(latencies)}, lost {len(injected)}, throughput {updates / (finished - started):.0f} updates/s")
     print(
-        f"latency injection → reply: p50 {quantiles[49]:.0f} ms, p95 {quantiles[94]:.0f} ms, "
+        f"latency injection → reply: p50 {percentile(latencies, 50):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
         f"max {max(latencies):.0f} ms (target p95 <= 300 ms)"
     )
 
