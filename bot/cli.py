@@ -78,6 +78,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     from bot.config import FinetuneSettings
     from bot.db import migrate
     from bot.finetune_job import limit_resources, run_finetune
+    from core.checkpoint import CheckpointError
     from core.data import DatasetError
 
     settings = _settings(FinetuneSettings)
@@ -85,7 +86,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     migrate.upgrade(settings.database_url)
     try:
         report = run_finetune(settings, force=args.force)
-    except DatasetError as exc:
+    except (DatasetError, CheckpointError) as exc:
         raise CommandError(f"cannot fine-tune: {exc}") from exc
     if args.json:
         print(report.to_json())

@@ -1,0 +1,54 @@
+"""``nameorigin finetune`` as cron would run it: exit codes, JSON, clear errors."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.finetune_job import LOCK_FILE
+
+
+def finetune(tmp_path: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        MODEL_DIR=str(tmp_path / "models"),
+        NAMES_DATA_DIR=str(data_dir),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", "finetune", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_without_feedback_the_run_is_skipped_and_says_why(tmp_path: Path, real_data_dir: Path) -> None:
+    result = finetune(tmp_path, real_data_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["status"] == "skipped" and report["message"] == "no trusted feedback yet"
+    assert report["live_version"].startswith("gru-")
+
+
+def test_a_missing_dataset_is_one_clear_line(tmp_path: Path) -> None:
+    result = finetune(tmp_path, tmp_path / "nowhere")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("nameorigin finetune: error: cannot fine-tune:")
+    assert "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_busy(tmp_path: Path, real_data_dir: Path) -> None:
+    lock = tmp_path / "models" / LOCK_FILE
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a running fine-tune would
+        result = finetune(tmp_path, real_data_dir, "--json")
+    assert result.returncode == 75
+    assert json.loads(result.stdout)["status"] == "busy"
