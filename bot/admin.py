@@ -24,6 +24,9 @@ class AdminHandlers:
         self.runner = runner
         self.live = live
         self.admin_ids = admin_ids
+        self._requested_by: set[int] = set()  # chats that asked for the current run with /retrain
+        self._scheduled = False  # whether the current run is the scheduled one (reported to every admin)
+        self._reporters: set[asyncio.Task[None]] = set()
 
     async def _is_admin(self, update: Update) -> bool:
         user, message = update.effective_user, update.effective_message
@@ -34,22 +37,42 @@ class AdminHandlers:
         logger.warning("refused admin command from user %s", user.id if user else None)
         return False
 
-    async def retrain(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/retrain: start a fine-tune now; reply with the figures when it ends."""
-        if not await self._is_admin(update) or update.effective_message is None:
-            return
-        task = self.runner.start(force=True)
+    def _start(self, bot: Bot, *, force: bool) -> bool:
+        """Start a run whose report goes out when it ends; False when one is already running."""
+        task = self.runner.start(force=force)
         if task is None:
-            await update.effective_message.reply_text(admin_views.ALREADY_RUNNING)
-            return
-        await update.effective_message.reply_text(admin_views.STARTED)
-        message = update.effective_message
-        # The run takes seconds to minutes: report from a task, so this update finishes now.
-        context.application.create_task(self._reply_when_done(task, message.chat_id, context.bot))
+            return False
+        self._requested_by, self._scheduled = set(), not force
+        # A plain task, not the Application's: stopping the bot must not wait for a fine-tune.
+        reporter = asyncio.create_task(self._report_when_done(task, bot))
+        self._reporters.add(reporter)
+        reporter.add_done_callback(self._reporters.discard)
+        return True
 
-    async def _reply_when_done(self, task: asyncio.Task[RunOutcome], chat_id: int, bot: Bot) -> None:
+    async def _report_when_done(self, task: asyncio.Task[RunOutcome], bot: Bot) -> None:
         outcome = await task
-        await bot.send_message(chat_id, admin_views.run_report(outcome), parse_mode="HTML")
+        chats = set(self._requested_by)
+        if isinstance(outcome, RunReport) and outcome.status in ("skipped", "busy"):
+            logger.info("fine-tune %s: %s", outcome.status, outcome.message)  # only who asked hears of it
+        elif self._scheduled:
+            chats |= self.admin_ids  # every admin hears how a scheduled run went
+        if self.runner.stopping:
+            return
+        text = admin_views.run_report(outcome)
+        for chat_id in sorted(chats):
+            try:
+                await bot.send_message(chat_id, text, parse_mode="HTML")
+            except TelegramError as exc:  # e.g. an admin who never opened a chat with the bot
+                logger.warning("could not send the fine-tune report to %s: %s", chat_id, exc)
+
+    async def retrain(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/retrain: start a fine-tune now; the figures follow when it ends."""
+        message = update.effective_message
+        if not await self._is_admin(update) or message is None:
+            return
+        started = self._start(context.bot, force=True)
+        self._requested_by.add(message.chat_id)  # a run already going reports here too
+        await message.reply_text(admin_views.STARTED if started else admin_views.ALREADY_RUNNING)
 
     async def models(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/models: versions with their figures and which one is live."""
@@ -67,21 +90,9 @@ class AdminHandlers:
         await update.effective_message.reply_html(admin_views.rollback_text(outcome))
 
     async def scheduled_finetune(self, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """The scheduled run: fine-tune if enough new feedback arrived, then report to every admin."""
-        task = self.runner.start(force=False)
-        if task is None:
-            logger.info("scheduled fine-tune skipped: a run is already in progress")
-            return
-        outcome = await task
-        if isinstance(outcome, RunReport) and outcome.status == "skipped":
-            logger.info("scheduled fine-tune skipped: %s", outcome.message)
-            return
-        text = admin_views.run_report(outcome)
-        for admin_id in sorted(self.admin_ids):
-            try:
-                await context.bot.send_message(admin_id, text, parse_mode="HTML")
-            except TelegramError as exc:  # e.g. the admin never opened a chat with the bot
-                logger.warning("could not report the fine-tune to admin %s: %s", admin_id, exc)
+        """The scheduled run: starts it and returns; the run itself decides whether enough feedback arrived."""
+        if not self._start(context.bot, force=False):
+            logger.info("scheduled fine-tune not started: a run is already in progress")
 
     async def refresh_model(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Pick up a version made live elsewhere (``nameorigin finetune`` from cron, another replica)."""

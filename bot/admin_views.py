@@ -12,7 +12,7 @@ from bot.live_model import RollbackRefused, RolledBack
 from bot.views import escape
 
 NOT_ADMIN = "Sorry, only the bot's admins can do that."
-ALREADY_RUNNING = "A fine-tune is already running. I'll report when it ends."
+ALREADY_RUNNING = "A fine-tune is already running. I'll report to you when it ends."
 STARTED = "Fine-tune started. I'll report before/after figures when it ends."
 
 

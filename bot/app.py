@@ -91,7 +91,7 @@ def build_application(settings: Settings, predictors: Predictors) -> Application
     live = LiveModel(
         predictors=predictors, sessions=sessions, model_dir=settings.model_dir, uncertain_below=settings.uncertain_below
     )
-    runner = FinetuneRunner(settings, live)
+    runner = FinetuneRunner(settings, live, sessions)
     admin = AdminHandlers(runner=runner, live=live, admin_ids=settings.bot_admin_ids)
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -70,14 +70,11 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the lock; try again later
-
-
 def run_finetune_command(args: argparse.Namespace) -> int:
     """One fine-tune run; prints its report. Exit 0 when it ran or was skipped, 75 when another run is busy."""
     from bot.config import FinetuneSettings
     from bot.db import migrate
-    from bot.finetune_job import limit_resources, run_finetune
+    from bot.finetune_job import EXIT_BUSY, limit_resources, run_finetune
     from core.checkpoint import CheckpointError
     from core.data import DatasetError
 

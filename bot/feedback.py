@@ -102,7 +102,7 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
         voices = _latest_per_user(by_surname[key])
         admin_voices = [v for v in voices if v.user_id in policy.admin_ids]
         if admin_voices:
-            language = admin_voices[-1].language  # the most recent admin choice decides
+            language = max(admin_voices, key=lambda v: v.updated_at).language  # the latest admin choice decides
             supporters = tuple(v for v in voices if v.language == language)
             trusted.append(TrustedLabel(_spelling(supporters), language, supporters, by_admin=True))
             continue

@@ -17,27 +17,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import model_store
 from bot.config import FinetuneSettings
 from bot.db import repository, versions
 from bot.db.engine import create_engine, session_factory
 from bot.db.models import utcnow
-from bot.feedback import FeedbackPolicy, FeedbackSelection, select_trusted
-from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data import Example, load_dataset
+from bot.feedback import FeedbackPolicy, select_trusted
+from core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from core.data import DatasetError, Example, load_dataset
 from core.finetune import FinetuneConfig, fine_tune, split_feedback
-from core.gate import decide, score
-from core.split import SplitConfig, split_dataset
+from core.gate import GateDecision, decide, score
+from core.split import Split, SplitConfig, split_dataset
 
 logger = logging.getLogger(__name__)
 
 Status = Literal["promoted", "rejected", "skipped", "busy"]
 LOCK_FILE = ".finetune.lock"
+EXIT_BUSY = 75  # EX_TEMPFAIL: `nameorigin finetune` found another run holding the lock
 
 
 @dataclass(frozen=True)
@@ -113,17 +116,86 @@ def run_finetune(settings: FinetuneSettings, *, force: bool = False) -> RunRepor
         return asyncio.run(_run(settings, force=force))
 
 
-def _feedback_counts(selection: FeedbackSelection, new_votes: int, train: int, holdout: int) -> dict[str, int]:
-    return {
-        "trusted": len(selection.trusted),
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything a run decides from, gathered before any training."""
+
+    live_version: str
+    live: Checkpoint
+    split: Split
+    train: tuple[Example, ...]
+    holdout: tuple[Example, ...]
+    counts: dict[str, int]
+
+
+def _load_fixed_split(settings: FinetuneSettings, live: Checkpoint) -> Split:
+    dataset = load_dataset(settings.names_data_dir)
+    if dataset.sha256 != live.metadata.dataset_sha256:
+        # Another dataset gives another "fixed" test split: the gate would judge on names it may have trained on.
+        raise DatasetError(
+            f"the dataset in {settings.names_data_dir} (sha256 {dataset.sha256[:12]}…) is not the one the live "
+            f"model was trained on ({live.metadata.dataset_sha256[:12]}…)"
+        )
+    return split_dataset(dataset, SplitConfig(seed=live.metadata.split_seed))
+
+
+async def _gather(settings: FinetuneSettings, sessions: async_sessionmaker[AsyncSession]) -> tuple[_Inputs, int]:
+    """The live model, the fixed split and the trusted feedback; also how many verdicts are new."""
+    live_row = await model_store.live_record(sessions, settings.model_dir)
+    async with sessions() as session:
+        votes = await repository.fetch_votes(session=session)
+        since = await versions.last_run_started(session=session)
+    assert live_row.checkpoint_path is not None  # a live version always has a checkpoint
+    live = load_checkpoint(model_store.resolve(settings.model_dir, live_row.checkpoint_path))
+    split = _load_fixed_split(settings, live)
+    selection = select_trusted(votes, policy_from(settings), frozenset(ex.key for ex in split.test))
+    known = [label for label in selection.trusted if label.language in live.metadata.labels]
+    examples = [Example(label.surname, frozenset({label.language})) for label in known]
+    parts = split_feedback(examples)
+    # Too little feedback to hold any out: learn from all of it and let the test split judge alone.
+    train, holdout = (parts.train, parts.holdout) if parts.train else (tuple(examples), ())
+    new_votes = selection.new_votes_since(since)
+    counts = {
+        "trusted": len(examples),
         "new_votes": new_votes,
-        "train": train,
-        "holdout": holdout,
+        "train": len(train),
+        "holdout": len(holdout),
         "over_daily_cap": selection.over_daily_cap,
         "without_agreement": selection.without_agreement,
         "tied": selection.tied,
         "in_test_split": selection.in_test_split,
+        "unknown_language": len(selection.trusted) - len(known),
     }
+    return _Inputs(live_row.version, live, split, train, holdout, counts), new_votes
+
+
+async def _record(
+    sessions: async_sessionmaker[AsyncSession],
+    inputs: _Inputs,
+    candidate: Checkpoint,
+    decision: GateDecision,
+    metrics: dict[str, Any],
+    started: datetime,
+) -> tuple[bool, str]:
+    """Write the run's row (and make the candidate live if promoted) in one transaction; returns the outcome."""
+    promoted, reason = decision.promoted, decision.reason
+    async with sessions.begin() as session:
+        if promoted and not await versions.release_live(session=session, expected=inputs.live_version):
+            # Someone rolled back or promoted meanwhile: this candidate grew from a model no longer live.
+            promoted, reason = False, "the live model changed during the run"
+        await versions.add_version(
+            session=session,
+            version=candidate.metadata.version,
+            kind=candidate.metadata.kind,
+            checkpoint_path=model_store.candidate_checkpoint(candidate.metadata.version) if promoted else None,
+            parent_version=inputs.live_version,
+            metrics=metrics,
+            decision=versions.PROMOTED if promoted else versions.REJECTED,
+            reason=reason,
+            started_at=started,
+            active=promoted,
+        )
+    return promoted, reason
 
 
 async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
@@ -131,73 +203,43 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
-        live_row = await model_store.live_record(sessions, settings.model_dir)
-        async with sessions() as session:
-            votes = await repository.fetch_votes(session=session)
-            since = await versions.last_run_started(session=session)
-        assert live_row.checkpoint_path is not None  # an active version always has a checkpoint
-        live = load_checkpoint(model_store.resolve(settings.model_dir, live_row.checkpoint_path))
-        split = split_dataset(load_dataset(settings.names_data_dir), SplitConfig(seed=live.metadata.split_seed))
-        selection = select_trusted(votes, policy_from(settings), frozenset(ex.key for ex in split.test))
-        new_votes = selection.new_votes_since(since)
-        examples = [Example(label.surname, frozenset({label.language})) for label in selection.trusted]
-        parts = split_feedback(examples)
-        # Too little feedback to hold any out: learn from all of it and let the test split judge alone.
-        train, holdout = (parts.train, parts.holdout) if parts.train else (tuple(examples), ())
-        counts = _feedback_counts(selection, new_votes, len(train), len(holdout))
-        if not examples:
-            return RunReport("skipped", "no trusted feedback yet", live_row.version, feedback=counts)
+        inputs, new_votes = await _gather(settings, sessions)
+        if not inputs.train:
+            return RunReport("skipped", "no trusted feedback yet", inputs.live_version, feedback=inputs.counts)
         if not force and new_votes < settings.finetune_min_new:
             message = f"{new_votes} new usable verdicts since the last run; {settings.finetune_min_new} needed"
-            return RunReport("skipped", message, live_row.version, feedback=counts)
+            return RunReport("skipped", message, inputs.live_version, feedback=inputs.counts)
 
         device = torch.device("cpu")
-        candidate = fine_tune(live, split, train, config_from(settings), device)
-        live_scores = score(live, split.test, holdout, device)
-        candidate_scores = score(candidate, split.test, holdout, device)
+        held_out = {example.key for example in inputs.holdout}  # judged on, so never replayed either
+        candidate = fine_tune(inputs.live, inputs.split, inputs.train, config_from(settings), device, held_out)
+        live_scores = score(inputs.live, inputs.split.test, inputs.holdout, device)
+        candidate_scores = score(candidate, inputs.split.test, inputs.holdout, device)
         decision = decide(live_scores, candidate_scores, settings.finetune_max_drop)
-        promoted, reason = decision.promoted, decision.reason
-        version = candidate.metadata.version
-        stored = model_store.candidate_checkpoint(version)
-        if promoted:
+        path = model_store.resolve(settings.model_dir, model_store.candidate_checkpoint(candidate.metadata.version))
+        if decision.promoted:  # written before its row is committed: a row never points at a missing file
             test_figures = {"accuracy": candidate_scores.test_accuracy, "macro_f1": candidate_scores.test_macro_f1}
-            metadata = replace(candidate.metadata, metrics={"test": test_figures})
-            save_checkpoint(model_store.resolve(settings.model_dir, stored), candidate.model, metadata)
+            save_checkpoint(path, candidate.model, replace(candidate.metadata, metrics={"test": test_figures}))
         seconds = round(time.perf_counter() - clock, 2)
         metrics = {
             "live": live_scores.as_dict(),
             "candidate": candidate_scores.as_dict(),
-            "feedback": counts,
+            "feedback": inputs.counts,
             "seconds": seconds,
         }
-        async with sessions.begin() as session:
-            current = await versions.active_version(session=session)
-            if promoted and (current is None or current.version != live_row.version):
-                # Someone rolled back or promoted meanwhile: this candidate was built on a model no longer live.
-                promoted, reason = False, "the live model changed during the run"
-                model_store.resolve(settings.model_dir, stored).unlink(missing_ok=True)
-            await versions.add_version(
-                session=session,
-                version=version,
-                kind=candidate.metadata.kind,
-                checkpoint_path=stored if promoted else None,
-                parent_version=live_row.version,
-                metrics=metrics,
-                decision=versions.PROMOTED if promoted else versions.REJECTED,
-                reason=reason,
-                started_at=started,
-                make_active=promoted,
-            )
+        promoted, reason = await _record(sessions, inputs, candidate, decision, metrics, started)
+        if decision.promoted and not promoted:
+            path.unlink(missing_ok=True)
         status: Status = "promoted" if promoted else "rejected"
-        logger.info("fine-tune %s: %s (%s)", version, status, reason)
+        logger.info("fine-tune %s: %s (%s)", candidate.metadata.version, status, reason)
         return RunReport(
             status,
             reason,
-            live_row.version,
-            version,
+            inputs.live_version,
+            candidate.metadata.version,
             live_scores.as_dict(),
             candidate_scores.as_dict(),
-            counts,
+            inputs.counts,
             seconds,
         )
     finally:
@@ -207,5 +249,6 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
 def limit_resources(threads: int, niceness: int) -> None:
     """Keep a fine-tune from starving the bot: few threads, lower CPU priority."""
     torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
     if niceness:
         os.nice(niceness)

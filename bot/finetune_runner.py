@@ -8,10 +8,16 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from bot.finetune_job import RunReport
+from bot.db import versions
+from bot.db.models import utcnow
+from bot.finetune_job import EXIT_BUSY, RunReport
 from bot.live_model import LiveModel
+from core.pipeline import new_version
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +43,8 @@ def child_command(*, force: bool) -> list[str]:
 
 def child_environment(settings: Settings) -> dict[str, str]:
     """The bot's environment with its fine-tune settings, minus the Telegram token the child never needs."""
-    environment = {key: value for key, value in os.environ.items() if key != "TELEGRAM_BOT_TOKEN"}
+    # Settings are read case-insensitively, so drop the token whatever its spelling.
+    environment = {key: value for key, value in os.environ.items() if key.upper() != "TELEGRAM_BOT_TOKEN"}
     environment.update(settings.environment())
     environment["OMP_NUM_THREADS"] = str(settings.finetune_threads)
     return environment
@@ -50,62 +57,103 @@ def _describe_exit(returncode: int) -> str:
 
 
 class FinetuneRunner:
-    """Runs at most one fine-tune child at a time."""
+    """Runs at most one fine-tune child at a time, in a task of its own.
 
-    def __init__(self, settings: Settings, live: LiveModel) -> None:
+    The task is a plain asyncio task, not one of the Application's, so stopping the bot never waits
+    for a run: ``stop`` terminates the child instead, and the live model stays as it was.
+    """
+
+    def __init__(self, settings: Settings, live: LiveModel, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._settings = settings
         self._live = live
+        self._sessions = sessions
         self._task: asyncio.Task[RunOutcome] | None = None
-        self.process: asyncio.subprocess.Process | None = None  # the running child, if any
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = False
 
     @property
     def busy(self) -> bool:
         """Whether a run is in progress."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the bot is shutting down (reports are no longer sent)."""
+        return self._stopping
+
     def start(self, *, force: bool) -> asyncio.Task[RunOutcome] | None:
-        """Start a run and return its task, or None when one is already running."""
-        if self.busy:
+        """Start a run and return its task, or None when one is already running or the bot is stopping."""
+        if self.busy or self._stopping:
             return None
-        self._task = asyncio.create_task(self._run(force=force))
+        self._task = asyncio.create_task(self._run(force=force), name="finetune")
         return self._task
 
     async def _run(self, *, force: bool) -> RunOutcome:
-        self.process = await asyncio.create_subprocess_exec(
-            *child_command(force=force),
-            env=child_environment(self._settings),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
+        started = utcnow()
+        outcome = await self._run_child(force=force)
+        if isinstance(outcome, RunFailed):
+            logger.error("%s; the live model is unchanged", outcome.message)
+            await self._record_failure(outcome, started)
+        elif outcome.status == "promoted":
+            try:
+                await self._live.sync()
+            except Exception:  # the promotion is committed; the periodic refresh will pick it up
+                logger.exception("could not switch to %s now", outcome.version)
+        return outcome
+
+    async def _run_child(self, *, force: bool) -> RunOutcome:
         try:
-            stdout, stderr = await self.process.communicate()
+            self._process = await asyncio.create_subprocess_exec(
+                *child_command(force=force),
+                env=child_environment(self._settings),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            return RunFailed(f"the fine-tune process could not start: {exc}")
+        if self._stopping:  # stop() came while the process was starting
+            self._process.terminate()
+        try:
+            stdout, stderr = await self._process.communicate()
         finally:
-            returncode, self.process = self.process.returncode, None
+            returncode, self._process = self._process.returncode, None
         errors = stderr.decode(errors="replace").strip().splitlines()
         for line in errors:
             logger.info("fine-tune: %s", line)
         lines = stdout.decode(errors="replace").strip().splitlines()
-        if returncode not in (0, 75) or not lines:  # 75: the child found another run holding the lock
+        if returncode not in (0, EXIT_BUSY) or not lines:
             message = f"the fine-tune process {_describe_exit(returncode or 0)}"
             if errors and returncode and returncode > 0:
                 message += f": {errors[-1]}"
-            logger.error("%s; the live model is unchanged", message)
             return RunFailed(message)
         try:
-            report = RunReport.from_json(lines[-1])
+            return RunReport.from_json(lines[-1])
         except (ValueError, TypeError) as exc:
             logger.error("unreadable fine-tune report %r: %s", lines[-1], exc)
             return RunFailed("the fine-tune process printed no readable report")
-        if report.status == "promoted":
-            await self._live.sync()
-        return report
+
+    async def _record_failure(self, failure: RunFailed, started: datetime) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                await versions.add_version(
+                    session=session,
+                    version=new_version("gru"),
+                    kind="gru",
+                    checkpoint_path=None,
+                    parent_version=self._live.version,
+                    metrics={},
+                    decision=versions.FAILED,
+                    reason=failure.message,
+                    started_at=started,
+                )
+        except Exception:  # the database itself may be why the run failed
+            logger.exception("could not record the failed fine-tune")
 
     async def stop(self) -> None:
-        """Terminate a running child (its run is abandoned; nothing was committed) and wait for it."""
-        process = self.process
-        if process is not None and process.returncode is None:
-            process.terminate()
-            await process.wait()
+        """Abandon a running fine-tune: terminate the child (nothing of its run is committed) and wait."""
+        self._stopping = True
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

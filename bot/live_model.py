@@ -53,6 +53,7 @@ class LiveModel:
         self._model_dir = model_dir
         self._uncertain_below = uncertain_below
         self._swap_lock = asyncio.Lock()
+        self._unloadable: set[str] = set()  # versions already reported as failing to load
 
     @property
     def version(self) -> str:
@@ -62,7 +63,10 @@ class LiveModel:
     async def _load(self, record: VersionRecord) -> Predictor:
         assert record.checkpoint_path is not None
         path = model_store.resolve(self._model_dir, record.checkpoint_path)
-        return await asyncio.to_thread(Predictor.from_path, path, None, self._uncertain_below)
+        predictor = await asyncio.to_thread(Predictor.from_path, path, None, self._uncertain_below)
+        if predictor.version != record.version:  # the file was replaced behind the database's back
+            raise CheckpointError(f"{path} holds version {predictor.version}, not {record.version}")
+        return predictor
 
     async def sync(self) -> str:
         """Load the database's live version if it is not the one answering; returns the version answering.
@@ -73,19 +77,28 @@ class LiveModel:
             record = await model_store.live_record(self._sessions, self._model_dir)
             if record.version == self.version:
                 return self.version
+            if record.version in self._unloadable:
+                return self.version
             try:
                 predictor = await self._load(record)
-            except CheckpointError:
-                logger.exception("version %s cannot be loaded; still answering with %s", record.version, self.version)
+            except CheckpointError as exc:
+                self._unloadable.add(record.version)  # logged once, not at every refresh
+                logger.error(
+                    "live version %s cannot be loaded (%s); still answering with %s", record.version, exc, self.version
+                )
                 return self.version
             previous, self._predictors.gru = self.version, predictor
             logger.info("switched live model %s -> %s", previous, record.version)
             return self.version
 
     async def history(self, limit: int = 10) -> list[VersionRecord]:
-        """The newest versions, newest first."""
+        """The newest versions, newest first, plus the live one if it is older than those."""
         async with self._sessions() as session:
-            return await versions.list_versions(session=session, limit=limit)
+            records = await versions.list_versions(session=session, limit=limit)
+            live = await versions.active_version(session=session)
+        if live is not None and all(record.version != live.version for record in records):
+            records.append(live)
+        return records
 
     async def _rollback_target(self, live: VersionRecord) -> VersionRecord | None:
         async with self._sessions() as session:
@@ -111,7 +124,7 @@ class LiveModel:
                 if target is None:
                     return RollbackRefused(f"There is no version {version}. /models lists them.")
                 if not target.servable:
-                    return RollbackRefused(f"{version} was rejected by the gate and has no checkpoint.")
+                    return RollbackRefused(f"{version} was {target.decision} and has no checkpoint.")
             if target.version == live.version:
                 return RollbackRefused(f"{target.version} is already live.")
             try:
@@ -119,7 +132,9 @@ class LiveModel:
             except CheckpointError as exc:
                 return RollbackRefused(f"{target.version} cannot be loaded: {exc}")
             async with self._sessions.begin() as session:
-                await versions.activate(session=session, version=target.version)
+                switched = await versions.make_live(session=session, expected=live.version, version=target.version)
+            if not switched:
+                return RollbackRefused("The live model changed meanwhile; check /models and try again.")
             self._predictors.gru = predictor
             logger.info("rolled back live model %s -> %s", live.version, target.version)
             return RolledBack(version=target.version, previous=live.version)

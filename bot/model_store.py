@@ -6,6 +6,10 @@ are relative to ``MODEL_DIR`` so the folder can move, or ``shipped:gru`` for the
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import shutil
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
@@ -13,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import versions
 from bot.db.versions import VersionRecord
-from core.checkpoint import read_metadata
+from core.checkpoint import CheckpointError, CheckpointMetadata, read_metadata
 from core.predict import shipped_checkpoint_path
+
+logger = logging.getLogger(__name__)
 
 SHIPPED_PREFIX = "shipped:"
 TRAINED_GRU = "gru.safetensors"  # a model trained with `nameorigin train --out MODEL_DIR/gru.safetensors`
@@ -33,36 +39,69 @@ def initial_checkpoint(model_dir: Path) -> str:
 
 
 def candidate_checkpoint(version: str) -> str:
-    """The stored path a fine-tuned version is written to."""
+    """The stored path a version's own copy is written to."""
     return f"versions/{version}.safetensors"
 
 
-async def live_record(sessions: async_sessionmaker[AsyncSession], model_dir: Path) -> VersionRecord:
-    """The active version, registering the initial GRU as active when the table has none."""
-    async with sessions() as session:
-        active = await versions.active_version(session=session)
-    if active is not None:
-        return active
-    stored = initial_checkpoint(model_dir)
-    metadata = read_metadata(resolve(model_dir, stored))  # the header only: a few kilobytes
+def _copy_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+async def _register(
+    sessions: async_sessionmaker[AsyncSession], metadata: CheckpointMetadata, stored: str, reason: str
+) -> None:
+    """Insert ``metadata``'s version as live (releasing whatever was live); a no-op if another process won."""
     try:
         async with sessions.begin() as session:
+            current = await versions.active_version(session=session)
+            if current is not None:
+                await versions.release_live(session=session, expected=current.version)
             await versions.add_version(
                 session=session,
                 version=metadata.version,
                 kind=metadata.kind,
                 checkpoint_path=stored,
-                parent_version=metadata.parent_version,
+                parent_version=current.version if current else metadata.parent_version,
                 metrics=metadata.metrics,
-                decision=versions.INITIAL,
-                reason="the model the bot started with",
-                make_active=True,
+                decision=versions.IMPORTED if current else versions.INITIAL,
+                reason=reason,
+                active=True,
             )
-    except IntegrityError:  # another process registered it first, or the row exists but was left inactive
-        async with sessions.begin() as session:
-            if await versions.active_version(session=session) is None:
-                await versions.activate(session=session, version=metadata.version)
+    except IntegrityError:  # another process registered this version, or made another one live, first
+        logger.info("version %s was registered by another process", metadata.version)
+
+
+async def _adopt_trained_model(sessions: async_sessionmaker[AsyncSession], model_dir: Path) -> None:
+    """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing."""
+    trained = model_dir / TRAINED_GRU
+    if not trained.is_file():
+        return
+    metadata = await asyncio.to_thread(read_metadata, trained)
     async with sessions() as session:
-        registered = await versions.active_version(session=session)
-    assert registered is not None
-    return registered
+        if await versions.get_version(session=session, version=metadata.version) is not None:
+            return  # already known (it may have been rolled back on purpose)
+    stored = candidate_checkpoint(metadata.version)
+    await asyncio.to_thread(_copy_atomically, trained, model_dir / stored)
+    await _register(sessions, metadata, stored, f"trained model found at {trained}")
+
+
+async def live_record(sessions: async_sessionmaker[AsyncSession], model_dir: Path) -> VersionRecord:
+    """The live version, after adopting a newly trained ``MODEL_DIR/gru.safetensors``.
+
+    With neither a live version nor a trained model, the shipped GRU is registered as the live one.
+    """
+    await _adopt_trained_model(sessions, model_dir)
+    async with sessions() as session:
+        active = await versions.active_version(session=session)
+    if active is None:
+        stored = f"{SHIPPED_PREFIX}gru"
+        metadata = await asyncio.to_thread(read_metadata, resolve(model_dir, stored))
+        await _register(sessions, metadata, stored, "the model the package ships with")
+        async with sessions() as session:
+            active = await versions.active_version(session=session)
+    if active is None:
+        raise CheckpointError("no model version is live and none could be registered")
+    return active

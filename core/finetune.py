@@ -11,7 +11,7 @@ import copy
 import hashlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -75,9 +75,14 @@ def replay_sample(split: Split, exclude: set[str], size: int, seed: int) -> list
 
 
 def _mixed_training_set(
-    live: CheckpointMetadata, split: Split, feedback: Sequence[Example], config: FinetuneConfig
+    live: CheckpointMetadata,
+    split: Split,
+    feedback: Sequence[Example],
+    config: FinetuneConfig,
+    exclude: Collection[str],
 ) -> EncodedExamples:
-    replay = replay_sample(split, {example.key for example in feedback}, config.replay_size, config.seed)
+    keep_out = {example.key for example in feedback} | set(exclude)
+    replay = replay_sample(split, keep_out, config.replay_size, config.seed)
     examples = replay + list(feedback) * config.feedback_weight
     return encode_examples(examples, live.vocabulary, live.labels)
 
@@ -88,8 +93,12 @@ def fine_tune(
     feedback: Sequence[Example],
     config: FinetuneConfig,
     device: torch.device,
+    exclude: Collection[str] = (),
 ) -> Checkpoint:
-    """A new checkpoint trained from ``live`` on ``feedback`` plus replay; ``live`` itself is not touched."""
+    """A new checkpoint trained from ``live`` on ``feedback`` plus replay; ``live`` itself is not touched.
+
+    Names whose key is in ``exclude`` (held-out feedback) are left out of the replay sample too.
+    """
     if not feedback:
         raise ValueError("fine-tuning needs at least one feedback example")
     unknown = {lang for example in feedback for lang in example.languages} - set(live.metadata.labels)
@@ -97,7 +106,7 @@ def fine_tune(
         raise ValueError(f"feedback uses languages the model does not know: {sorted(unknown)}")
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    train_set = _mixed_training_set(live.metadata, split, feedback, config)
+    train_set = _mixed_training_set(live.metadata, split, feedback, config, exclude)
     model = copy.deepcopy(live.model).to(device)
     train_config = TrainConfig(
         epochs=config.epochs,

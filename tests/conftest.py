@@ -46,4 +46,4 @@ def real_data_dir() -> Path:
     """The real dataset (``NAMES_DATA_DIR``); tests needing it skip when it is absent."""
     if not (REAL_DATA_DIR / "Russian.txt").is_file():
         pytest.skip(f"real dataset not found at {REAL_DATA_DIR}")
-    return REAL_DATA_DIR
+    return REAL_DATA_DIR.resolve()  # absolute: tests run commands from other working directories

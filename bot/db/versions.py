@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import ModelVersion
 from bot.db.repository import as_utc
 
-INITIAL = "initial"
+INITIAL = "initial"  # the first model the bot served
+IMPORTED = "imported"  # a model trained with `nameorigin train` and placed in MODEL_DIR later
 PROMOTED = "promoted"
 REJECTED = "rejected"
+FAILED = "failed"  # the fine-tune process died; no candidate exists
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,9 @@ async def add_version(
     decision: str,
     reason: str | None = None,
     started_at: datetime | None = None,
-    make_active: bool = False,
+    active: bool = False,
 ) -> None:
-    """Insert a row; with ``make_active`` it becomes the only active one (in the caller's transaction)."""
-    if make_active:
-        await session.execute(update(ModelVersion).where(ModelVersion.active).values(active=False))
+    """Insert a row. An active one needs the previous live row released first (``release_live``)."""
     session.add(
         ModelVersion(
             version=version,
@@ -106,14 +106,33 @@ async def add_version(
             metrics=json.dumps(metrics, sort_keys=True),
             decision=decision,
             reason=reason,
-            active=make_active,
+            active=active,
             started_at=started_at,
         )
     )
     await session.flush()
 
 
+async def release_live(*, session: AsyncSession, expected: str) -> bool:
+    """Mark ``expected`` no longer live, only if it still is; False when another process changed it first.
+
+    The check and the change are one UPDATE, so two processes can never both act on a stale read.
+    """
+    result = await session.execute(
+        update(ModelVersion).where(ModelVersion.active, ModelVersion.version == expected).values(active=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def make_live(*, session: AsyncSession, expected: str, version: str) -> bool:
+    """Replace the live ``expected`` with the existing ``version``; False (nothing changed) if it was not live."""
+    if not await release_live(session=session, expected=expected):
+        return False
+    await session.execute(update(ModelVersion).where(ModelVersion.version == version).values(active=True))
+    return True
+
+
 async def activate(*, session: AsyncSession, version: str) -> None:
-    """Make ``version`` the only active row."""
+    """Make ``version`` the only live row, whatever was live before (operators and tests)."""
     await session.execute(update(ModelVersion).where(ModelVersion.active).values(active=False))
     await session.execute(update(ModelVersion).where(ModelVersion.version == version).values(active=True))

@@ -44,6 +44,10 @@ def test_an_admin_decides_alone_and_overrides_users() -> None:
     assert labels([vote("Falcao", 1, "Portuguese")]) == {"Falcao": "Portuguese"}
     crowd = [vote("Falcao", u, "Italian") for u in (10, 11, 12)] + [vote("Falcao", 1, "Portuguese")]
     assert labels(crowd) == {"Falcao": "Portuguese"}
+    two_admins = FeedbackPolicy(admin_ids=frozenset({1, 2}))
+    # Admin 1 voted first and last; admin 2 in between: admin 1's last choice is the latest.
+    votes = [vote("Costa", 1, "Spanish", 0), vote("Costa", 2, "Italian", 1), vote("Costa", 1, "Portuguese", 2)]
+    assert labels(votes, two_admins) == {"Costa": "Portuguese"}
 
 
 def test_verdicts_beyond_the_daily_cap_are_not_used() -> None:

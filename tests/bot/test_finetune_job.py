@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from bot.db import migrate
 from bot.finetune_job import run_finetune
 from core.checkpoint import load_checkpoint
-from core.data import load_dataset
+from core.data import DatasetError, load_dataset
 from core.pipeline import evaluate_examples
 from core.predict import Predictor, shipped_checkpoint_path
 from core.split import split_dataset
@@ -88,3 +90,18 @@ def test_poisoning_is_filtered_out_or_rejected_and_the_live_model_keeps_its_accu
     live = load_checkpoint(shipped_checkpoint_path("gru"))
     test_accuracy = evaluate_examples(live, split.test, torch.device("cpu")).accuracy
     assert round(test_accuracy, 4) == poisoned.live["test_accuracy"] == live.metadata.metrics["test"]["accuracy"]
+
+
+def test_a_different_dataset_is_refused_because_its_test_split_would_differ(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    changed = tmp_path / "names"
+    shutil.copytree(real_data_dir, changed)
+    with open(changed / "Greek.txt", "a", encoding="utf-8") as handle:
+        handle.write("Newname\n")
+    settings = finetune_settings(tmp_path, changed)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+    with pytest.raises(DatasetError, match="not the one the live model was trained on"):
+        run_finetune(settings, force=True)
+    assert [r.decision for r in version_rows(settings.database_url)] == ["initial"]

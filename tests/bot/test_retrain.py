@@ -103,7 +103,8 @@ async def test_admin_retrain_promotes_reports_and_the_bot_switches_models_withou
         seen: set[int] = set()
         done = await wait_message(telegram, 1, "Fine-tune promoted", seen, timeout=120)
         text = done.params["text"]
-        assert re.search(r"Test accuracy: 85\.70% → \d+\.\d\d% \([+-]0\.\d\d pts\)", text), text
+        before = predictors.gru.checkpoint.metadata.metrics["test"]["accuracy"]
+        assert re.search(rf"Test accuracy: {before:.2%} → \d+\.\d\d% \([+-]0\.\d\d pts\)", text), text
         assert "Held-out feedback" in text and "40 trusted names" in text
         match = re.search(r"<code>(gru-[^<]+)</code> is now live", text)
         assert match is not None
@@ -122,6 +123,13 @@ async def test_admin_retrain_promotes_reports_and_the_bot_switches_models_withou
         assert stored_versions(settings, 601) == [shipped]
         await say(telegram, 1, "/rollback no-such-version", "There is no version no-such-version")
         await say(telegram, 1, f"/rollback {shipped}", "already live")
+
+
+async def finetune_finished() -> None:
+    """Wait for the bot's running fine-tune task, then let its report go out."""
+    running = [task for task in asyncio.all_tasks() if task.get_name() == "finetune"]
+    await asyncio.gather(*running)
+    await asyncio.sleep(0.2)
 
 
 async def lock_holder(model_dir: Path, timeout: float = 30.0) -> int:
@@ -155,7 +163,9 @@ async def test_a_killed_finetune_leaves_the_bot_and_database_intact_and_the_next
         await say(telegram, 700, "Falcão", "Falcao")
         assert stored_versions(settings, 700) == [shipped]
         assert rows(settings, "PRAGMA integrity_check") == [("ok",)]
-        assert [(r.version, r.active) for r in await read_versions(settings.database_url)] == [(shipped, True)]
+        failed, initial = await read_versions(settings.database_url)
+        assert (failed.decision, failed.active, failed.checkpoint_path) == ("failed", False, None)
+        assert "SIGKILL" in (failed.reason or "") and (initial.version, initial.active) == (shipped, True)
         assert not list(settings.model_dir.glob("versions/*.safetensors"))
 
         await say(telegram, 1, "/retrain", "Fine-tune started")
@@ -163,7 +173,25 @@ async def test_a_killed_finetune_leaves_the_bot_and_database_intact_and_the_next
         report = await wait_message(telegram, 1, "Fine-tune promoted", seen, timeout=120)
         assert "Test accuracy" in report.params["text"]
     decisions = [(r.decision, r.active) for r in await read_versions(settings.database_url)]
-    assert decisions == [("promoted", True), ("initial", False)]
+    assert decisions == [("promoted", True), ("failed", False), ("initial", False)]
+
+
+async def test_stopping_the_bot_abandons_a_running_finetune_and_keeps_the_live_model(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, real_data_dir: Path
+) -> None:
+    settings = lean_settings(telegram, tmp_path, real_data_dir)
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    await store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese"))
+    async with running_bot(settings, predictors):
+        await say(telegram, 1, "/retrain", "Fine-tune started")
+        pid = await lock_holder(settings.model_dir)
+    # Leaving the block stopped the bot: the child was terminated rather than waited for.
+    assert not Path(f"/proc/{pid}").exists()
+    failed, initial = await read_versions(settings.database_url)
+    assert failed.decision == "failed" and "SIGTERM" in (failed.reason or "")
+    assert (initial.version, initial.active) == (predictors.gru.version, True)
+    assert not list(settings.model_dir.glob("versions/*.safetensors"))
+    assert not [c for c in telegram.sent("sendMessage") if "Fine-tune failed" in c.params["text"]]
 
 
 async def test_the_schedule_waits_for_enough_feedback_then_reports_to_every_admin(
@@ -177,11 +205,13 @@ async def test_the_schedule_waits_for_enough_feedback_then_reports_to_every_admi
         assert (job.next_t.hour, job.next_t.minute) == (3, 0)  # FINETUNE_CRON's default: nightly at 03:00 UTC
 
         await store_verdicts(settings.database_url, agreed(PORTUGUESE_AO[:5], "Portuguese"))  # 10 usable
-        await job.run(application)
+        await job.run(application)  # starts the run and returns: the job queue never waits on a fine-tune
+        await finetune_finished()
         assert not [c for c in telegram.sent("sendMessage") if "Fine-tune" in c.params["text"]]
 
         await store_verdicts(settings.database_url, agreed(PORTUGUESE_AO[5:], "Portuguese", first_user=300))
         await job.run(application)
+        await finetune_finished()
         for admin_id in (1, 3):
             await wait_message(telegram, admin_id, "Fine-tune promoted", set(), timeout=5)
         await say(telegram, 799, "Falcão")
