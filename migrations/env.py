@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import create_engine
 from bot.db.models import Base
 
+MIGRATION_LOCK_KEY = 0x6E616D65  # "name": any constant shared by every process of this app
 config = context.config
 target_metadata = Base.metadata
 
@@ -30,6 +32,9 @@ def _configure_and_run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together migrate one at a time; the later ones then find nothing to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

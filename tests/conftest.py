@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.data import LANGUAGES
+from tests.databases import postgres_database, sqlite_database
 
 REAL_DATA_DIR = Path(os.environ.get("NAMES_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "names"))
 
@@ -47,3 +49,12 @@ def real_data_dir() -> Path:
     if not (REAL_DATA_DIR / "Russian.txt").is_file():
         pytest.skip(f"real dataset not found at {REAL_DATA_DIR}")
     return REAL_DATA_DIR.resolve()  # absolute: tests run commands from other working directories
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend: an SQLite file, and a fresh PostgreSQL database when one is configured."""
+    if request.param == "sqlite":
+        yield sqlite_database(tmp_path)
+    else:
+        yield from postgres_database()

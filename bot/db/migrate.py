@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 
-from bot.db.engine import ensure_sqlite_folder
+from bot.db.engine import create_engine, ensure_sqlite_folder
 
 
 def alembic_config(database_url: str) -> Config:
@@ -22,10 +25,27 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+@contextmanager
+def _sqlite_migration_lock(database_url: str) -> Iterator[None]:
+    # PostgreSQL serializes migrations with an advisory lock (migrations/env.py); an SQLite file
+    # shared by the bot and a cron `nameorigin finetune` gets a lock file beside it.
+    parsed = make_url(database_url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    with open(f"{parsed.database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database up to ``revision``. Blocking: call it off the event loop."""
+    """Migrate the database up to ``revision``, one process at a time. Blocking: call it off the event loop."""
     ensure_sqlite_folder(database_url)
-    command.upgrade(alembic_config(database_url), revision)
+    with _sqlite_migration_lock(database_url):
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:
@@ -39,11 +59,14 @@ def head_revision() -> str | None:
 
 
 def current_revision(database_url: str) -> str | None:
-    """The revision the database is at, or None for an empty database."""
-    sync_url = make_url(database_url).set(drivername=make_url(database_url).get_backend_name())
-    engine = create_sync_engine(sync_url)
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
+    """The revision the database is at, or None for an empty database. Blocking: call it off the event loop."""
+
+    async def read() -> str | None:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())

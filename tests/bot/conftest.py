@@ -47,9 +47,9 @@ def settings_for(telegram: FakeTelegram, tmp_path: Path, **overrides: Any) -> Se
 
 
 @pytest.fixture
-def settings(telegram: FakeTelegram, tmp_path: Path) -> Settings:
-    """Default test settings."""
-    return settings_for(telegram, tmp_path)
+def settings(telegram: FakeTelegram, tmp_path: Path, database_url: str) -> Settings:
+    """Default test settings, once on SQLite and once on PostgreSQL."""
+    return settings_for(telegram, tmp_path, database_url=database_url)
 
 
 @asynccontextmanager

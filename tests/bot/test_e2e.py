@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import Settings
 from bot.service import Predictors
 from tests.bot.conftest import running_bot, settings_for
+from tests.databases import fetch
 from tests.fake_telegram import Call, FakeTelegram
 
 
-def rows(settings: Settings, sql: str) -> list[tuple[object, ...]]:
-    path = settings.database_url.split("///", 1)[1]
-    with sqlite3.connect(path) as connection:
-        return connection.execute(sql).fetchall()
+async def rows(settings: Settings, sql: str) -> list[tuple[object, ...]]:
+    return await fetch(settings.database_url, sql)
 
 
 def reply_to(chat_id: int) -> Callable[[Call], bool]:
@@ -45,7 +43,7 @@ async def test_start_guess_and_plain_text(telegram: FakeTelegram, settings: Sett
         telegram.inject_message(12, "Nakamura")
         plain = await telegram.wait_for(reply_to(12))
         assert "Japanese" in plain.params["text"].split("\n")[1]
-    assert rows(settings, "SELECT surname, top_language, model_version FROM guesses ORDER BY id") == [
+    assert await rows(settings, "SELECT surname, top_language, model_version FROM guesses ORDER BY id") == [
         ("Dostoevsky", "Russian", predictors.gru.version),
         ("Nakamura", "Japanese", predictors.gru.version),
     ]
@@ -64,7 +62,7 @@ async def test_button_presses_store_one_row_per_user_and_guess(
         telegram.inject_callback(20, 20, message_id, confirm)
         edit = await telegram.wait_for(lambda c: c.method == "editMessageText")
         assert "✅ Recorded" in edit.params["text"]
-        assert rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Italian", 1)]
+        assert await rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Italian", 1)]
 
         # Open the full keyboard, pick another language: the same row is updated, not a new one.
         telegram.inject_callback(20, 20, message_id, choices["Other…"])
@@ -73,13 +71,13 @@ async def test_button_presses_store_one_row_per_user_and_guess(
         assert len(full) == 19 and "« Back" in full
         telegram.inject_callback(20, 20, message_id, full["Spanish"])
         await telegram.wait_for(lambda c: c.method == "editMessageText" and "Rossi is Spanish" in c.params["text"])
-        assert rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Spanish", 0)]
+        assert await rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Spanish", 0)]
 
         # A second user in a group chat adds their own row for the same guess.
         answers = len(telegram.sent("answerCallbackQuery"))
         telegram.inject_callback(21, 20, message_id, full["Spanish"])
         await telegram.wait_for_count("answerCallbackQuery", answers + 1)
-        assert len(rows(settings, "SELECT id FROM corrections")) == 2
+        assert len(await rows(settings, "SELECT id FROM corrections")) == 2
         assert all(len(data.encode()) <= 64 for data in full.values())
 
 
@@ -95,7 +93,7 @@ async def test_forged_and_stale_callbacks_write_nothing(
         telegram.inject_callback(31, 31, 1, "v:1:3")  # a real guess, but from another chat
         answers = await telegram.wait_for_count("answerCallbackQuery", len(forged) + 1)
         assert all(a.params.get("show_alert") in (True, "true", "True") for a in answers)
-        assert rows(settings, "SELECT COUNT(*) FROM corrections") == [(0,)]
+        assert await rows(settings, "SELECT COUNT(*) FROM corrections") == [(0,)]
         assert not telegram.sent("editMessageText")
 
 
@@ -130,7 +128,7 @@ async def test_hostile_inputs_each_get_an_answer(
         assert "&lt;script&gt;" not in by_chat[104] and "<script>" not in by_chat[104]
         assert "Russian" in by_chat[107]
         assert "GRU" in by_chat[113] and "Elman RNN" in by_chat[113]
-    assert rows(settings, "SELECT COUNT(*) FROM guesses")[0][0] >= 5
+    assert (await rows(settings, "SELECT COUNT(*) FROM guesses"))[0][0] >= 5
 
 
 async def test_fifty_users_at_once_are_all_answered(
@@ -142,7 +140,7 @@ async def test_fifty_users_at_once_are_all_answered(
             telegram.inject_message(user, f"/guess {names[user % 5]}")
         replies = await telegram.wait_for_count("sendMessage", 50, timeout=60)
     assert {int(r.params["chat_id"]) for r in replies} == set(range(1000, 1050))
-    assert rows(settings, "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM guesses") == [(50, 50)]
+    assert await rows(settings, "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM guesses") == [(50, 50)]
 
 
 async def test_data_survives_a_restart(telegram: FakeTelegram, settings: Settings, predictors: Predictors) -> None:
@@ -166,7 +164,7 @@ async def test_incoming_rate_limit(telegram: FakeTelegram, tmp_path: Path, predi
         replies = await telegram.wait_for_count("sendMessage", 5)
     slow = [r for r in replies if "faster than I can take" in r.params["text"]]
     assert len(slow) == 2
-    assert rows(settings, "SELECT COUNT(*) FROM guesses") == [(3,)]
+    assert await rows(settings, "SELECT COUNT(*) FROM guesses") == [(3,)]
 
 
 async def test_telegram_429_and_5xx_are_retried(

@@ -1,40 +1,61 @@
+"""Alembic migrations on both backends: up, down, up again, and agreement with the ORM models."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from bot.db import migrate
+from bot.db.engine import create_engine
 from bot.db.models import Base
 
 
-def table_names(path: Path) -> set[str]:
-    engine = sa.create_engine(f"sqlite:///{path}")
+async def _inspect(url: str, what: str) -> object:
+    engine = create_engine(url)
     try:
-        return set(sa.inspect(engine).get_table_names())
+        async with engine.connect() as connection:
+            if what == "tables":
+                return await connection.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+            return await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
     finally:
-        engine.dispose()
+        await engine.dispose()
 
 
-def test_upgrade_to_head_and_back_to_base(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "bot.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    migrate.upgrade(url)
-    assert table_names(path) == {"alembic_version", "guesses", "corrections", "model_versions"}
-    assert migrate.current_revision(url) == migrate.head_revision()
-    migrate.downgrade(url)
-    assert table_names(path) == {"alembic_version"}
-    assert migrate.current_revision(url) is None
-    migrate.upgrade(url)  # and up again: the downgrade left nothing behind
-    assert "corrections" in table_names(path)
+def table_names(url: str) -> object:
+    return asyncio.run(_inspect(url, "tables"))
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
+def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    assert table_names(database_url) == {"alembic_version", "guesses", "corrections", "model_versions"}
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+    migrate.downgrade(database_url)
+    assert table_names(database_url) == {"alembic_version"}
+    assert migrate.current_revision(database_url) is None
+    migrate.upgrade(database_url)  # and up again: the downgrade left nothing behind
+    assert "corrections" in table_names(database_url)  # type: ignore[operator]
 
-    path = tmp_path / "bot.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    engine.dispose()
-    assert differences == []
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    assert asyncio.run(_inspect(database_url, "diff")) == []
+
+
+def test_concurrent_upgrades_are_safe(database_url: str, tmp_path: Path) -> None:
+    """Two processes (two replicas starting at once) both migrate; neither fails and the schema is applied once."""
+    env = dict(os.environ, DATABASE_URL=database_url)
+    command = [sys.executable, "-m", "core.cli", "db", "upgrade"]
+    processes = [subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE) for _ in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr.decode()
+    assert migrate.current_revision(database_url) == migrate.head_revision()

@@ -20,10 +20,9 @@ from core.predict import Predictor, shipped_checkpoint_path
 
 
 @pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    await asyncio.to_thread(migrate.upgrade, url)
-    engine = create_engine(url)
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
     yield session_factory(engine)
     await engine.dispose()
 
