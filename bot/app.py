@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import UTC
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from telegram import BotCommand, Update
+from telegram import BotCommand
 from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import (
     AIORateLimiter,
@@ -23,16 +24,18 @@ from telegram.ext import (
 from bot import model_store
 from bot.admin import AdminHandlers
 from bot.config import Settings
-from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
 from bot.finetune_runner import FinetuneRunner
 from bot.handlers import Handlers
 from bot.live_model import LiveModel
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
+from bot.update_log import LoggingApplication, user_hasher
 from core.predict import Predictor
 
 logger = logging.getLogger(__name__)
+
+SERVICE_KEY = "nameorigin.service"  # bot_data key of the GuessService
 
 COMMANDS = [
     BotCommand("guess", "guess the origin of a surname"),
@@ -82,8 +85,13 @@ def load_predictors(settings: Settings) -> Predictors:
     return Predictors(gru=gru, rnn=rnn)
 
 
-def build_application(settings: Settings, predictors: Predictors) -> Application[Any, Any, Any, Any, Any, Any]:
-    """The Application with every handler wired to one service; databases opened lazily, closed on shutdown."""
+def build_application(
+    settings: Settings, predictors: Predictors, *, webhook: bool = False
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The Application with every handler wired to one service; databases opened lazily, closed on shutdown.
+
+    With ``webhook`` there is no updater: updates arrive through ``application.update_queue``.
+    """
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     service = GuessService(predictors=predictors, sessions=sessions)
@@ -99,19 +107,28 @@ def build_application(settings: Settings, predictors: Predictors) -> Application
         await live.sync()  # answer with the database's live version from the first update
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        await runner.stop()
+        await runner.stop()  # abandons a running fine-tune: the live model stays as it is
         await engine.dispose()
 
-    application = (
+    salt = settings.log_salt or settings.telegram_bot_token
+    log_kwargs: dict[str, object] = {
+        "hash_user": user_hasher(hashlib.sha256(salt.get_secret_value().encode()).digest()),
+        "model_version": lambda: service.model_version,
+    }
+    builder = (
         ApplicationBuilder()
+        .application_class(LoggingApplication, kwargs=log_kwargs)
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .rate_limiter(RetryingRateLimiter(max_retries=3, overall_max_rate=settings.telegram_messages_per_second))
         .concurrent_updates(True)  # many users at once: one slow reply never queues the others
         .post_init(post_init)
         .post_shutdown(post_shutdown)
-        .build()
     )
+    if webhook:
+        builder = builder.updater(None)
+    application = builder.build()
+    application.bot_data[SERVICE_KEY] = service  # for /health
     application.add_handler(CommandHandler(["start", "help"], handlers.start))
     application.add_handler(CommandHandler("guess", handlers.guess_command))
     application.add_handler(CommandHandler("compare", handlers.compare))
@@ -138,11 +155,3 @@ def schedule_jobs(
         job_queue.run_custom(admin.scheduled_finetune, job_kwargs={"trigger": trigger}, name="finetune")
     interval = settings.model_refresh_seconds
     job_queue.run_repeating(admin.refresh_model, interval=interval, first=interval, name="refresh-model")
-
-
-def run_polling(settings: Settings) -> None:
-    """Apply migrations, load the models, and poll until interrupted."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the token in URLs
-    migrate.upgrade(settings.database_url)
-    application = build_application(settings, load_predictors(settings))
-    application.run_polling(allowed_updates=Update.ALL_TYPES)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def register(commands: Any) -> None:
     """Add ``serve`` and ``db upgrade|downgrade|current``."""
-    serve = commands.add_parser("serve", help="run the Telegram bot (long polling)")
+    serve = commands.add_parser("serve", help="run the Telegram bot (long polling, or webhooks with WEBHOOK_URL)")
     serve.set_defaults(handler=run_serve)
     db = commands.add_parser("db", help="manage the bot's database")
     actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -62,11 +62,11 @@ def run_db(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Migrate the database, then run the bot until interrupted."""
-    from bot.app import run_polling
     from bot.config import Settings
+    from bot.server import run
 
     settings = _settings(Settings)
-    run_polling(settings)
+    run(settings)
     return 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
@@ -76,6 +78,40 @@ class Settings(FinetuneSettings):
         30.0, gt=0.0, description="how often the bot checks the database for a newly live model"
     )
 
+    webhook_url: str = Field("", description="public HTTPS URL Telegram posts updates to; empty: long polling")
+    webhook_secret: SecretStr | None = Field(None, description="checked on every webhook request")
+    webhook_listen: str = Field("0.0.0.0:8080", description="host:port the webhook server binds (behind TLS)")
+    health_listen: str = Field("", description="host:port for GET /health in polling mode; empty: none")
+    log_salt: SecretStr | None = Field(None, description="key for hashing user ids in logs (default: from the token)")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @field_validator("webhook_listen", "health_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^:\s]+:\d{1,5}", value):
+            raise ValueError("must be host:port, e.g. 0.0.0.0:8080")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url:
+            if not self.webhook_url.startswith(("https://", "http://")):
+                raise ValueError("WEBHOOK_URL must start with https://")
+            if self.webhook_secret is None:
+                raise ValueError("WEBHOOK_SECRET is required with WEBHOOK_URL")
+        return self
+
+    @property
+    def webhook_path(self) -> str:
+        """The path part of ``WEBHOOK_URL``: where the webhook server listens."""
+        return urlsplit(self.webhook_url).path or "/"
+
     @field_validator("finetune_cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
@@ -108,7 +144,7 @@ def load_settings(kind: type[SettingsT], **overrides: Any) -> SettingsT:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-            message = "is required" if error["type"] == "missing" else error["msg"]
-            problems.append(f"{name} {message}")
+            message = "is required" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
+            # A check across fields has no location; its message names the settings itself.
+            problems.append(f"{str(error['loc'][0]).upper()} {message}" if error["loc"] else message)
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.batching import MicroBatcher
@@ -146,6 +147,11 @@ class GuessService:
             return gru_result
         assert isinstance(rnn_result, Guess)  # same input validation for both models
         return Comparison(gru=gru_result, rnn=rnn_result)
+
+    async def ping_database(self) -> None:
+        """Raise if the database cannot answer a trivial query (for /health)."""
+        async with self._sessions() as session:
+            await session.execute(text("SELECT 1"))
 
     async def stats(self) -> Stats:
         """Counts of guesses and verdicts."""

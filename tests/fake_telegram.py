@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 BOT_USER = {
     "id": 1000,
@@ -104,6 +104,13 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._delays: dict[str, list[float]] = {}
+        self.webhook: dict[str, str] | None = None  # what setWebhook registered
+        # Where webhook deliveries go, in turn (a load balancer in front of replicas); default: the registered URL.
+        self.webhook_targets: list[str] = []
+        self.deliveries: list[tuple[int, str, int]] = []  # (update id, target, HTTP status)
+        self._delivery_turn = itertools.count()
+        self._client: ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -121,6 +128,8 @@ class FakeTelegram:
 
     async def stop(self) -> None:
         """Close the server."""
+        if self._client is not None:
+            await self._client.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -133,13 +142,35 @@ class FakeTelegram:
             body["parameters"] = {"retry_after": retry_after}
         self._failures.setdefault(method, []).extend([(status, body)] * times)
 
+    def delay_next(self, method: str, seconds: float) -> None:
+        """Answer the next call of ``method`` only after ``seconds`` (a slow Telegram)."""
+        self._delays.setdefault(method, []).append(seconds)
+
     def _push(self, update: dict[str, Any]) -> int:
         update_id = next(self._update_ids)
         update["update_id"] = update_id
         self.injected_at[update_id] = time.monotonic()
+        if self.webhook is not None:  # as Telegram does: a webhook replaces getUpdates
+            targets = self.webhook_targets or [self.webhook["url"]]
+            target = targets[next(self._delivery_turn) % len(targets)]
+            asyncio.get_running_loop().create_task(self._deliver(update, target, self.webhook.get("secret_token")))
+            return update_id
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update_id
+
+    async def post_update(self, update: dict[str, Any], url: str, secret: str | None) -> int:
+        """POST one update to ``url`` with ``secret`` in Telegram's header; returns the HTTP status."""
+        if self._client is None:
+            self._client = ClientSession()
+        headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+        async with self._client.post(url, json=update, headers=headers) as response:
+            return response.status
+
+    async def _deliver(self, update: dict[str, Any], target: str, secret: str | None) -> None:
+        status = await self.post_update(update, target, secret)
+        self.deliveries.append((update["update_id"], target, status))
+        await self._notify()
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -238,6 +269,9 @@ class FakeTelegram:
         if method != "getUpdates":
             self.calls.append(call)
             await self._notify()
+        delays = self._delays.get(method)
+        if delays:
+            await asyncio.sleep(delays.pop(0))
         failures = self._failures.get(method)
         if failures:
             status, body = failures.pop(0)
@@ -268,6 +302,14 @@ class FakeTelegram:
 
     async def _api_getMe(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return BOT_USER
+
+    async def _api_setWebhook(self, params: dict[str, Any]) -> bool:  # noqa: N802
+        self.webhook = {"url": str(params["url"]), "secret_token": str(params.get("secret_token", ""))}
+        return True
+
+    async def _api_deleteWebhook(self, params: dict[str, Any]) -> bool:  # noqa: N802
+        self.webhook = None
+        return True
 
     async def _api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:  # noqa: N802
         offset = int(params.get("offset", 0) or 0)

@@ -1,0 +1,137 @@
+"""``nameorigin serve``: long polling or webhooks, a /health endpoint, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import SERVICE_KEY, build_application, load_predictors
+from bot.config import Settings
+from bot.db import migrate
+from bot.service import GuessService, Predictors
+from bot.update_log import UPDATE_LOGGER
+
+logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+HEALTH_TIMEOUT_S = 2.0
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, port = listen.rsplit(":", 1)
+    return host, int(port)
+
+
+def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> web.Application:
+    """GET /health always; POST to the webhook path (secret checked) in webhook mode."""
+    service: GuessService = application.bot_data[SERVICE_KEY]
+    app = web.Application()
+
+    async def health(request: web.Request) -> web.Response:
+        status, database = 200, "ok"
+        try:
+            await asyncio.wait_for(service.ping_database(), HEALTH_TIMEOUT_S)
+        except Exception as exc:  # any failure to reach the database makes the bot unhealthy
+            status, database = 503, f"unreachable: {type(exc).__name__}"
+        body = {
+            "status": "ok" if status == 200 else "unhealthy",
+            "mode": "webhook" if settings.webhook_url else "polling",
+            "running": application.running,
+            "database": database,
+            "model_version": service.model_version,
+        }
+        return web.json_response(body, status=status if application.running else 503)
+
+    app.router.add_get("/health", health)
+    if settings.webhook_url:
+        assert settings.webhook_secret is not None  # Settings enforces it
+        secret = settings.webhook_secret.get_secret_value().encode()
+
+        async def receive(request: web.Request) -> web.Response:
+            given = request.headers.get(SECRET_HEADER, "").encode()
+            if not hmac.compare_digest(given, secret):
+                logger.warning("webhook request with a wrong or missing secret from %s", request.remote)
+                return web.Response(status=403, text="forbidden")
+            try:
+                update = Update.de_json(await request.json(), application.bot)
+            except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+                return web.Response(status=400, text="not an update")
+            await application.update_queue.put(update)
+            return web.Response(text="ok")
+
+        app.router.add_post(settings.webhook_path, receive)
+    return app
+
+
+async def _start_http(
+    application: Application[Any, Any, Any, Any, Any, Any], settings: Settings
+) -> web.AppRunner | None:
+    listen = settings.webhook_listen if settings.webhook_url else settings.health_listen
+    if not listen:
+        return None
+    runner = web.AppRunner(http_app(application, settings), access_log=None)
+    await runner.setup()
+    host, port = _split_listen(listen)
+    await web.TCPSite(runner, host, port).start()
+    logger.info("listening on %s (%s)", listen, "webhook and /health" if settings.webhook_url else "/health")
+    return runner
+
+
+async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event | None = None) -> None:
+    """Run the bot until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully.
+
+    Stopping takes no new updates, lets the updates in flight finish and their replies go out,
+    abandons a running fine-tune (the live model is untouched), and closes the database.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    webhook = bool(settings.webhook_url)
+    application = build_application(settings, predictors, webhook=webhook)
+    async with application:  # initialize() and, on the way out, shutdown()
+        assert application.post_init is not None and application.post_shutdown is not None
+        await application.post_init(application)
+        http = await _start_http(application, settings)
+        if webhook:
+            assert settings.webhook_secret is not None
+            await application.bot.set_webhook(
+                settings.webhook_url,
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            assert application.updater is not None
+            await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        await application.start()
+        logger.info("serving with %s", "webhooks" if webhook else "long polling")
+        await stop.wait()
+        logger.info("stopping: finishing the updates in flight")
+        if application.updater is not None:
+            await application.updater.stop()  # no new updates; confirms the ones already fetched
+        if http is not None and webhook:
+            await http.cleanup()  # Telegram retries what it could not deliver, on another replica or later
+            http = None
+        await application.stop()  # waits for the updates in flight and their replies
+        await application.post_shutdown(application)
+        if http is not None:
+            await http.cleanup()
+    logger.info("stopped")
+
+
+def run(settings: Settings) -> None:
+    """Apply migrations, load the models, and serve until stopped."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the token in URLs
+    for name in ("bot", UPDATE_LOGGER):  # a running service reports what it does, not only what fails
+        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
+            logging.getLogger(name).setLevel(logging.INFO)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(serve(settings, load_predictors(settings)))

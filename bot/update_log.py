@@ -1,0 +1,70 @@
+"""One structured log line per update: who (hashed), what, how long, which model answered."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application
+
+UPDATE_LOGGER = "nameorigin.updates"
+logger = logging.getLogger(UPDATE_LOGGER)
+
+
+def user_hasher(key: bytes) -> Callable[[int], str]:
+    """A keyed hash of user ids: stable within one bot, not reversible by trying every id."""
+
+    def digest(user_id: int) -> str:
+        return hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()[:16]
+
+    return digest
+
+
+def describe(update: object) -> dict[str, Any]:
+    """The kind of update and, for commands, which one (never the text a user sent)."""
+    if not isinstance(update, Update):
+        return {"kind": type(update).__name__}
+    if update.callback_query is not None:
+        return {"kind": "button"}
+    message = update.effective_message
+    if message is not None and message.text and message.text.startswith("/"):
+        return {"kind": "command", "command": message.text.split(maxsplit=1)[0].split("@")[0]}
+    return {"kind": "message" if message is not None else "other"}
+
+
+class LoggingApplication(Application):  # type: ignore[type-arg]
+    """An ``Application`` that logs a JSON line after every update it processes.
+
+    Built with ``ApplicationBuilder().application_class(LoggingApplication, kwargs={...})``.
+    """
+
+    def __init__(self, *, hash_user: Callable[[int], str], model_version: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hash_user = hash_user
+        self._model_version = model_version
+
+    async def process_update(self, update: object) -> None:
+        """Process ``update`` as usual, then log its latency and the live model version."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            await super().process_update(update)
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            record: dict[str, Any] = {"event": "update", **describe(update)}
+            if isinstance(update, Update):
+                record["update_id"] = update.update_id
+                if update.effective_user is not None:
+                    record["user"] = self._hash_user(update.effective_user.id)
+            record["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            record["model_version"] = self._model_version()
+            record["outcome"] = outcome
+            logger.info(json.dumps(record, sort_keys=True))
