@@ -35,6 +35,8 @@ def register(commands: Any) -> None:
     finetune.add_argument("--json", action="store_true", help="print the report as one JSON line")
     finetune.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
     finetune.set_defaults(handler=run_finetune_command)
+    doctor = commands.add_parser("doctor", help="check settings, database, model and dataset; name what is missing")
+    doctor.set_defaults(handler=run_doctor)
 
 
 def _settings(kind: type[SettingsT]) -> SettingsT:
@@ -94,3 +96,15 @@ def run_finetune_command(args: argparse.Namespace) -> int:
                 print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
         print(f"  feedback: {report.feedback}  ({report.seconds:.1f} s)")
     return EXIT_BUSY if report.status == "busy" else 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Print one line per check; exit 1 when something will not work."""
+    import asyncio
+
+    from bot.doctor import Status, diagnose
+
+    findings = asyncio.run(diagnose())
+    for finding in findings:
+        print(finding)
+    return 1 if any(finding.status is Status.PROBLEM for finding in findings) else 0

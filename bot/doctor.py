@@ -1,0 +1,116 @@
+"""``nameorigin doctor``: check the configuration, database, model and dataset, and say what is missing."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from bot import model_store
+from bot.config import FinetuneSettings, Settings, SettingsError, load_settings
+from bot.db import migrate
+from bot.db.engine import create_engine, session_factory
+from bot.db.versions import active_version
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.data import DatasetError, load_dataset
+
+
+class Status(Enum):
+    """How a check came out."""
+
+    OK = "✓"
+    WARNING = "!"  # works, but something is off or limited
+    PROBLEM = "✗"  # the bot, or a part of it, will not work
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report."""
+
+    status: Status
+    topic: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.status.value} {self.topic}: {self.detail}"
+
+
+def _settings() -> tuple[FinetuneSettings, list[Finding]]:
+    try:
+        settings: FinetuneSettings = load_settings(Settings)
+        return settings, [Finding(Status.OK, "configuration", "all settings valid")]
+    except SettingsError as exc:
+        finding = Finding(Status.PROBLEM, "configuration", str(exc).removeprefix("invalid configuration: "))
+    # Without a valid bot configuration the rest can still be checked with what is there.
+    try:
+        return load_settings(FinetuneSettings), [finding]
+    except SettingsError as exc:
+        return FinetuneSettings.model_construct(), [finding, Finding(Status.PROBLEM, "configuration", str(exc))]
+
+
+async def _database(url: str) -> tuple[Finding, str | None]:
+    """The database's state, and the stored checkpoint path of its live model if it has one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        return Finding(Status.OK, "database", f"{parsed.database} will be created at the first start"), None
+    head = migrate.head_revision()
+    try:
+        revision = await asyncio.to_thread(migrate.current_revision, url)
+    except Exception as exc:  # any driver's connection error
+        safe = parsed.render_as_string(hide_password=True)
+        return Finding(Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {exc}"), None
+    if revision != head:
+        detail = f"at revision {revision or 'none'}, the code expects {head}: `serve` migrates at start"
+        return Finding(Status.WARNING, "database", detail), None
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            live = await active_version(session=session)
+    finally:
+        await engine.dispose()
+    return Finding(Status.OK, "database", f"reachable, schema at {head}"), live.checkpoint_path if live else None
+
+
+def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
+    stored = stored or model_store.initial_checkpoint(settings.model_dir)
+    path = model_store.resolve(settings.model_dir, stored)
+    try:
+        metadata = load_checkpoint(path).metadata
+    except CheckpointError as exc:
+        return Finding(Status.PROBLEM, "model", str(exc))
+    accuracy = metadata.metrics.get("test", {}).get("accuracy")
+    figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    return Finding(Status.OK, "model", f"{metadata.version} loads from {stored}{figures}")
+
+
+def _dataset(settings: FinetuneSettings) -> Finding:
+    try:
+        dataset = load_dataset(settings.names_data_dir)
+    except DatasetError as exc:
+        return Finding(Status.PROBLEM, "dataset", f"{exc} (fine-tuning needs it; guessing does not)")
+    return Finding(Status.OK, "dataset", f"{len(dataset.examples)} names in {settings.names_data_dir}")
+
+
+def _admins(settings: FinetuneSettings) -> Finding:
+    if not settings.bot_admin_ids:
+        return Finding(Status.WARNING, "admins", "BOT_ADMIN_IDS is empty: nobody can use /retrain, /models, /rollback")
+    return Finding(Status.OK, "admins", f"{len(settings.bot_admin_ids)} admin id(s)")
+
+
+def _mode(settings: FinetuneSettings) -> Finding:
+    if not isinstance(settings, Settings) or not settings.webhook_url:
+        return Finding(Status.OK, "mode", "long polling")
+    if not settings.webhook_url.startswith("https://"):
+        return Finding(Status.WARNING, "mode", f"WEBHOOK_URL {settings.webhook_url} is not HTTPS: Telegram needs HTTPS")
+    return Finding(Status.OK, "mode", f"webhooks at {settings.webhook_url}, listening on {settings.webhook_listen}")
+
+
+async def diagnose() -> list[Finding]:
+    """Every check, in the order a person would fix them."""
+    settings, findings = _settings()
+    database, live_path = await _database(settings.database_url)
+    findings += [_mode(settings), database, _model(settings, live_path), _dataset(settings), _admins(settings)]
+    return findings

@@ -1,0 +1,57 @@
+"""``nameorigin doctor`` names exactly what is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.db import migrate
+
+
+def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k.split("_")[0] not in ("TELEGRAM", "DATABASE", "BOT", "NAMES")}
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", "doctor"],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Path) -> None:
+    result = doctor(tmp_path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    problems = [line for line in lines if line.startswith("✗")]
+    assert problems == [
+        "✗ configuration: TELEGRAM_BOT_TOKEN is required",
+        "✗ dataset: dataset folder data/names does not exist: set NAMES_DATA_DIR or run 'nameorigin data download'"
+        " (fine-tuning needs it; guessing does not)",
+    ]
+    assert "✓ database: data/nameorigin.db will be created at the first start" in lines
+    assert any(line.startswith("✓ model: gru-") and "shipped:gru" in line for line in lines)
+    assert "! admins: BOT_ADMIN_IDS is empty: nobody can use /retrain, /models, /rollback" in lines
+    assert not (tmp_path / "data").exists()  # checking created nothing
+
+
+def test_a_complete_setup_passes_and_an_unreachable_database_is_named(tmp_path: Path, real_data_dir: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    migrate.upgrade(url)
+    settings = {
+        "TELEGRAM_BOT_TOKEN": "123:abc",
+        "DATABASE_URL": url,
+        "NAMES_DATA_DIR": str(real_data_dir),
+        "BOT_ADMIN_IDS": "1",
+    }
+    result = doctor(tmp_path, **settings)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(line.startswith("✓") for line in result.stdout.splitlines()), result.stdout
+
+    broken = doctor(tmp_path, **{**settings, "DATABASE_URL": "postgresql+asyncpg://bot:secret@127.0.0.1:1/bot"})
+    assert broken.returncode == 1
+    [line] = [line for line in broken.stdout.splitlines() if line.startswith("✗")]
+    assert line.startswith("✗ database: cannot connect to postgresql+asyncpg://bot:***@127.0.0.1:1/bot")
