@@ -1,0 +1,117 @@
+"""The Dockerfile and docker-compose.yml: docker cannot run here, so check what they refer to exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from bot.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    pairs = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, rest = line.strip().partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def arguments(keyword: str) -> list[str]:
+    return [rest for kind, rest in instructions() if kind == keyword]
+
+
+def environment() -> dict[str, str]:
+    pairs = " ".join(arguments("ENV"))
+    return dict(re.findall(r"(\w+)=(\S+)", pairs))
+
+
+def nameorigin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_hadolint_passes() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_copied_files_exist_and_torch_matches_the_pin() -> None:
+    for rest in arguments("COPY"):
+        *sources, _ = rest.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    [torch_pin] = re.findall(r"torch==([\d.]+)", " ".join(arguments("RUN")))
+    assert f"torch=={torch_pin}" in (ROOT / "constraints.txt").read_text().splitlines()
+
+
+def test_the_image_runs_serve_as_a_non_root_user_with_its_data_in_the_volume() -> None:
+    assert arguments("CMD") == ['["nameorigin", "serve"]']
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["nameorigin"] == "core.cli:main"
+    assert nameorigin("serve", "--help").returncode == 0
+    [user] = arguments("USER")
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user)  # numeric and not root
+    assert arguments("VOLUME") == ['["/app/data"]']
+    env = environment()
+    for name in ("DATABASE_URL", "MODEL_DIR", "NAMES_DATA_DIR"):
+        assert "/app/data" in env[name], name
+    known = {field.upper() for field in Settings.model_fields}
+    assert {name for name in env if not name.startswith(("PYTHON", "PIP_"))} <= known
+
+
+def test_the_healthcheck_asks_the_port_the_bot_listens_on() -> None:
+    [healthcheck] = arguments("HEALTHCHECK")
+    [url] = re.findall(r"http://127\.0\.0\.1:(\d+)(/health)", healthcheck)
+    port, path = url
+    assert arguments("EXPOSE") == [port]
+    env = environment()
+    assert env["HEALTH_LISTEN"].endswith(f":{port}") and env["WEBHOOK_LISTEN"].endswith(f":{port}")
+    assert path == "/health"  # served by bot.server.http_app; exercised in tests/bot/test_webhook.py
+
+
+def test_the_package_carries_its_models_and_migrations(tmp_path: Path) -> None:
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    [wheel] = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"core/shipped/gru.safetensors", "core/shipped/rnn.safetensors", "migrations/env.py"} <= names
+    assert {f"migrations/versions/{p.name}" for p in (ROOT / "migrations/versions").glob("0*.py")} <= names
+
+
+def test_dockerignore_keeps_secrets_and_data_out_of_the_image() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "data", ".venv", ".git"} <= set(ignored)
+
+
+def test_compose_runs_the_bot_by_default_with_postgres_and_finetune_as_profiles() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "profiles" not in services["bot"]  # `docker compose up` starts the bot alone
+    assert services["postgres"]["profiles"] == ["postgres"] and services["finetune"]["profiles"] == ["finetune"]
+    assert services["bot"]["build"] == "." and (ROOT / "Dockerfile").exists()
+    for name in ("bot", "finetune"):
+        assert services[name]["volumes"] == ["data:/app/data"]
+        assert "/app/data/" in services[name]["environment"]["DATABASE_URL"]  # the default: SQLite in the volume
+    assert services["finetune"]["command"] == ["nameorigin", "finetune"]
+    assert nameorigin("finetune", "--help").returncode == 0
+    assert services["bot"]["depends_on"]["postgres"]["required"] is False
+    assert services["bot"]["ports"] == ["${BOT_HTTP_PORT:-8080}:8080"]
+    assert set(compose["volumes"]) == {"data", "pgdata"}
