@@ -9,15 +9,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # The CPU-only build of torch comes from PyTorch's own index: PyPI's build would add gigabytes of CUDA.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+# Its dependencies come next, pinned, with everything else.
+RUN pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
-# Then the package (with its shipped models and migrations), every other dependency pinned.
+# Then the package (with its shipped models and migrations). The sources are removed once installed,
+# so every process (the bot and its fine-tune child) imports the installed package.
 COPY pyproject.toml README.md constraints.txt ./
 COPY core ./core
 COPY bot ./bot
 COPY migrations ./migrations
 RUN pip install -c constraints.txt . \
-    && useradd --create-home --uid 10001 nameorigin \
+    && pip check \
+    && python -c "import torch; assert torch.version.cuda is None, 'a CUDA build of torch slipped in'" \
+    && rm -rf core bot migrations pyproject.toml README.md constraints.txt build \
+    && groupadd --gid 10001 nameorigin \
+    && useradd --create-home --uid 10001 --gid 10001 nameorigin \
     && mkdir -p /app/data \
     && chown nameorigin:nameorigin /app/data
 

@@ -34,7 +34,7 @@ class AdminHandlers:
             return True
         if message is not None:
             await message.reply_text(admin_views.NOT_ADMIN)
-        logger.warning("refused admin command from user %s", user.id if user else None)
+        logger.warning("refused an admin command from a non-admin")  # the update's log line has the hashed user
         return False
 
     def _start(self, bot: Bot, *, force: bool) -> bool:

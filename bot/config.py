@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SettingsError(Exception):
@@ -94,17 +95,21 @@ class Settings(FinetuneSettings):
     @field_validator("webhook_listen", "health_listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[^:\s]+:\d{1,5}", value):
+        if value and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):\d{1,5}", value):
             raise ValueError("must be host:port, e.g. 0.0.0.0:8080")
         return value
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:
         if self.webhook_url:
-            if not self.webhook_url.startswith(("https://", "http://")):
-                raise ValueError("WEBHOOK_URL must start with https://")
+            parts = urlsplit(self.webhook_url)
+            # Telegram only posts to HTTPS; plain HTTP is allowed on loopback, for a local Bot API server and tests.
+            if not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)):
+                raise ValueError("WEBHOOK_URL must start with https:// (http:// only on 127.0.0.1 or localhost)")
             if self.webhook_secret is None:
                 raise ValueError("WEBHOOK_SECRET is required with WEBHOOK_URL")
+            if not self.webhook_listen:
+                raise ValueError("WEBHOOK_LISTEN must not be empty with WEBHOOK_URL")
         return self
 
     @property

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 # The child runs at lower CPU priority so /guess keeps its core when the machine is busy.
 CHILD_NICENESS = 10
+STOP_GRACE_S = 10.0
+# What the child must not see: it needs neither Telegram nor the keys that protect the bot's traffic and logs.
+CHILD_HIDDEN = frozenset({"TELEGRAM_BOT_TOKEN", "WEBHOOK_SECRET", "LOG_SALT"})
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,9 @@ def child_command(*, force: bool) -> list[str]:
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
-    """The bot's environment with its fine-tune settings, minus the Telegram token the child never needs."""
-    # Settings are read case-insensitively, so drop the token whatever its spelling.
-    environment = {key: value for key, value in os.environ.items() if key.upper() != "TELEGRAM_BOT_TOKEN"}
+    """The bot's environment with its fine-tune settings, minus the secrets the child never needs."""
+    # Settings are read case-insensitively, so drop secrets whatever their spelling.
+    environment = {key: value for key, value in os.environ.items() if key.upper() not in CHILD_HIDDEN}
     environment.update(settings.environment())
     environment["OMP_NUM_THREADS"] = str(settings.finetune_threads)
     return environment
@@ -150,10 +153,18 @@ class FinetuneRunner:
         except Exception:  # the database itself may be why the run failed
             logger.exception("could not record the failed fine-tune")
 
-    async def stop(self) -> None:
-        """Abandon a running fine-tune: terminate the child (nothing of its run is committed) and wait."""
+    async def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """Abandon a running fine-tune: terminate the child (nothing of its run is committed) and wait.
+
+        A child that ignores SIGTERM for ``grace`` seconds is killed.
+        """
         self._stopping = True
-        if self._process is not None and self._process.returncode is None:
-            self._process.terminate()
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                process.kill()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

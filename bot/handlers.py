@@ -13,6 +13,7 @@ from bot import views
 from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, StoredGuess, VerdictRefused
+from bot.update_log import LoggingApplication
 from core.predict import Rejected
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Handlers:
         try:
             payload = decode(query.data)
         except MalformedCallback:
-            logger.warning("malformed callback data from user %s", query.from_user.id)
+            logger.warning("malformed callback data")  # the update's log line carries the hashed user
             await query.answer("That button is not one of mine.", show_alert=True)
             return
         if chat_id is None:
@@ -147,6 +148,8 @@ class Handlers:
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the failure and apologize to the user, if there is one."""
         logger.error("update failed: %r", context.error, exc_info=context.error)
+        if isinstance(context.application, LoggingApplication):
+            context.application.mark_failed(update)
         if isinstance(update, Update) and update.effective_message:
             try:
                 await update.effective_message.reply_text(APOLOGY)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import signal
 from typing import Any
@@ -27,7 +26,7 @@ HEALTH_TIMEOUT_S = 2.0
 
 def _split_listen(listen: str) -> tuple[str, int]:
     host, port = listen.rsplit(":", 1)
-    return host, int(port)
+    return host.strip("[]"), int(port)  # [::]:8080 binds every IPv6 address
 
 
 def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> web.Application:
@@ -56,13 +55,16 @@ def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: S
         secret = settings.webhook_secret.get_secret_value().encode()
 
         async def receive(request: web.Request) -> web.Response:
-            given = request.headers.get(SECRET_HEADER, "").encode()
-            if not hmac.compare_digest(given, secret):
+            given = request.headers.get(SECRET_HEADER, "")
+            if not given.isascii() or not hmac.compare_digest(given.encode(), secret):
                 logger.warning("webhook request with a wrong or missing secret from %s", request.remote)
                 return web.Response(status=403, text="forbidden")
             try:
-                update = Update.de_json(await request.json(), application.bot)
-            except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+                data = await request.json()
+                update = Update.de_json(data, application.bot) if isinstance(data, dict) else None
+            except Exception:  # any malformed body is the sender's error, never a 500
+                update = None
+            if update is None:
                 return web.Response(status=400, text="not an update")
             await application.update_queue.put(update)
             return web.Response(text="ok")
@@ -97,34 +99,46 @@ async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event 
         loop.add_signal_handler(signum, stop.set)
     webhook = bool(settings.webhook_url)
     application = build_application(settings, predictors, webhook=webhook)
-    async with application:  # initialize() and, on the way out, shutdown()
-        assert application.post_init is not None and application.post_shutdown is not None
-        await application.post_init(application)
-        http = await _start_http(application, settings)
-        if webhook:
-            assert settings.webhook_secret is not None
-            await application.bot.set_webhook(
-                settings.webhook_url,
-                secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=Update.ALL_TYPES,
-            )
-        else:
-            assert application.updater is not None
-            await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
-        await application.start()
-        logger.info("serving with %s", "webhooks" if webhook else "long polling")
-        await stop.wait()
-        logger.info("stopping: finishing the updates in flight")
-        if application.updater is not None:
-            await application.updater.stop()  # no new updates; confirms the ones already fetched
-        if http is not None and webhook:
-            await http.cleanup()  # Telegram retries what it could not deliver, on another replica or later
-            http = None
-        await application.stop()  # waits for the updates in flight and their replies
-        await application.post_shutdown(application)
-        if http is not None:
-            await http.cleanup()
+    http: web.AppRunner | None = None
+    try:
+        async with application:  # initialize() and, on the way out, shutdown()
+            assert application.post_init is not None and application.post_shutdown is not None
+            try:
+                await application.post_init(application)
+                http = await _start_http(application, settings)
+                await _start_receiving(application, settings)
+                await application.start()
+                logger.info("serving with %s", "webhooks" if webhook else "long polling")
+                await stop.wait()
+                logger.info("stopping: finishing the updates in flight")
+                if application.updater is not None and application.updater.running:
+                    await application.updater.stop()  # no new updates; confirms the ones already fetched
+                if http is not None and webhook:
+                    await http.cleanup()  # Telegram retries what it could not deliver, elsewhere or later
+                    http = None
+                await application.stop()  # waits for the updates in flight and their replies
+            finally:
+                # Also after a failed start (port taken, webhook refused): no fine-tune or connection left behind.
+                await application.post_shutdown(application)
+                if http is not None:
+                    await http.cleanup()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
     logger.info("stopped")
+
+
+async def _start_receiving(application: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> None:
+    if settings.webhook_url:
+        assert settings.webhook_secret is not None
+        await application.bot.set_webhook(
+            settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        assert application.updater is not None
+        await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
 
 
 def run(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from telegram import Update
-from telegram.ext import Application
+from telegram.ext import Application, CommandHandler
 
 UPDATE_LOGGER = "nameorigin.updates"
 logger = logging.getLogger(UPDATE_LOGGER)
@@ -26,15 +26,17 @@ def user_hasher(key: bytes) -> Callable[[int], str]:
     return digest
 
 
-def describe(update: object) -> dict[str, Any]:
-    """The kind of update and, for commands, which one (never the text a user sent)."""
+def describe(update: object, commands: frozenset[str]) -> dict[str, Any]:
+    """The kind of update and, for one of the bot's ``commands``, which (never other text a user sent)."""
     if not isinstance(update, Update):
         return {"kind": type(update).__name__}
     if update.callback_query is not None:
         return {"kind": "button"}
     message = update.effective_message
     if message is not None and message.text and message.text.startswith("/"):
-        return {"kind": "command", "command": message.text.split(maxsplit=1)[0].split("@")[0]}
+        command = message.text.split(maxsplit=1)[0].split("@")[0].removeprefix("/").lower()
+        if command in commands:
+            return {"kind": "command", "command": f"/{command}"}
     return {"kind": "message" if message is not None else "other"}
 
 
@@ -48,6 +50,24 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
         super().__init__(**kwargs)
         self._hash_user = hash_user
         self._model_version = model_version
+        self._failed: set[int] = set()  # ids of updates whose handler raised (PTB hands those to error handlers)
+        self._commands: frozenset[str] | None = None
+
+    def mark_failed(self, update: object) -> None:
+        """Called by the error handler: the update's log line will say ``"outcome": "error"``."""
+        self._failed.add(id(update))
+
+    def _command_names(self) -> frozenset[str]:
+        if self._commands is None:  # the handlers are added after construction; read them once, at first use
+            names = {
+                command
+                for group in self.handlers.values()
+                for handler in group
+                if isinstance(handler, CommandHandler)
+                for command in handler.commands
+            }
+            self._commands = frozenset(names)
+        return self._commands
 
     async def process_update(self, update: object) -> None:
         """Process ``update`` as usual, then log its latency and the live model version."""
@@ -59,7 +79,10 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
             outcome = "error"
             raise
         finally:
-            record: dict[str, Any] = {"event": "update", **describe(update)}
+            if id(update) in self._failed:
+                self._failed.discard(id(update))
+                outcome = "error"
+            record: dict[str, Any] = {"event": "update", **describe(update, self._command_names())}
             if isinstance(update, Update):
                 record["update_id"] = update.update_id
                 if update.effective_user is not None:

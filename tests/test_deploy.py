@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -82,9 +83,18 @@ def test_the_healthcheck_asks_the_port_the_bot_listens_on() -> None:
 
 
 def test_the_package_carries_its_models_and_migrations(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # what the Dockerfile copies, built outside the checkout
+    for rest in arguments("COPY"):
+        *names, _ = rest.split()
+        for name in names:
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(ROOT / name, source / name)
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
-        cwd=ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,3 +125,18 @@ def test_compose_runs_the_bot_by_default_with_postgres_and_finetune_as_profiles(
     assert services["bot"]["depends_on"]["postgres"]["required"] is False
     assert services["bot"]["ports"] == ["${BOT_HTTP_PORT:-8080}:8080"]
     assert set(compose["volumes"]) == {"data", "pgdata"}
+
+
+def test_the_postgres_env_file_turns_the_profile_on_and_points_the_bot_at_it() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    settings = dict(
+        line.split("=", 1) for line in (ROOT / "compose.postgres.env").read_text().splitlines() if "=" in line
+    )
+    assert settings["COMPOSE_PROFILES"] == "postgres"
+    postgres = compose["services"]["postgres"]["environment"]
+    url = settings["DATABASE_URL"].replace("${POSTGRES_PASSWORD}", settings["POSTGRES_PASSWORD"])
+    assert url == (
+        f"postgresql+asyncpg://{postgres['POSTGRES_USER']}:{settings['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{postgres['POSTGRES_DB']}"
+    )
+    assert postgres["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-nameorigin}"  # the same variable

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from bot.config import Settings
 from bot.service import Predictors
@@ -182,8 +186,9 @@ async def test_telegram_429_and_5xx_are_retried(
 
 
 async def test_a_failing_update_gets_an_apology_and_the_bot_lives_on(
-    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="nameorigin.updates")
     async with running_bot(settings, predictors) as application:
         telegram.fail_next("sendMessage", 400)  # the reply itself is rejected: the handler raises
         telegram.inject_message(70, "Rossi")
@@ -193,3 +198,7 @@ async def test_a_failing_update_gets_an_apology_and_the_bot_lives_on(
         await telegram.wait_for(lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == 71)
         assert application.running
     await asyncio.sleep(0)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "nameorigin.updates"]
+    assert [(line["kind"], line["outcome"]) for line in lines] == [("message", "error"), ("message", "ok")]
+    users = {line["user"] for line in lines}
+    assert len(users) == 2 and all(len(user) == 16 and not user.isdigit() for user in users)  # keyed hashes

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
 from bot.db import migrate
+from tests.bot.test_webhook import free_port
 from tests.fake_telegram import FakeTelegram
+from tests.test_deploy import arguments
 
 
 def serve_env(telegram: FakeTelegram, tmp_path: Path) -> dict[str, str]:
@@ -24,13 +28,32 @@ def serve_env(telegram: FakeTelegram, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def docker_healthcheck(port: int) -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, aimed at ``port``."""
+    [healthcheck] = arguments("HEALTHCHECK")
+    command: list[str] = json.loads(healthcheck.split("CMD", 1)[1])
+    command[0] = sys.executable if command[0] == "python" else command[0]
+    return [part.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for part in command]
+
+
 async def test_serve_answers_and_records_a_press(telegram: FakeTelegram, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**serve_env(telegram, tmp_path), "HEALTH_LISTEN": f"127.0.0.1:{port}"}
+    healthcheck = docker_healthcheck(port)
+    assert subprocess.run(healthcheck, capture_output=True, timeout=30).returncode != 0  # nothing listens yet
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "serve", env=serve_env(telegram, tmp_path), cwd=tmp_path,
+        sys.executable, "-m", "core.cli", "serve", env=env, cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
         await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=60)
+        # The image's HEALTHCHECK, as Docker would run it, against polling mode's /health.
+        for _ in range(100):
+            result = await asyncio.to_thread(subprocess.run, healthcheck, capture_output=True, timeout=30)
+            if result.returncode == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert result.returncode == 0, result.stderr
         telegram.inject_message(7, "/start")
         telegram.inject_message(7, "/guess Dostoevsky")
         telegram.inject_message(8, "Nakamura")

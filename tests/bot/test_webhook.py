@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -84,7 +88,8 @@ async def test_webhook_answers_with_the_right_secret_and_refuses_a_wrong_one(
         for secret in ("wrong", None):
             status = await telegram.post_update(message_update(66, "Rossi"), settings.webhook_url, secret)
             assert status == 403
-        assert await telegram.post_update({"not": "an update"}, settings.webhook_url, SECRET) == 400
+        for body in ({"not": "an update"}, [], None, "text", {"update_id": 1, "message": "x"}):
+            assert await telegram.post_update(body, settings.webhook_url, SECRET) == 400, body  # type: ignore[arg-type]
 
         async with ClientSession() as client:
             async with client.get(settings.webhook_url.replace("/telegram/hook", "/health")) as response:
@@ -102,29 +107,49 @@ def postgres_url() -> Iterator[str]:
     yield from postgres_database()
 
 
-async def test_two_replicas_on_one_postgres_lose_no_correction(
+async def test_two_replica_processes_on_one_postgres_lose_no_correction(
     telegram: FakeTelegram, tmp_path: Path, postgres_url: str, predictors: Predictors
 ) -> None:
     first = webhook_settings(telegram, tmp_path / "a", postgres_url)
     second = webhook_settings(telegram, tmp_path / "b", postgres_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_URL", "WEBHOOK_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=telegram.token,
+        TELEGRAM_API_BASE_URL=telegram.base_url,
+        DATABASE_URL=postgres_url,
+        MODEL_DIR=str(tmp_path / "models"),
+        WEBHOOK_URL=second.webhook_url,
+        WEBHOOK_SECRET=SECRET,
+        WEBHOOK_LISTEN=second.webhook_listen,
+    )
     users = range(100, 140)
-    async with serving(first, predictors), serving(second, predictors):
-        await telegram.wait_for_count("setWebhook", 2, timeout=30)
-        telegram.webhook_targets = [first.webhook_url, second.webhook_url]  # a load balancer, in turn
-        for user_id in users:
-            telegram.inject_message(user_id, "Rossi")
-        replies = await telegram.wait_for_count("sendMessage", len(users), timeout=60)
-        while len(telegram.messages) < len(users):  # a call is recorded on arrival, its message when answered
-            await asyncio.sleep(0.01)
-        # Every user presses two buttons at once; the presses land on either replica.
-        for reply in replies:
-            chat_id = int(reply.params["chat_id"])
-            markup = reply.params["reply_markup"]["inline_keyboard"]
-            message_id = max(mid for (chat, mid) in telegram.messages if chat == chat_id)
-            telegram.inject_callback(chat_id, chat_id, message_id, markup[0][0]["callback_data"])
-            telegram.inject_callback(chat_id + 1000, chat_id, message_id, markup[1][0]["callback_data"])
-        await telegram.wait_for_count("answerCallbackQuery", 2 * len(users), timeout=60)
-    targets = {target for _, target, status in telegram.deliveries if status == 200}
-    assert targets == {first.webhook_url, second.webhook_url}
+    async with serving(first, predictors):  # one replica in this process, the other as `nameorigin serve`
+        replica = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.cli", "serve", env=env, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            await telegram.wait_for_count("setWebhook", 2, timeout=60)
+            telegram.webhook_targets = [first.webhook_url, second.webhook_url]  # a load balancer, in turn
+            for user_id in users:
+                telegram.inject_message(user_id, "Rossi")
+            replies = await telegram.wait_for_count("sendMessage", len(users), timeout=60)
+            while len(telegram.messages) < len(users):  # a call is recorded on arrival, its message when answered
+                await asyncio.sleep(0.01)
+            # Every user and a friend press a button at once; the presses land on either replica.
+            for reply in replies:
+                chat_id = int(reply.params["chat_id"])
+                markup = reply.params["reply_markup"]["inline_keyboard"]
+                message_id = max(mid for (chat, mid) in telegram.messages if chat == chat_id)
+                telegram.inject_callback(chat_id, chat_id, message_id, markup[0][0]["callback_data"])
+                telegram.inject_callback(chat_id + 1000, chat_id, message_id, markup[1][0]["callback_data"])
+            await telegram.wait_for_count("answerCallbackQuery", 2 * len(users), timeout=60)
+        finally:
+            replica.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(replica.communicate(), 60)
+        assert replica.returncode == 0, output.decode()
+    handled = Counter(target for _, target, status in telegram.deliveries if status == 200)
+    deliveries = len(users) * 3  # a message and two presses per user, dealt out in turn
+    assert handled[first.webhook_url] == handled[second.webhook_url] == deliveries // 2
     assert await fetch(postgres_url, "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM guesses") == [(40, 40)]
     assert await fetch(postgres_url, "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM corrections") == [(80, 80)]
