@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
-from core.data import Example, load_dataset
+from core.checkpoint import Checkpoint, load_checkpoint
+from core.data import Dataset, Example, load_dataset
 from core.finetune import FinetuneConfig, fine_tune, split_feedback
 from core.gate import GateScores, decide
 from core.models import GRUConfig
@@ -37,17 +37,22 @@ def test_gate_promotes_only_within_the_allowed_drop_and_without_feedback_loss() 
     assert decide(live, GateScores(0.860, 0.6, None), max_test_drop_points=0.5).promoted
 
 
-def test_fine_tune_learns_feedback_and_leaves_the_live_model_alone(tiny_data_dir: Path, tmp_path: Path) -> None:
-    dataset = load_dataset(tiny_data_dir)
+def trained_gru(dataset: Dataset, out: Path, epochs: int, hidden_size: int) -> Checkpoint:
+    """A small GRU trained on ``dataset`` and loaded back, to fine-tune."""
     trained = train_and_save(
         kind="gru",
         dataset=dataset,
-        out=tmp_path / "gru.safetensors",
-        train_config=TrainConfig(epochs=15, show_progress=False),
+        out=out,
+        train_config=TrainConfig(epochs=epochs, show_progress=False),
         device=CPU,
-        model_overrides={"hidden_size": 32, "embedding_dim": 16},
+        model_overrides={"hidden_size": hidden_size, "embedding_dim": hidden_size // 2},
     )
-    live = load_checkpoint(trained.path)
+    return load_checkpoint(trained.path)
+
+
+def test_fine_tune_learns_feedback_and_leaves_the_live_model_alone(tiny_data_dir: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    live = trained_gru(dataset, tmp_path / "gru.safetensors", epochs=15, hidden_size=32)
     before = {name: tensor.clone() for name, tensor in live.model.state_dict().items()}
     split = split_dataset(dataset)
     # Teach it that names ending in "-ov" (Arabic's synthetic suffix) are Greek.
@@ -67,15 +72,7 @@ def test_fine_tune_learns_feedback_and_leaves_the_live_model_alone(tiny_data_dir
 
 def test_fine_tune_refuses_unknown_languages_and_empty_feedback(tiny_data_dir: Path, tmp_path: Path) -> None:
     dataset = load_dataset(tiny_data_dir)
-    trained = train_and_save(
-        kind="gru",
-        dataset=dataset,
-        out=tmp_path / "gru.safetensors",
-        train_config=TrainConfig(epochs=1, show_progress=False),
-        device=CPU,
-        model_overrides={"hidden_size": 8, "embedding_dim": 4},
-    )
-    live, split = load_checkpoint(trained.path), split_dataset(dataset)
+    live, split = trained_gru(dataset, tmp_path / "gru.safetensors", epochs=1, hidden_size=8), split_dataset(dataset)
     with pytest.raises(ValueError, match="at least one"):
         fine_tune(live, split, [], FinetuneConfig(), CPU)
     with pytest.raises(ValueError, match="Klingon"):

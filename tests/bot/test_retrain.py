@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,13 @@ LEAN = {"finetune_replay": 1500, "finetune_epochs": 3}
 
 def lean_settings(telegram: FakeTelegram, tmp_path: Path, data_dir: Path, **overrides: Any) -> Settings:
     return settings_for(telegram, tmp_path, names_data_dir=data_dir, **{**LEAN, **overrides})
+
+
+async def with_agreed_feedback(settings: Settings, names: Sequence[str]) -> Settings:
+    """Migrate the database and store two agreeing users' "Portuguese" for each of ``names``."""
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+    await store_verdicts(settings.database_url, agreed(names, "Portuguese"))
+    return settings
 
 
 def rows(settings: Settings, sql: str) -> list[tuple[object, ...]]:
@@ -88,9 +96,7 @@ async def test_non_admins_are_refused_and_nothing_starts(
 async def test_admin_retrain_promotes_reports_and_the_bot_switches_models_without_restart(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, real_data_dir: Path
 ) -> None:
-    settings = lean_settings(telegram, tmp_path, real_data_dir)
-    await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    await store_verdicts(settings.database_url, agreed(PORTUGUESE_AO[3:], "Portuguese"))
+    settings = await with_agreed_feedback(lean_settings(telegram, tmp_path, real_data_dir), PORTUGUESE_AO[3:])
     shipped = predictors.gru.version
     async with running_bot(settings, predictors):
         for name in PORTUGUESE_AO[:3]:  # the rest of the loop through real button presses
@@ -146,9 +152,7 @@ async def lock_holder(model_dir: Path, timeout: float = 30.0) -> int:
 async def test_a_killed_finetune_leaves_the_bot_and_database_intact_and_the_next_run_succeeds(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, real_data_dir: Path
 ) -> None:
-    settings = lean_settings(telegram, tmp_path, real_data_dir)
-    await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    await store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese"))
+    settings = await with_agreed_feedback(lean_settings(telegram, tmp_path, real_data_dir), PORTUGUESE_AO)
     shipped = predictors.gru.version
     async with running_bot(settings, predictors):
         await say(telegram, 1, "/retrain", "Fine-tune started")
@@ -179,9 +183,7 @@ async def test_a_killed_finetune_leaves_the_bot_and_database_intact_and_the_next
 async def test_stopping_the_bot_abandons_a_running_finetune_and_keeps_the_live_model(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, real_data_dir: Path
 ) -> None:
-    settings = lean_settings(telegram, tmp_path, real_data_dir)
-    await asyncio.to_thread(migrate.upgrade, settings.database_url)
-    await store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese"))
+    settings = await with_agreed_feedback(lean_settings(telegram, tmp_path, real_data_dir), PORTUGUESE_AO)
     async with running_bot(settings, predictors):
         await say(telegram, 1, "/retrain", "Fine-tune started")
         pid = await lock_holder(settings.model_dir)

@@ -28,6 +28,16 @@ def serve_env(telegram: FakeTelegram, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+async def start_serve(telegram: FakeTelegram, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """``nameorigin serve`` as its own process; returns once it has started (its commands are set)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "serve", env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=60)
+    return process
+
+
 def docker_healthcheck(port: int) -> list[str]:
     """The Dockerfile's HEALTHCHECK command, aimed at ``port``."""
     [healthcheck] = arguments("HEALTHCHECK")
@@ -41,12 +51,8 @@ async def test_serve_answers_and_records_a_press(telegram: FakeTelegram, tmp_pat
     env = {**serve_env(telegram, tmp_path), "HEALTH_LISTEN": f"127.0.0.1:{port}"}
     healthcheck = docker_healthcheck(port)
     assert subprocess.run(healthcheck, capture_output=True, timeout=30).returncode != 0  # nothing listens yet
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "serve", env=env, cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    process = await start_serve(telegram, env, tmp_path)
     try:
-        await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=60)
         # The image's HEALTHCHECK, as Docker would run it, against polling mode's /health.
         for _ in range(100):
             result = await asyncio.to_thread(subprocess.run, healthcheck, capture_output=True, timeout=30)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 from bot.db import migrate
 from tests.bot.test_retrain import lock_holder
-from tests.bot.test_serve import serve_env
+from tests.bot.test_serve import serve_env, start_serve
 from tests.bot.verdicts import PORTUGUESE_AO, agreed, read_versions, store_verdicts
 from tests.fake_telegram import FakeTelegram
 
@@ -23,12 +22,8 @@ async def test_sigterm_finishes_in_flight_updates_abandons_the_finetune_and_clos
     database = tmp_path / "data" / "bot.db"
     await asyncio.to_thread(migrate.upgrade, env["DATABASE_URL"])
     await store_verdicts(env["DATABASE_URL"], agreed(PORTUGUESE_AO, "Portuguese"))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "serve", env=env, cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    process = await start_serve(telegram, env, tmp_path)
     try:
-        await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=60)
         telegram.inject_message(1, "/retrain")
         child = await lock_holder(tmp_path / "models")
         telegram.delay_next("sendMessage", 2.0)  # Telegram is slow to accept this reply
