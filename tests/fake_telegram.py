@@ -111,6 +111,7 @@ class FakeTelegram:
         self.deliveries: list[tuple[int, str, int]] = []  # (update id, target, HTTP status)
         self._delivery_turn = itertools.count()
         self._client: ClientSession | None = None
+        self._closing = False
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -127,7 +128,9 @@ class FakeTelegram:
         return self.base_url
 
     async def stop(self) -> None:
-        """Close the server."""
+        """Close the server, first releasing long polls still waiting (a stopped bot leaves one behind)."""
+        self._closing = True
+        await self._notify()
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -318,7 +321,7 @@ class FakeTelegram:
         self._updates = [u for u in self._updates if u["update_id"] >= offset]
         deadline = time.monotonic() + timeout
         async with self._changed:
-            while not self._updates and time.monotonic() < deadline:
+            while not self._updates and not self._closing and time.monotonic() < deadline:
                 try:
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
                 except TimeoutError:
