@@ -90,7 +90,7 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
     """Hold an advisory lock on ``path`` if no other process does; yields whether it was acquired.
 
     The kernel drops the lock when its holder dies, so a killed run never blocks the next one. The
-    holder writes its pid into the file, so an operator can see which process runs.
+    holder writes its pid into the file while it runs, so an operator can see which process it is.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
@@ -105,6 +105,7 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
             handle.flush()
             yield True
         finally:
+            handle.truncate(0)  # an empty file: nobody is running
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
