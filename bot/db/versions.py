@@ -130,9 +130,3 @@ async def make_live(*, session: AsyncSession, expected: str, version: str) -> bo
         return False
     await session.execute(update(ModelVersion).where(ModelVersion.version == version).values(active=True))
     return True
-
-
-async def activate(*, session: AsyncSession, version: str) -> None:
-    """Make ``version`` the only live row, whatever was live before (operators and tests)."""
-    await session.execute(update(ModelVersion).where(ModelVersion.active).values(active=False))
-    await session.execute(update(ModelVersion).where(ModelVersion.version == version).values(active=True))

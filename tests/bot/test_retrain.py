@@ -223,7 +223,7 @@ async def test_the_schedule_waits_for_enough_feedback_then_reports_to_every_admi
         # A version made live elsewhere (another replica's /rollback) reaches this bot on its next refresh.
         engine = create_engine(settings.database_url)
         async with session_factory(engine).begin() as session:
-            await versions.activate(session=session, version=shipped)
+            assert await versions.make_live(session=session, expected=promoted, version=shipped)
         await engine.dispose()
         [refresh] = application.job_queue.get_jobs_by_name("refresh-model")
         await refresh.run(application)

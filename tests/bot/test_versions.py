@@ -101,5 +101,5 @@ async def test_a_checkpoint_that_does_not_match_its_row_is_not_served(
     trained_copy(model_dir / "versions/gru-trained-1.safetensors", "gru-impostor")  # replaced behind our back
     assert isinstance(await live.rollback(shipped.version), RolledBack)
     async with sessions.begin() as session:
-        await versions.activate(session=session, version="gru-trained-1")
+        assert await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
     assert await live.sync() == shipped.version  # refuses the mismatched file and keeps answering
