@@ -1,4 +1,4 @@
-"""Mini-batch training with class balancing, a one-cycle schedule and early stopping on macro-F1."""
+"""Mini-batch training with optional class balancing, a one-cycle schedule and early stopping on validation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,21 +22,27 @@ from core.metrics import Metrics, compute_metrics
 
 logger = logging.getLogger(__name__)
 
+SelectionMetric = Literal["accuracy", "macro_f1"]
+SELECTION_METRICS: tuple[SelectionMetric, ...] = ("accuracy", "macro_f1")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimization settings; the defaults train the shipped models."""
 
-    epochs: int = 40
+    epochs: int = 60  # the one-cycle schedule spans them all; 60 beat 40 on validation
     batch_size: int = 64
     learning_rate: float = 3e-3  # peak of the one-cycle schedule
     weight_decay: float = 0.01  # AdamW, decoupled
     grad_clip: float = 1.0  # max global gradient norm
     # Loss weight per class is (count / max count) ** -power: 0 ignores imbalance, 1 fully inverts it.
-    class_weight_power: float = 0.25
+    # The shipped models use 0: weighting bought rare-language recall with more accuracy than it was worth.
+    class_weight_power: float = 0.0
     # Share of characters replaced by the unknown id during training: teaches robustness to unseen spellings.
     char_dropout: float = 0.2
-    patience: int = 10  # epochs without a better validation macro-F1 before stopping
+    patience: int = 20  # epochs without a better validation score before stopping
+    # Validation figure that picks the best epoch: "macro_f1" favours rare languages, "accuracy" the common ones.
+    select_on: SelectionMetric = "accuracy"
     seed: int = 0
     show_progress: bool = True
 
@@ -46,6 +53,8 @@ class TrainConfig:
             raise ValueError(f"char_dropout must be in [0, 1), got {self.char_dropout}")
         if self.class_weight_power < 0:
             raise ValueError(f"class_weight_power must be non-negative, got {self.class_weight_power}")
+        if self.select_on not in SELECTION_METRICS:
+            raise ValueError(f"select_on must be one of {', '.join(SELECTION_METRICS)}, got {self.select_on!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 
@@ -61,7 +70,7 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    """The best model (by validation macro-F1) and how training went."""
+    """The best model (by the validation figure ``select_on``) and how training went."""
 
     model: nn.Module
     best_epoch: int
@@ -149,13 +158,13 @@ def train_model(
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``device`` and return the best state by validation macro-F1."""
+    """Train ``model`` in place on ``device`` and return its best state by the validation figure ``select_on``."""
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
     weights = class_weights(train_set.truth, config.class_weight_power).to(device)
     optimizer, schedule = make_optimizer(model, config, len(train_set))
-    best_f1, best_epoch, best_state, best_metrics = -1.0, 0, None, None
+    best_score, best_epoch, best_state, best_metrics = -1.0, 0, None, None
     history: list[EpochRecord] = []
     epochs = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not config.show_progress)
     for epoch in epochs:
@@ -168,11 +177,14 @@ def train_model(
         logger.debug("epoch %d: loss %.4f, validation %s", epoch, loss, record.validation)
         if on_epoch is not None:
             on_epoch(record)
-        if metrics.macro_f1 > best_f1:
-            best_f1, best_epoch, best_metrics = metrics.macro_f1, epoch, metrics
+        score = metrics.macro_f1 if config.select_on == "macro_f1" else metrics.accuracy
+        if score > best_score:
+            best_score, best_epoch, best_metrics = score, epoch, metrics
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= config.patience:
-            logger.info("early stop at epoch %d; best macro-F1 %.4f at epoch %d", epoch, best_f1, best_epoch)
+            logger.info(
+                "early stop at epoch %d; best %s %.4f at epoch %d", epoch, config.select_on, best_score, best_epoch
+            )
             break
     assert best_state is not None and best_metrics is not None  # TrainConfig guarantees one epoch
     model.load_state_dict(best_state)

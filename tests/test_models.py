@@ -24,6 +24,7 @@ def random_batch(batch: int = 8, steps: int = 7, seed: int = 0) -> tuple[torch.T
         ElmanConfig(vocab_size=VOCAB, num_classes=CLASSES, embedding_dim=6, hidden_size=10),
         GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, embedding_dim=6, hidden_size=10),
         GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, hidden_size=10, num_layers=1, bidirectional=False),
+        GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, embedding_dim=6, hidden_size=10, ngram_buckets=64),
     ],
 )
 def test_models_return_logits_and_ignore_padding(config: ElmanConfig | GRUConfig) -> None:
@@ -89,3 +90,19 @@ def test_max_over_time_matches_padded_max() -> None:
     pooled.sum().backward()
     # Gradient reaches exactly one real step per (sequence, feature).
     assert values.grad is not None and values.grad.sum().item() == pytest.approx(9 * 5)
+
+
+def test_hashed_ngrams_cover_every_order_and_ignore_padding() -> None:
+    from core.models import hashed_ngrams
+
+    tokens = torch.tensor([[5, 6, 7, 0, 0], [8, 5, 6, 7, 9]])
+    lengths = torch.tensor([3, 5])
+    ids = hashed_ngrams(tokens, lengths, order=3, buckets=1 << 20)
+    present = [set(row[row >= 0].tolist()) for row in ids]
+    # Unigrams, plus (length + 1) n-grams of each higher order: the boundaries count as characters.
+    assert [len(row) for row in present] == [3 + 4 + 4, 5 + 6 + 6]
+    assert ((ids >= -1) & (ids < 1 << 20)).all()
+    # "5 6 7" occurs inside both names, so its bigrams and trigram share buckets; "^5" does not.
+    assert len(present[0] & present[1]) == 3 + 2 + 1
+    unpadded = hashed_ngrams(tokens[:1, :3], lengths[:1], order=3, buckets=1 << 20)
+    assert set(unpadded[unpadded >= 0].tolist()) == present[0]

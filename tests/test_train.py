@@ -1,15 +1,18 @@
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from core.batching import bucketed_batches, encode_examples
 from core.data import load_dataset
 from core.encoding import PAD_ID, UNK_ID, Vocabulary
+from core.inference import predict_logits
+from core.metrics import compute_metrics
 from core.models import GRUConfig, build_model
 from core.pipeline import train_and_save
 from core.split import split_dataset
-from core.train import TrainConfig, class_weights, drop_characters, train_model
+from core.train import SelectionMetric, TrainConfig, class_weights, drop_characters, train_model
 
 
 def tiny_training(data_dir: Path, out: Path, seed: int) -> dict[str, torch.Tensor]:
@@ -43,6 +46,28 @@ def test_training_learns_the_tiny_dataset(tiny_data_dir: Path) -> None:
     result = train_model(model, train_set, validation_set, dataset.labels, config, torch.device("cpu"))
     assert result.validation_metrics.accuracy > 0.8
     assert result.history[-1].train_loss < result.history[0].train_loss / 3
+
+
+@pytest.mark.parametrize("select_on", ["accuracy", "macro_f1"])
+def test_the_kept_epoch_is_the_best_by_the_chosen_figure(tiny_data_dir: Path, select_on: SelectionMetric) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    split = split_dataset(dataset)
+    vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
+    train_set, validation_set = (
+        encode_examples(part, vocabulary, dataset.labels) for part in (split.train, split.validation)
+    )
+    model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4))
+    config = TrainConfig(epochs=6, batch_size=16, seed=0, show_progress=False, select_on=select_on)
+    result = train_model(model, train_set, validation_set, dataset.labels, config, torch.device("cpu"))
+    scores = [record.validation[select_on] for record in result.history]
+    assert result.best_epoch == 1 + scores.index(max(scores))
+    kept = predict_logits(model, validation_set, torch.device("cpu")).softmax(dim=1).double().numpy()
+    assert compute_metrics(kept, validation_set.truth.numpy(), dataset.labels).headline()[select_on] == max(scores)
+
+
+def test_unknown_selection_figure_is_refused() -> None:
+    with pytest.raises(ValueError, match="select_on"):
+        TrainConfig(select_on="loss")  # type: ignore[arg-type]
 
 
 def test_buckets_cover_every_index_once_with_similar_lengths() -> None:

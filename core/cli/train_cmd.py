@@ -12,7 +12,7 @@ from core.cli.common import CommandError, Subparsers, add_device_option, device_
 from core.data import load_dataset
 from core.models import MODEL_KINDS
 from core.pipeline import train_and_save
-from core.train import TrainConfig
+from core.train import SELECTION_METRICS, TrainConfig
 
 DEFAULT_MODEL_DIR = Path("data/models")
 
@@ -31,6 +31,18 @@ def register(commands: Subparsers) -> None:
         type=float,
         default=defaults.class_weight_power,
         help="class-imbalance weighting: 0 none, 1 inverse frequency (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--select-on",
+        choices=SELECTION_METRICS,
+        default=defaults.select_on,
+        help="validation figure that picks the best epoch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="epochs without improvement before stopping (%(default)s)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -51,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             class_weight_power=args.class_weight_power,
+            select_on=args.select_on,
+            patience=args.patience,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
