@@ -124,8 +124,9 @@ class Predictor:
         probabilities = torch.empty(len(queries), len(self.labels))
         probabilities[torch.tensor(order)] = torch.cat(chunks)
         top = probabilities.topk(top_k, dim=1)
-        guesses = []
-        for query, values, indices in zip(queries, top.values.tolist(), top.indices.tolist(), strict=True):
-            ranked = tuple(LanguageGuess(self.labels[i], p) for p, i in zip(values, indices, strict=True))
-            guesses.append(Guess(query, ranked, uncertain=ranked[0].probability < self.uncertain_below))
-        return guesses
+        # Locals and map(): this loop builds three tuples per name and is a fifth of batched prediction time.
+        language_of, threshold = self.labels.__getitem__, self.uncertain_below
+        return [
+            Guess(query, tuple(map(LanguageGuess, map(language_of, indices), values)), uncertain=values[0] < threshold)
+            for query, values, indices in zip(queries, top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
