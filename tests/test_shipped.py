@@ -52,13 +52,19 @@ def test_shipped_gru_beats_the_ngram_baselines_on_macro_f1(real_data_dir: Path) 
     assert gru.ece <= 0.03
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open in issue 2: the shipped GRU (85.70%) trails the unweighted n-gram SVM (86.56%) on accuracy",
-)
 def test_shipped_gru_beats_the_ngram_baselines_on_accuracy(real_data_dir: Path) -> None:
     gru, baselines = _gru_and_baselines(real_data_dir)
     assert all(gru.accuracy > baseline.accuracy for baseline in baselines)
+    assert gru.macro_f1 >= 0.62
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open in issue 2: the shipped GRU is below the 89% accuracy and 97% top-3 targets on the test split",
+)
+def test_shipped_gru_meets_the_accuracy_targets() -> None:
+    stored = load_checkpoint(shipped_checkpoint_path("gru")).metadata.metrics["test"]
+    assert stored["accuracy"] >= 0.89 and stored["top3_accuracy"] >= 0.97
 
 
 @pytest.mark.parametrize(
