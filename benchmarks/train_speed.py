@@ -85,17 +85,14 @@ def main() -> None:
     vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
     train = encode_examples(train_examples, vocabulary, dataset.labels)
 
-    # A batched epoch lasts about a second, so scheduler noise on a shared machine moves it by tens of
-    # percent: time several (each on a fresh model) and use the median. The tutorial's loop runs for
-    # ~40 s and averages its noise out by itself.
+    # A batched epoch lasts one to three seconds, and on a shared machine it moves by tens of percent from
+    # run to run: time several (each on a fresh model) and use the median. The tutorial's loop runs for
+    # 40-60 s and averages its noise out by itself.
     batched_runs = []
     for _ in range(args.repeats):
         seed_everything(0)
         batched_runs.append(batched_epoch(tutorial_architecture(vocabulary.size, 18), train, device))
     batched_seconds = statistics.median(batched_runs)
-    # The tutorial's loop runs second: batched epochs timed after it took 2.6 s instead of ~1.6 s, every
-    # one of them (most likely memory-allocator state left by its many tiny steps), which real training,
-    # never preceded by such a loop, does not see.
     seed_everything(0)
     per_sample_seconds = per_sample_epoch(tutorial_architecture(vocabulary.size, 18), train, device)
 
