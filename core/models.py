@@ -135,7 +135,11 @@ def hashed_ngrams(tokens: torch.Tensor, lengths: torch.Tensor, order: int, bucke
 
 
 class GRUClassifier(nn.Module):
-    """Embedding, a (bidirectional) ``nn.GRU`` over packed sequences, and a linear read-out."""
+    """Embedding, a (bidirectional) ``nn.GRU`` over packed sequences, and a linear read-out.
+
+    With ``ngram_buckets`` set, the read-out also sees the mean embedding of the name's hashed
+    character n-grams: the local spelling evidence a character n-gram SVM uses, learned jointly.
+    """
 
     def __init__(self, config: GRUConfig) -> None:
         super().__init__()

@@ -106,3 +106,8 @@ def test_hashed_ngrams_cover_every_order_and_ignore_padding() -> None:
     assert len(present[0] & present[1]) == 3 + 2 + 1
     unpadded = hashed_ngrams(tokens[:1, :3], lengths[:1], order=3, buckets=1 << 20)
     assert set(unpadded[unpadded >= 0].tolist()) == present[0]
+
+
+def test_a_negative_ngram_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="ngram_buckets"):
+        GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, ngram_buckets=-1)
