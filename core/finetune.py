@@ -81,6 +81,7 @@ def replay_sample(split: Split, exclude: set[str], size: int, seed: int) -> list
 
 def _mixed_training_set(
     live: Checkpoint,
+    model: nn.Module,
     split: Split,
     feedback: Sequence[Example],
     config: FinetuneConfig,
@@ -89,15 +90,18 @@ def _mixed_training_set(
 ) -> tuple[EncodedExamples, torch.Tensor]:
     """Replay plus repeated feedback, encoded, with each name's target distribution ``(N, C)``.
 
-    A replayed name's target is the live model's own (untempered) probabilities; a correction's
-    is spread evenly over its languages.
+    A replayed name's target is the probabilities (untempered) of ``model``, the live model's copy
+    before any training; a correction's is spread evenly over its languages.
     """
     metadata = live.metadata
     keep_out = {example.key for example in feedback} | set(exclude)
     replay_names = replay_sample(split, keep_out, config.replay_size, config.seed)
     replay = encode_examples(replay_names, metadata.vocabulary, metadata.labels)
     corrections = encode_examples(list(feedback) * config.feedback_weight, metadata.vocabulary, metadata.labels)
-    replay_targets = predict_logits(live.model, replay, device).softmax(dim=1)
+    if len(replay):
+        replay_targets = predict_logits(model, replay, device).softmax(dim=1)
+    else:  # FINETUNE_REPLAY=0: corrections only
+        replay_targets = torch.empty(0, len(metadata.labels))
     correction_targets = corrections.truth.float() / corrections.truth.sum(dim=1, keepdim=True)
     width = max(replay.tokens.shape[1], corrections.tokens.shape[1])
     tokens = [functional.pad(part.tokens, (0, width - part.tokens.shape[1])) for part in (replay, corrections)]
@@ -121,10 +125,14 @@ def _train_towards(
 ) -> float:
     """One epoch of soft-target cross-entropy over length-bucketed batches; returns the mean loss.
 
-    The model stays in eval mode: without dropout a replayed name's loss starts at its minimum, so
-    its gradient is zero until the model drifts. Only the corrections push; the replay pulls back.
+    Dropout stays off: a replayed name's loss then starts at its minimum, so its gradient is zero
+    until the model drifts. Only the corrections push; the replay pulls back. The rest of the model
+    is in training mode, which cuDNN's recurrent backward pass requires.
     """
-    model.eval()
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
     total, seen = 0.0, 0
     for indices in bucketed_batches(examples.lengths, config.batch_size, generator):
         tokens, lengths, _ = examples.batch(indices)
@@ -159,8 +167,8 @@ def fine_tune(
         raise ValueError(f"feedback uses languages the model does not know: {sorted(unknown)}")
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    train_set, targets = _mixed_training_set(live, split, feedback, config, exclude, device)
     model = copy.deepcopy(live.model).to(device)
+    train_set, targets = _mixed_training_set(live, model, split, feedback, config, exclude, device)
     train_config = TrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,

@@ -77,3 +77,16 @@ def test_fine_tune_refuses_unknown_languages_and_empty_feedback(tiny_data_dir: P
         fine_tune(live, split, [], FinetuneConfig(), CPU)
     with pytest.raises(ValueError, match="Klingon"):
         fine_tune(live, split, [Example("Worf", frozenset({"Klingon"}))], FinetuneConfig(), CPU)
+
+
+def test_fine_tune_without_replay_trains_on_the_corrections_alone(tiny_data_dir: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    live, split = trained_gru(dataset, tmp_path / "gru.safetensors", epochs=1, hidden_size=8), split_dataset(dataset)
+    feedback = [Example("Papadakis", frozenset({"Greek"}))]
+    candidate = fine_tune(live, split, feedback, FinetuneConfig(epochs=1, replay_size=0), CPU)
+    changed = [
+        name
+        for name, tensor in candidate.model.state_dict().items()
+        if not torch.equal(tensor, live.model.state_dict()[name])
+    ]
+    assert changed  # it trained, on the one correction, without a replay sample to compute targets for
