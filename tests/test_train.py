@@ -48,21 +48,28 @@ def test_training_learns_the_tiny_dataset(tiny_data_dir: Path) -> None:
     assert result.history[-1].train_loss < result.history[0].train_loss / 3
 
 
-@pytest.mark.parametrize("select_on", ["accuracy", "macro_f1"])
-def test_the_kept_epoch_is_the_best_by_the_chosen_figure(tiny_data_dir: Path, select_on: SelectionMetric) -> None:
+def test_the_kept_epoch_is_the_best_by_the_chosen_figure(tiny_data_dir: Path) -> None:
     dataset = load_dataset(tiny_data_dir)
     split = split_dataset(dataset)
     vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
     train_set, validation_set = (
         encode_examples(part, vocabulary, dataset.labels) for part in (split.train, split.validation)
     )
-    model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4))
-    config = TrainConfig(epochs=6, batch_size=16, seed=0, show_progress=False, select_on=select_on)
-    result = train_model(model, train_set, validation_set, dataset.labels, config, torch.device("cpu"))
-    scores = [record.validation[select_on] for record in result.history]
-    assert result.best_epoch == 1 + scores.index(max(scores))
-    kept = predict_logits(model, validation_set, torch.device("cpu")).softmax(dim=1).double().numpy()
-    assert compute_metrics(kept, validation_set.truth.numpy(), dataset.labels).headline()[select_on] == max(scores)
+    kept: dict[str, int] = {}
+    selections: tuple[SelectionMetric, ...] = ("accuracy", "macro_f1")
+    for select_on in selections:
+        torch.manual_seed(5)  # with this seed the two figures peak at different epochs (5 and 6)
+        model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4))
+        config = TrainConfig(epochs=6, batch_size=16, seed=5, show_progress=False, select_on=select_on)
+        result = train_model(model, train_set, validation_set, dataset.labels, config, torch.device("cpu"))
+        scores = [record.validation[select_on] for record in result.history]
+        assert result.best_epoch == 1 + scores.index(max(scores))
+        probabilities = predict_logits(model, validation_set, torch.device("cpu")).softmax(dim=1).double().numpy()
+        assert compute_metrics(probabilities, validation_set.truth.numpy(), dataset.labels).headline()[
+            select_on
+        ] == max(scores)
+        kept[select_on] = result.best_epoch
+    assert kept["accuracy"] != kept["macro_f1"]
 
 
 def test_unknown_selection_figure_is_refused() -> None:
