@@ -54,7 +54,7 @@ def per_sample_epoch(model: nn.Module, data: EncodedExamples, device: torch.devi
 
 
 def batched_epoch(model: nn.Module, train: EncodedExamples, device: torch.device) -> float:
-    """One training pass of ``core.train`` (buckets, AdamW, clipping, class weights); returns seconds.
+    """One training pass of ``core.train`` with its defaults (buckets, AdamW, clipping); returns seconds.
 
     Like the tutorial loop it is timed without a validation pass.
     """
@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="use only the first N training names (quick runs)")
     parser.add_argument("--repeats", type=int, default=3, help="batched epochs to time; the median is used")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     device = resolve_device(args.device)
     dataset = load_dataset(args.data_dir)
     split = split_dataset(dataset)
