@@ -6,7 +6,7 @@ holds the rest of its knowledge in place. Replayed names are trained towards the
 model's own probabilities, not their dataset labels (learning without forgetting), with
 dropout off: the replay then exerts no pull until the model drifts from what it said, and
 the candidate changes few answers beyond the corrected pattern. Trained on labels with
-dropout, the shipped GRU changed ~30 test answers per run and lost 0.3-1.3 points; this way
+dropout, a GRU with the n-gram branch changed ~30 test answers per run and lost 0.3-1.3 points; this way
 ~10 and under 0.15. The temperature is refitted afterwards.
 """
 
