@@ -21,11 +21,10 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from core.batching import EncodedExamples, bucketed_batches, encode_examples
 from core.calibration import fit_temperature
-from core.checkpoint import Checkpoint, utc_timestamp
+from core.checkpoint import Checkpoint, CheckpointMetadata, utc_timestamp
 from core.data import Example
 from core.inference import predict_logits
 from core.pipeline import new_version
@@ -80,7 +79,7 @@ def replay_sample(split: Split, exclude: set[str], size: int, seed: int) -> list
 
 
 def _mixed_training_set(
-    live: Checkpoint,
+    metadata: CheckpointMetadata,
     model: nn.Module,
     split: Split,
     feedback: Sequence[Example],
@@ -93,24 +92,16 @@ def _mixed_training_set(
     A replayed name's target is the probabilities (untempered) of ``model``, the live model's copy
     before any training; a correction's is spread evenly over its languages.
     """
-    metadata = live.metadata
     keep_out = {example.key for example in feedback} | set(exclude)
-    replay_names = replay_sample(split, keep_out, config.replay_size, config.seed)
-    replay = encode_examples(replay_names, metadata.vocabulary, metadata.labels)
-    corrections = encode_examples(list(feedback) * config.feedback_weight, metadata.vocabulary, metadata.labels)
-    if len(replay):
-        replay_targets = predict_logits(model, replay, device).softmax(dim=1)
-    else:  # FINETUNE_REPLAY=0: corrections only
-        replay_targets = torch.empty(0, len(metadata.labels))
-    correction_targets = corrections.truth.float() / corrections.truth.sum(dim=1, keepdim=True)
-    width = max(replay.tokens.shape[1], corrections.tokens.shape[1])
-    tokens = [functional.pad(part.tokens, (0, width - part.tokens.shape[1])) for part in (replay, corrections)]
-    mixed = EncodedExamples(
-        tokens=torch.cat(tokens),
-        lengths=torch.cat([replay.lengths, corrections.lengths]),
-        truth=torch.cat([replay.truth, corrections.truth]),
-    )
-    return mixed, torch.cat([replay_targets, correction_targets])
+    replay = replay_sample(split, keep_out, config.replay_size, config.seed)
+    mixed = encode_examples(replay + list(feedback) * config.feedback_weight, metadata.vocabulary, metadata.labels)
+    targets = mixed.truth.float() / mixed.truth.sum(dim=1, keepdim=True)
+    if replay:
+        replayed = torch.arange(len(replay))
+        tokens, lengths, truth = mixed.batch(replayed)
+        live_view = EncodedExamples(tokens=tokens, lengths=lengths, truth=truth)
+        targets[replayed] = predict_logits(model, live_view, device).softmax(dim=1)
+    return mixed, targets
 
 
 def _train_towards(
@@ -168,7 +159,7 @@ def fine_tune(
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = copy.deepcopy(live.model).to(device)
-    train_set, targets = _mixed_training_set(live, model, split, feedback, config, exclude, device)
+    train_set, targets = _mixed_training_set(live.metadata, model, split, feedback, config, exclude, device)
     train_config = TrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,
