@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,17 +20,29 @@ from core.data import load_dataset
 from core.metrics import Metrics, compute_metrics
 from core.pipeline import evaluate_examples
 from core.predict import shipped_checkpoint_path
-from core.split import split_dataset
+from core.split import Split, split_dataset
 
 
-def ngram_baseline(data_dir: str | None, balanced: bool = False) -> tuple[Metrics, float]:
-    """Train the n-gram SVM on the training split; return its test metrics and training seconds.
+@dataclass(frozen=True)
+class NgramSVM:
+    """A character n-gram TF-IDF + LinearSVC trained on the fixed training split."""
+
+    vectorizer: TfidfVectorizer
+    classifier: LinearSVC
+
+    def probabilities(self, names: Sequence[str]) -> np.ndarray:
+        """A softmax over the SVM's margins ``(N, C)``: it orders languages for top-k, it is not calibrated."""
+        scores = self.classifier.decision_function(self.vectorizer.transform([name.lower() for name in names]))
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def train_ngram_svm(split: Split, labels: Sequence[str], balanced: bool = False) -> tuple[NgramSVM, float]:
+    """Fit the n-gram SVM on ``split.train``; returns it and its training seconds.
 
     ``balanced`` weights classes inversely to their frequency (higher macro-F1, lower accuracy).
     """
-    dataset = load_dataset(data_dir)
-    split = split_dataset(dataset)
-    label_index = {label: i for i, label in enumerate(dataset.labels)}
+    label_index = {label: i for i, label in enumerate(labels)}
     # A LinearSVC needs one label per name: a multi-language name is repeated once per language.
     train_names = [ex.name.lower() for ex in split.train for _ in ex.languages]
     train_labels = [label_index[lang] for ex in split.train for lang in sorted(ex.languages)]
@@ -36,11 +50,15 @@ def ngram_baseline(data_dir: str | None, balanced: bool = False) -> tuple[Metric
     started = time.perf_counter()
     features = vectorizer.fit_transform(train_names)
     classifier = LinearSVC(C=1.0, class_weight="balanced" if balanced else None).fit(features, train_labels)
-    seconds = time.perf_counter() - started
-    scores = classifier.decision_function(vectorizer.transform([ex.name.lower() for ex in split.test]))
-    # Margins are not probabilities; a softmax only orders them for top-k (its ECE is not meaningful).
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    return NgramSVM(vectorizer, classifier), time.perf_counter() - started
+
+
+def ngram_baseline(data_dir: str | None, balanced: bool = False) -> tuple[Metrics, float]:
+    """Train the n-gram SVM on the training split; return its test metrics and training seconds."""
+    dataset = load_dataset(data_dir)
+    split = split_dataset(dataset)
+    svm, seconds = train_ngram_svm(split, dataset.labels, balanced)
+    probabilities = svm.probabilities([ex.name for ex in split.test])  # its ECE is not meaningful
     truth = np.array([[label in ex.languages for label in dataset.labels] for ex in split.test])
     return compute_metrics(probabilities, truth, dataset.labels), seconds
 
