@@ -1,8 +1,15 @@
-"""Temperature scaling (Guo et al., 2017) fitted on the validation split."""
+"""Temperature scaling (Guo et al., 2017) fitted on the validation split, and the class prior."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+# What a prediction assumes about how common each language is before reading the name:
+# "dataset" keeps the training data's proportions (about half Russian), "uniform" makes them equal.
+Prior = Literal["dataset", "uniform"]
+PRIORS: tuple[Prior, ...] = ("dataset", "uniform")
 
 
 def set_log_likelihood_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -26,3 +33,20 @@ def fit_temperature(logits: torch.Tensor, truth: torch.Tensor, max_iter: int = 2
     optimizer.step(closure)  # type: ignore[no-untyped-call]
     # Clamp so one degenerate validation split cannot produce an absurd temperature.
     return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def class_prior(truth: torch.Tensor) -> tuple[float, ...]:
+    """Each language's share of the (name, language) pairs in the bool mask ``truth`` ``(N, C)``.
+
+    A language with no pair counts as one, so its share, and its logarithm, stay finite.
+    """
+    counts = truth.sum(dim=0).double().clamp(min=1.0)
+    return tuple(float(share) for share in counts / counts.sum())
+
+
+def uniform_prior_shift(prior: tuple[float, ...]) -> torch.Tensor:
+    """Logit offsets ``(C,)`` that turn probabilities under ``prior`` into ones under a uniform prior.
+
+    By Bayes' rule ``p_uniform(y | x)`` is proportional to ``p(y | x) / prior(y)``: add ``-log prior(y)``.
+    """
+    return -torch.tensor(prior, dtype=torch.float32).log()

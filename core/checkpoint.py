@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from core.calibration import PRIORS, Prior, uniform_prior_shift
 from core.encoding import Vocabulary
 from core.models import Classifier, ModelConfig, build_model, config_from_dict, config_to_dict, model_kind
 
@@ -49,11 +50,26 @@ class CheckpointMetadata:
     version: str
     parent_version: str | None = None
     created_at: str = field(default_factory=utc_timestamp)
+    # Each label's share of the training pairs; None in checkpoints saved before it was recorded.
+    class_prior: tuple[float, ...] | None = None
 
     @property
     def kind(self) -> str:
         """``gru`` or ``rnn``."""
         return model_kind(self.model_config)
+
+    def logit_shift(self, prior: Prior) -> torch.Tensor | None:
+        """Offsets to add to temperature-scaled logits for ``prior``; None when there is nothing to add."""
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+        if prior == "dataset":
+            return None
+        if self.class_prior is None:
+            raise CheckpointError(
+                f"model {self.version} does not record its training class prior, so it cannot use prior "
+                f"{prior!r}; retrain it with this version of nameorigin"
+            )
+        return uniform_prior_shift(self.class_prior)
 
     def to_json(self) -> str:
         """Serialize to the JSON stored in the safetensors header."""
@@ -71,6 +87,7 @@ class CheckpointMetadata:
                 "version": self.version,
                 "parent_version": self.parent_version,
                 "created_at": self.created_at,
+                "class_prior": None if self.class_prior is None else list(self.class_prior),
             },
             sort_keys=True,
         )
@@ -94,6 +111,7 @@ class CheckpointMetadata:
                 version=str(data["version"]),
                 parent_version=data.get("parent_version"),
                 created_at=str(data["created_at"]),
+                class_prior=_optional_prior(data.get("class_prior")),
             )
         except CheckpointError:
             raise
@@ -103,7 +121,16 @@ class CheckpointMetadata:
             raise CheckpointError("checkpoint metadata disagrees with its model config (labels or vocabulary)")
         if not metadata.temperature > 0:
             raise CheckpointError(f"checkpoint temperature must be positive, got {metadata.temperature}")
+        prior = metadata.class_prior
+        if prior is not None and (
+            len(prior) != len(metadata.labels) or min(prior) <= 0 or abs(sum(prior) - 1.0) > 1e-6
+        ):
+            raise CheckpointError("checkpoint class prior must hold one positive share per label, summing to 1")
         return metadata
+
+
+def _optional_prior(value: Any) -> tuple[float, ...] | None:
+    return None if value is None else tuple(float(share) for share in value)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from core.batching import EncodedExamples, encode_examples
-from core.calibration import fit_temperature
+from core.calibration import Prior, class_prior, fit_temperature
 from core.checkpoint import Checkpoint, CheckpointMetadata, save_checkpoint
 from core.data import Dataset, Example
 from core.encoding import Vocabulary
@@ -39,11 +39,14 @@ def new_version(kind: str) -> str:
     return f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
 
 
-def evaluate_examples(checkpoint: Checkpoint, examples: tuple[Example, ...], device: torch.device) -> Metrics:
-    """Metrics of ``checkpoint`` on ``examples`` with its calibrated probabilities."""
+def evaluate_examples(
+    checkpoint: Checkpoint, examples: tuple[Example, ...], device: torch.device, prior: Prior = "dataset"
+) -> Metrics:
+    """Metrics of ``checkpoint`` on ``examples`` with its calibrated probabilities under ``prior``."""
     metadata = checkpoint.metadata
     encoded = encode_examples(examples, metadata.vocabulary, metadata.labels)
-    return calibrated_metrics(checkpoint.model, encoded, metadata.labels, metadata.temperature, device)
+    shift = metadata.logit_shift(prior)
+    return calibrated_metrics(checkpoint.model, encoded, metadata.labels, metadata.temperature, device, shift)
 
 
 def calibrated_metrics(
@@ -52,10 +55,16 @@ def calibrated_metrics(
     labels: tuple[str, ...],
     temperature: float,
     device: torch.device,
+    logit_shift: torch.Tensor | None = None,
 ) -> Metrics:
-    """Metrics of ``model`` on encoded examples after dividing its logits by ``temperature``."""
-    logits = predict_logits(model, encoded, device)
-    return compute_metrics((logits / temperature).softmax(dim=1).double().numpy(), encoded.truth.numpy(), labels)
+    """Metrics of ``model`` on encoded examples after dividing its logits by ``temperature``.
+
+    ``logit_shift`` ``(C,)``, when given, is added after the division (see ``CheckpointMetadata.logit_shift``).
+    """
+    logits = predict_logits(model, encoded, device) / temperature
+    if logit_shift is not None:
+        logits = logits + logit_shift
+    return compute_metrics(logits.softmax(dim=1).double().numpy(), encoded.truth.numpy(), labels)
 
 
 def train_and_save(
@@ -93,6 +102,7 @@ def train_and_save(
         dataset_sha256=dataset.sha256,
         split_seed=split.seed,
         version=new_version(kind),
+        class_prior=class_prior(train_set.truth),
     )
     path = save_checkpoint(out, model, metadata)
     logger.info("saved %s to %s (temperature %.3f, metrics %s)", metadata.version, path, temperature, metrics)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import torch
 
+from core.calibration import Prior
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.models import MODEL_KINDS
 from core.text import InvalidNameError, SurnameQuery, parse_query
@@ -52,12 +53,20 @@ def shipped_checkpoint_path(kind: str = "gru") -> Path:
 
 
 class Predictor:
-    """Wraps a checkpoint: validates input, runs the model, applies the fitted temperature."""
+    """Wraps a checkpoint: validates input, runs the model, applies the fitted temperature.
 
-    def __init__(self, checkpoint: Checkpoint, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW) -> None:
+    ``prior="uniform"`` removes the training data's language proportions from every answer (Bayes'
+    rule), for populations of names unlike the dataset's; it needs a checkpoint that records them.
+    """
+
+    def __init__(
+        self, checkpoint: Checkpoint, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW, prior: Prior = "dataset"
+    ) -> None:
         self.checkpoint = checkpoint
         self.uncertain_below = uncertain_below
+        self.prior = prior
         self._device = next(checkpoint.model.parameters()).device
+        self._logit_shift = checkpoint.metadata.logit_shift(prior)
 
     @classmethod
     def from_path(
@@ -65,16 +74,21 @@ class Predictor:
         path: str | os.PathLike[str],
         device: torch.device | None = None,
         uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
+        prior: Prior = "dataset",
     ) -> Predictor:
         """Load the checkpoint at ``path``."""
-        return cls(load_checkpoint(path, device), uncertain_below)
+        return cls(load_checkpoint(path, device), uncertain_below, prior)
 
     @classmethod
     def shipped(
-        cls, kind: str = "gru", device: torch.device | None = None, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW
+        cls,
+        kind: str = "gru",
+        device: torch.device | None = None,
+        uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
+        prior: Prior = "dataset",
     ) -> Predictor:
         """Load the model that ships with the package."""
-        return cls.from_path(shipped_checkpoint_path(kind), device, uncertain_below)
+        return cls.from_path(shipped_checkpoint_path(kind), device, uncertain_below, prior)
 
     @property
     def version(self) -> str:
@@ -99,7 +113,10 @@ class Predictor:
         metadata = self.checkpoint.metadata
         tokens, lengths = metadata.vocabulary.encode_batch(surnames)
         logits: torch.Tensor = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
-        return (logits.float() / metadata.temperature).softmax(dim=1).cpu()
+        scaled = logits.float().cpu() / metadata.temperature
+        if self._logit_shift is not None:
+            scaled += self._logit_shift
+        return scaled.softmax(dim=1)
 
     def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:
         """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order."""

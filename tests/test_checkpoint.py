@@ -102,3 +102,35 @@ def test_foreign_safetensors_and_bad_metadata_are_rejected(tmp_path: Path) -> No
     save_file({"w": torch.zeros(2)}, path, metadata={"nameorigin": '{"format": "nameorigin.checkpoint/1"}'})
     with pytest.raises(CheckpointError, match="malformed"):
         load_checkpoint(path)
+
+
+def test_class_prior_round_trips_and_old_checkpoints_load_without_it(tmp_path: Path) -> None:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config = GRUConfig(vocab_size=vocabulary.size, num_classes=4, hidden_size=4, embedding_dim=2)
+    prior = (0.1, 0.2, 0.3, 0.4)
+    with_prior = CheckpointMetadata(**{**metadata_for(config, vocabulary).__dict__, "class_prior": prior})
+    path = save_checkpoint(tmp_path / "new.safetensors", build_model(config), with_prior)
+    assert read_metadata(path).class_prior == prior
+    # A header written before the field existed has no "class_prior" key at all.
+    old_header = json.loads(metadata_for(config, vocabulary).to_json())
+    del old_header["class_prior"]
+    tensors = {k: v.contiguous() for k, v in build_model(config).state_dict().items()}
+    save_file(tensors, tmp_path / "old.safetensors", metadata={"nameorigin": json.dumps(old_header)})
+    old = read_metadata(tmp_path / "old.safetensors")
+    assert old.class_prior is None
+    assert old.logit_shift("dataset") is None
+    with pytest.raises(CheckpointError, match="does not record its training class prior"):
+        old.logit_shift("uniform")
+
+
+@pytest.mark.parametrize("prior", [[0.5, 0.5], [0.5, 0.5, 0.0, 0.0], [0.4, 0.4, 0.4, 0.4]])
+def test_a_class_prior_that_is_not_a_distribution_over_the_labels_is_rejected(
+    tmp_path: Path, prior: list[float]
+) -> None:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config = GRUConfig(vocab_size=vocabulary.size, num_classes=4, hidden_size=4, embedding_dim=2)
+    header = {**json.loads(metadata_for(config, vocabulary).to_json()), "class_prior": prior}
+    tensors = {k: v.contiguous() for k, v in build_model(config).state_dict().items()}
+    save_file(tensors, tmp_path / "m.safetensors", metadata={"nameorigin": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="class prior"):
+        load_checkpoint(tmp_path / "m.safetensors")

@@ -30,6 +30,8 @@ def test_train_writes_a_checkpoint_with_its_figures(tiny_checkpoint: tuple[Path,
     assert set(metadata.metrics) == {"validation", "test"}
     assert metadata.metrics["test"]["accuracy"] > 0.5
     assert metadata.temperature > 0
+    # The synthetic dataset files the same number of names under each language.
+    assert metadata.class_prior == pytest.approx((1 / 18,) * 18)
 
 
 def test_eval_reports_json_and_writes_a_plot(
@@ -107,6 +109,22 @@ def test_shipped_model_predicts_without_dataset(capsys: pytest.CaptureFixture[st
     assert main(["predict", "--json", "Dostoevsky", "Достоевский", "Nakamura"]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["predictions"][0]["language"] for r in results] == ["Russian", "Russian", "Japanese"]
+
+
+def test_predict_and_eval_take_a_uniform_prior(
+    tiny_checkpoint: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, checkpoint = tiny_checkpoint
+    args = ["eval", "--json", "--prior", "uniform", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["prior"] == "uniform"
+    assert main(["predict", "--json", "--prior", "uniform", "Dostoevsky", "Nakamura"]) == 0
+    uniform = [json.loads(line)["predictions"] for line in capsys.readouterr().out.splitlines()]
+    assert main(["predict", "--json", "Dostoevsky", "Nakamura"]) == 0
+    dataset = [json.loads(line)["predictions"] for line in capsys.readouterr().out.splitlines()]
+    assert [p[0]["language"] for p in uniform] == ["Russian", "Japanese"]
+    # Russian is half the training data: without that prior the shipped model is less sure of it.
+    assert uniform[0][0]["probability"] < dataset[0][0]["probability"]
 
 
 def test_train_dry_run_for_the_rnn(tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

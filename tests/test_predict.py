@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from core.calibration import Prior
 from core.checkpoint import Checkpoint, CheckpointMetadata
 from core.data import LANGUAGES
 from core.encoding import Vocabulary
@@ -8,16 +9,19 @@ from core.models import GRUConfig, build_model
 from core.predict import Guess, Predictor, Rejected
 from core.text import InvalidNameError
 
+# Russian holds half the training pairs, the other 17 languages share the rest equally.
+SKEWED_PRIOR = (0.5 / 17,) * 14 + (0.5,) + (0.5 / 17,) * 3
 
-def untrained_predictor(uncertain_below: float = 0.5) -> Predictor:
+
+def untrained_predictor(uncertain_below: float = 0.5, prior: Prior = "dataset") -> Predictor:
     vocabulary = Vocabulary.from_names(["abcdefghijklmnopqrstuvwxyz' -"])
     config = GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4)
     torch.manual_seed(0)
     metadata = CheckpointMetadata(
         model_config=config, vocabulary=vocabulary, labels=LANGUAGES, temperature=2.0, metrics={},
-        dataset_sha256="0" * 64, split_seed=0, version="gru-test",
+        dataset_sha256="0" * 64, split_seed=0, version="gru-test", class_prior=SKEWED_PRIOR,
     )  # fmt: skip
-    return Predictor(Checkpoint(build_model(config).eval(), metadata), uncertain_below=uncertain_below)
+    return Predictor(Checkpoint(build_model(config).eval(), metadata), uncertain_below=uncertain_below, prior=prior)
 
 
 def test_probabilities_are_calibrated_and_sum_to_one() -> None:
@@ -57,3 +61,16 @@ def test_bad_input_and_bad_top_k() -> None:
         predictor.predict("  ")
     with pytest.raises(ValueError, match="top_k"):
         predictor.predict("Abc", top_k=19)
+
+
+def test_a_uniform_prior_divides_out_the_training_proportions() -> None:
+    assert LANGUAGES[14] == "Russian"
+    names = ["Abc", "de la Cruz", "Smirnov"]
+    dataset = untrained_predictor().probabilities(names)
+    uniform = untrained_predictor(prior="uniform").probabilities(names)
+    # Bayes' rule: p_uniform(y | x) is p(y | x) / prior(y), renormalized.
+    expected = dataset / torch.tensor(SKEWED_PRIOR)
+    torch.testing.assert_close(uniform, expected / expected.sum(dim=1, keepdim=True))
+    assert (uniform[:, 14] < dataset[:, 14]).all()  # the language the data over-represents loses mass
+    with pytest.raises(ValueError, match="prior must be one of"):
+        untrained_predictor(prior="balanced")  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from core.calibration import PRIORS
 from core.checkpoint import CheckpointError
 from core.data import DatasetError
 from core.device import DEVICE_CHOICES, DeviceUnavailableError, resolve_device
@@ -40,6 +41,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model gru|rnn`` and ``--checkpoint PATH`` (which wins when given)."""
     parser.add_argument("--model", choices=MODEL_KINDS, default="gru", help="shipped model to use (default: gru)")
     parser.add_argument("--checkpoint", help="a checkpoint file to use instead of the shipped model")
+
+
+def add_prior_option(parser: argparse.ArgumentParser) -> None:
+    """``--prior dataset|uniform``: how common each language is assumed to be before reading a name."""
+    parser.add_argument(
+        "--prior",
+        choices=PRIORS,
+        default="dataset",
+        help="dataset: languages as common as in the training data (about half Russian); "
+        "uniform: all 18 equally likely, better for names from elsewhere (default: dataset)",
+    )
 
 
 def device_from(args: argparse.Namespace) -> torch.device:

@@ -9,7 +9,14 @@ from dataclasses import asdict
 from typing import Any
 
 from core.checkpoint import load_checkpoint
-from core.cli.common import Subparsers, add_device_option, add_model_options, device_from, user_errors
+from core.cli.common import (
+    Subparsers,
+    add_device_option,
+    add_model_options,
+    add_prior_option,
+    device_from,
+    user_errors,
+)
 from core.data import Dataset, load_dataset
 from core.metrics import Metrics
 from core.pipeline import evaluate_examples
@@ -27,6 +34,7 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--data-dir", help="dataset folder (default: $NAMES_DATA_DIR or data/names)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--plot", metavar="PNG", help="write a confusion-matrix image")
+    add_prior_option(parser)
     add_device_option(parser)
     parser.set_defaults(handler=run)
 
@@ -43,10 +51,13 @@ def top_confusions(metrics: Metrics, labels: tuple[str, ...], count: int = 8) ->
     return [{"true": labels[r], "predicted": labels[c], "count": n} for n, r, c in mistakes[:count]]
 
 
-def build_report(dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int]) -> dict[str, Any]:
+def build_report(
+    dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int], prior: str = "dataset"
+) -> dict[str, Any]:
     """Everything ``eval`` shows, as plain data."""
     return {
         "model_version": version,
+        "prior": prior,
         "dataset_sha256": dataset.sha256,
         "audit": asdict(dataset.audit),
         "split_sizes": split_sizes,
@@ -59,7 +70,7 @@ def build_report(dataset: Dataset, metrics: Metrics, version: str, split_sizes: 
 def print_report(report: dict[str, Any]) -> None:
     """Human-readable rendering of ``build_report``'s output."""
     audit = report["audit"]
-    print(f"model {report['model_version']}")
+    print(f"model {report['model_version']}, {report['prior']} prior")
     print(
         f"dataset: {audit['raw_lines']} lines, {audit['duplicate_pairs']} duplicate (name, language) pairs removed, "
         f"{audit['normalized_lines']} lines normalized, {audit['blank_lines']} blank; "
@@ -95,9 +106,10 @@ def run(args: argparse.Namespace) -> int:
     if metadata.dataset_sha256 != dataset.sha256:
         logger.warning("the dataset differs from the one this model was trained on; the test split may differ")
     split = split_dataset(dataset, SplitConfig(seed=metadata.split_seed))
-    metrics = evaluate_examples(checkpoint, split.test, device)
+    with user_errors():
+        metrics = evaluate_examples(checkpoint, split.test, device, args.prior)
     sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
-    report = build_report(dataset, metrics, metadata.version, sizes)
+    report = build_report(dataset, metrics, metadata.version, sizes, args.prior)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -12,6 +12,7 @@ from core.cli.common import (
     Subparsers,
     add_device_option,
     add_model_options,
+    add_prior_option,
     device_from,
     user_errors,
 )
@@ -28,6 +29,7 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="how many languages to show (default: 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per input line")
     add_model_options(parser)
+    add_prior_option(parser)
     add_device_option(parser)
     parser.set_defaults(handler=run)
 
@@ -37,8 +39,8 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
     device = device_from(args)
     with user_errors():
         if args.checkpoint:
-            return Predictor.from_path(args.checkpoint, device)
-        return Predictor.shipped(args.model, device)
+            return Predictor.from_path(args.checkpoint, device, prior=args.prior)
+        return Predictor.shipped(args.model, device, prior=args.prior)
 
 
 def to_json(result: Guess | Rejected) -> str:
