@@ -4,9 +4,12 @@ The fixed test split shares the dataset's sources and proportions (nearly half o
 its figures say little about names from elsewhere. `unseen_surnames.tsv` holds common surnames of
 each language, picked by hand and absent from the 18 files; the labels are one curator's, so treat
 the figures as a sanity check, not a benchmark of record. Beside the shipped GRU and RNN it scores
-the two n-gram SVMs of `baseline_ngram.py`, trained on the fixed training split.
+the two n-gram SVMs of `baseline_ngram.py`, trained on the fixed training split, and the shipped
+models again with a uniform prior (`--prior uniform`), which removes the dataset's language proportions.
 
-Prints accuracy, mean per-language recall and top-3 accuracy for each model, then each language's recall.
+Prints accuracy, mean per-language recall and top-3 accuracy for each model (the shipped GRU and RNN,
+each with the dataset's prior and a uniform one; the n-gram SVM, plain and class-balanced), then each
+language's recall.
 
 Run: python benchmarks/unseen_surnames.py [--data-dir DIR] [--checkpoint PATH ...]
 """
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from baseline_ngram import train_ngram_svm
 
+from core.calibration import Prior
 from core.data import Dataset, load_dataset
 from core.predict import Guess, Predictor, shipped_checkpoint_path
 from core.split import split_dataset
@@ -76,10 +80,14 @@ def main() -> None:
     surnames = [parse_query(name).surname for name in raw_names]
 
     ranked: list[tuple[str, list[list[str]]]] = []
-    paths = [("shipped gru", shipped_checkpoint_path("gru")), ("shipped rnn", shipped_checkpoint_path("rnn"))]
-    paths += [(Path(path).name, Path(path)) for path in args.checkpoint]
-    for label, path in paths:
-        predictor = Predictor.from_path(path, torch.device("cpu"))
+    gru, rnn = shipped_checkpoint_path("gru"), shipped_checkpoint_path("rnn")
+    models: list[tuple[str, Path, Prior]] = [
+        ("gru", gru, "dataset"), ("gru uniform", gru, "uniform"),
+        ("rnn", rnn, "dataset"), ("rnn uniform", rnn, "uniform"),
+    ]  # fmt: skip
+    models += [(Path(path).stem, Path(path), "dataset") for path in args.checkpoint]
+    for label, path, prior in models:
+        predictor = Predictor.from_path(path, torch.device("cpu"), prior=prior)
         guesses = predictor.predict_many(raw_names, top_k=3)
         top3 = [[g.language for g in guess.predictions] for guess in guesses if isinstance(guess, Guess)]
         ranked.append((label, top3))
@@ -87,7 +95,7 @@ def main() -> None:
     for balanced in (False, True):
         svm, _ = train_ngram_svm(split, dataset.labels, balanced)
         order = np.argsort(-svm.probabilities(surnames), axis=1)[:, :3]
-        label = f"ngram-svm{' balanced' if balanced else ''}"
+        label = f"svm{' balanced' if balanced else ''}"
         ranked.append((label, [[dataset.labels[i] for i in row] for row in order]))
 
     results = [(label, figures(top3, truth)) for label, top3 in ranked]
