@@ -2,6 +2,8 @@
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,17 @@ def test_train_dry_run_for_the_rnn(tiny_data_dir: Path, tmp_path: Path, capsys: 
 def test_train_rejects_bad_settings(tiny_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--epochs", "0", "--data-dir", str(tiny_data_dir)]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("Smith\nNakamura\n" * 20_000)  # far more output than a pipe buffers
+    with names.open("rb") as stdin:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "predict"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"Smith: English")
+        process.stdout.close()  # like `| head -1`
+        assert process.wait(timeout=60) == 141
+        assert process.stderr.read() == b""
