@@ -92,6 +92,8 @@ def main() -> None:
     train_examples = split.train[: args.limit] if args.limit else split.train
     vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
     train = encode_examples(train_examples, vocabulary, dataset.labels)
+    if len(train) < args.repeats:
+        parser.error(f"--repeats {args.repeats} needs at least as many training names, got {len(train)}")
 
     # On a shared machine speed drifts by tens of percent within a minute. So the two loops take turns:
     # the tutorial's epoch is cut into `repeats` slices, and a batched epoch (on a fresh model each time)

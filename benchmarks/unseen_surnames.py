@@ -88,8 +88,11 @@ def main() -> None:
     models += [(Path(path).stem, Path(path), "dataset") for path in args.checkpoint]
     for label, path, prior in models:
         predictor = Predictor.from_path(path, torch.device("cpu"), prior=prior)
-        guesses = predictor.predict_many(raw_names, top_k=3)
-        top3 = [[g.language for g in guess.predictions] for guess in guesses if isinstance(guess, Guess)]
+        top3 = []
+        for name, guess in zip(raw_names, predictor.predict_many(raw_names, top_k=3), strict=True):
+            if not isinstance(guess, Guess):
+                raise SystemExit(f"{SURNAMES_FILE.name}: {name!r} is not a valid query: {guess.reason}")
+            top3.append([g.language for g in guess.predictions])
         ranked.append((label, top3))
     split = split_dataset(dataset)
     for balanced in (False, True):
