@@ -35,13 +35,17 @@ def fit_temperature(logits: torch.Tensor, truth: torch.Tensor, max_iter: int = 2
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
-def class_prior(truth: torch.Tensor) -> tuple[float, ...]:
-    """Each language's share of the (name, language) pairs in the bool mask ``truth`` ``(N, C)``.
+def class_prior(truth: torch.Tensor, weight_power: float = 0.0) -> tuple[float, ...]:
+    """The language proportions a model trained on the bool mask ``truth`` ``(N, C)`` has learned.
 
-    A language with no pair counts as one, so its share, and its logarithm, stay finite.
+    Each language's share of the (name, language) pairs, times the loss weight training gave it:
+    with ``TrainConfig.class_weight_power`` ``p`` a language counts ``count ** (1 - p)``, so a fully
+    balanced model (``p = 1``) has learned a uniform prior already. A language with no pair counts
+    as one, so its share, and its logarithm, stay finite.
     """
     counts = truth.sum(dim=0).double().clamp(min=1.0)
-    return tuple(float(share) for share in counts / counts.sum())
+    effective = counts * (counts / counts.max()).pow(-weight_power)
+    return tuple(float(share) for share in effective / effective.sum())
 
 
 def uniform_prior_shift(prior: tuple[float, ...]) -> torch.Tensor:

@@ -7,6 +7,7 @@ One file holds both, so a reader can never pair new weights with old metadata, a
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -123,14 +124,23 @@ class CheckpointMetadata:
             raise CheckpointError(f"checkpoint temperature must be positive, got {metadata.temperature}")
         prior = metadata.class_prior
         if prior is not None and (
-            len(prior) != len(metadata.labels) or min(prior) <= 0 or abs(sum(prior) - 1.0) > 1e-6
+            len(prior) != len(metadata.labels)
+            or not all(math.isfinite(share) and share > 0 for share in prior)
+            or abs(sum(prior) - 1.0) > 1e-6
         ):
             raise CheckpointError("checkpoint class prior must hold one positive share per label, summing to 1")
         return metadata
 
 
 def _optional_prior(value: Any) -> tuple[float, ...] | None:
-    return None if value is None else tuple(float(share) for share in value)
+    if value is None:
+        return None
+    # JSON numbers only: float() would also accept strings such as "nan" or "0.5".
+    if not isinstance(value, list) or not all(
+        isinstance(share, int | float) and not isinstance(share, bool) for share in value
+    ):
+        raise ValueError(f"class_prior must be a list of numbers, got {value!r}")
+    return tuple(float(share) for share in value)
 
 
 @dataclass(frozen=True)

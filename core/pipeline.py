@@ -102,7 +102,7 @@ def train_and_save(
         dataset_sha256=dataset.sha256,
         split_seed=split.seed,
         version=new_version(kind),
-        class_prior=class_prior(train_set.truth),
+        class_prior=class_prior(train_set.truth, train_config.class_weight_power),
     )
     path = save_checkpoint(out, model, metadata)
     logger.info("saved %s to %s (temperature %.3f, metrics %s)", metadata.version, path, temperature, metrics)

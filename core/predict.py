@@ -64,7 +64,7 @@ class Predictor:
     ) -> None:
         self.checkpoint = checkpoint
         self.uncertain_below = uncertain_below
-        self.prior = prior
+        self._prior = prior
         self._device = next(checkpoint.model.parameters()).device
         self._logit_shift = checkpoint.metadata.logit_shift(prior)
 
@@ -89,6 +89,11 @@ class Predictor:
     ) -> Predictor:
         """Load the model that ships with the package."""
         return cls.from_path(shipped_checkpoint_path(kind), device, uncertain_below, prior)
+
+    @property
+    def prior(self) -> Prior:
+        """The prior every answer assumes: fixed at construction."""
+        return self._prior
 
     @property
     def version(self) -> str:

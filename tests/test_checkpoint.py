@@ -123,14 +123,16 @@ def test_class_prior_round_trips_and_old_checkpoints_load_without_it(tmp_path: P
         old.logit_shift("uniform")
 
 
-@pytest.mark.parametrize("prior", [[0.5, 0.5], [0.5, 0.5, 0.0, 0.0], [0.4, 0.4, 0.4, 0.4]])
-def test_a_class_prior_that_is_not_a_distribution_over_the_labels_is_rejected(
-    tmp_path: Path, prior: list[float]
-) -> None:
+@pytest.mark.parametrize(
+    "prior",
+    [[0.5, 0.5], [0.5, 0.5, 0.0, 0.0], [0.4, 0.4, 0.4, 0.4], [float("nan")] * 4, [0.25, 0.25, 0.5, float("nan")],
+     ["0.25", "0.25", "0.25", "0.25"], [True, 0, 0, 0], "0.25"],
+)  # fmt: skip
+def test_a_class_prior_that_is_not_a_distribution_over_the_labels_is_rejected(tmp_path: Path, prior: object) -> None:
     vocabulary = Vocabulary.from_names(["ab"])
     config = GRUConfig(vocab_size=vocabulary.size, num_classes=4, hidden_size=4, embedding_dim=2)
     header = {**json.loads(metadata_for(config, vocabulary).to_json()), "class_prior": prior}
     tensors = {k: v.contiguous() for k, v in build_model(config).state_dict().items()}
     save_file(tensors, tmp_path / "m.safetensors", metadata={"nameorigin": json.dumps(header)})
-    with pytest.raises(CheckpointError, match="class prior"):
+    with pytest.raises(CheckpointError, match="class.prior"):
         load_checkpoint(tmp_path / "m.safetensors")

@@ -4,11 +4,12 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from core.checkpoint import read_metadata
+from core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from core.cli import main
 
 
@@ -114,12 +115,24 @@ def test_shipped_model_predicts_without_dataset(capsys: pytest.CaptureFixture[st
 
 
 def test_predict_and_eval_take_a_uniform_prior(
-    tiny_checkpoint: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_dir, checkpoint = tiny_checkpoint
-    args = ["eval", "--json", "--prior", "uniform", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]
-    assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["prior"] == "uniform"
+    data_dir, trained = tiny_checkpoint
+    # The synthetic data is balanced, so claim Russian was almost absent from training: dividing
+    # that prior out must boost Russian enough to flip answers the model was sure of.
+    loaded = load_checkpoint(trained)
+    rare = 1e-12
+    skewed = ((1 - rare) / 17,) * 14 + (rare,) + ((1 - rare) / 17,) * 3
+    checkpoint = save_checkpoint(
+        tmp_path / "skewed.safetensors", loaded.model, replace(loaded.metadata, class_prior=skewed)
+    )
+    reports = {}
+    for prior in ("dataset", "uniform"):
+        args = ["eval", "--json", "--prior", prior, "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]
+        assert main(args) == 0
+        reports[prior] = json.loads(capsys.readouterr().out)
+    assert reports["uniform"]["prior"] == "uniform"
+    assert reports["uniform"]["test"]["accuracy"] < reports["dataset"]["test"]["accuracy"]
     assert main(["predict", "--json", "--prior", "uniform", "Dostoevsky", "Nakamura"]) == 0
     uniform = [json.loads(line)["predictions"] for line in capsys.readouterr().out.splitlines()]
     assert main(["predict", "--json", "Dostoevsky", "Nakamura"]) == 0

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.batching import encode_examples
+from core.calibration import class_prior
 from core.checkpoint import load_checkpoint
 from core.data import load_dataset
 from core.metrics import Metrics
@@ -34,6 +36,15 @@ def test_shipped_figures_reproduce_on_the_fixed_test_split(kind: str, real_data_
     stored = checkpoint.metadata.metrics["test"]
     for figure in ("accuracy", "top3_accuracy", "macro_f1", "ece"):
         assert metrics[figure] == pytest.approx(stored[figure], abs=2e-4)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_shipped_class_prior_is_the_training_splits(kind: str, real_data_dir: Path) -> None:
+    metadata = load_checkpoint(shipped_checkpoint_path(kind)).metadata
+    split = split_dataset(load_dataset(real_data_dir), SplitConfig(seed=metadata.split_seed))
+    train = encode_examples(split.train, metadata.vocabulary, metadata.labels)
+    assert metadata.class_prior == pytest.approx(class_prior(train.truth))  # both trained unweighted
+    assert metadata.class_prior is not None and max(metadata.class_prior) == metadata.class_prior[14]  # Russian
 
 
 def _gru_and_baselines(real_data_dir: Path) -> tuple[Metrics, list[Metrics]]:

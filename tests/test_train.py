@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.batching import bucketed_batches, encode_examples
+from core.calibration import class_prior
 from core.data import load_dataset
 from core.encoding import PAD_ID, UNK_ID, Vocabulary
 from core.inference import predict_logits
@@ -100,3 +101,15 @@ def test_character_dropout_never_touches_padding() -> None:
     assert (dropped[:, 3:] == PAD_ID).all()
     share = (dropped[:, :3] == UNK_ID).float().mean()
     assert 0.4 < share < 0.6
+
+
+def test_the_recorded_prior_is_what_the_weighted_loss_taught() -> None:
+    # 6 pairs of language 0, 2 of language 1, 1 of language 2 (a name under 0 and 1 counts for both).
+    truth = torch.tensor([[1, 0, 0]] * 5 + [[1, 1, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    assert class_prior(truth) == pytest.approx((6 / 9, 2 / 9, 1 / 9))
+    # Weights (count / max) ** -power turn each count into count ** (1 - power), up to a constant.
+    shares = torch.tensor([6.0, 2.0, 1.0]).sqrt()
+    assert class_prior(truth, weight_power=0.5) == pytest.approx(tuple((shares / shares.sum()).tolist()))
+    assert class_prior(truth, weight_power=1.0) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    # A language without a single pair still gets a finite share.
+    assert min(class_prior(torch.tensor([[1, 0]], dtype=torch.bool))) > 0

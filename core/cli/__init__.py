@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from core.cli import data_cmd, eval_cmd, predict_cmd, train_cmd
-from core.cli.common import CommandError
+from core.cli.common import CommandError, ReaderGone
 
 PLUGIN_GROUP = "nameorigin.commands"
 
@@ -49,10 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader went away (`nameorigin predict < names.txt | head`): stop quietly, as Unix tools do.
-        # Point stdout at /dev/null so the interpreter's final flush cannot raise a second time.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except ReaderGone:
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
     return status
 

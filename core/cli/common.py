@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,21 @@ Subparsers = Any  # argparse's _SubParsersAction is private; typed loosely on pu
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
+
+
+class ReaderGone(Exception):
+    """Whoever read the command's standard output stopped reading (``nameorigin predict ... | head``)."""
+
+
+@contextmanager
+def stdout_to_a_reader_that_may_leave() -> Iterator[None]:
+    """Turn a broken standard output into ``ReaderGone``, so the command stops quietly as Unix tools do."""
+    try:
+        yield
+    except BrokenPipeError:
+        # Point stdout at /dev/null: the interpreter's last flush at exit would otherwise fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ReaderGone from None
 
 
 @contextmanager
@@ -49,8 +66,8 @@ def add_prior_option(parser: argparse.ArgumentParser) -> None:
         "--prior",
         choices=PRIORS,
         default="dataset",
-        help="dataset: languages as common as in the training data (about half Russian); "
-        "uniform: all 18 equally likely, better for names from elsewhere (default: dataset)",
+        help="dataset: languages as common as the model learned from its training data; "
+        "uniform: every language equally likely, better for names from elsewhere (default: dataset)",
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import asdict
 from typing import Any
 
+from core.calibration import Prior
 from core.checkpoint import load_checkpoint
 from core.cli.common import (
     Subparsers,
@@ -15,6 +17,7 @@ from core.cli.common import (
     add_model_options,
     add_prior_option,
     device_from,
+    stdout_to_a_reader_that_may_leave,
     user_errors,
 )
 from core.data import Dataset, load_dataset
@@ -52,7 +55,7 @@ def top_confusions(metrics: Metrics, labels: tuple[str, ...], count: int = 8) ->
 
 
 def build_report(
-    dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int], prior: str = "dataset"
+    dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int], prior: Prior = "dataset"
 ) -> dict[str, Any]:
     """Everything ``eval`` shows, as plain data."""
     return {
@@ -101,19 +104,21 @@ def run(args: argparse.Namespace) -> int:
     device = device_from(args)
     with user_errors():
         checkpoint = load_checkpoint(args.checkpoint or shipped_checkpoint_path(args.model), device)
+        checkpoint.metadata.logit_shift(args.prior)  # fail before the slow part if the prior is unavailable
         dataset = load_dataset(args.data_dir)
     metadata = checkpoint.metadata
     if metadata.dataset_sha256 != dataset.sha256:
         logger.warning("the dataset differs from the one this model was trained on; the test split may differ")
     split = split_dataset(dataset, SplitConfig(seed=metadata.split_seed))
-    with user_errors():
-        metrics = evaluate_examples(checkpoint, split.test, device, args.prior)
+    metrics = evaluate_examples(checkpoint, split.test, device, args.prior)
     sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
     report = build_report(dataset, metrics, metadata.version, sizes, args.prior)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report)
+    with stdout_to_a_reader_that_may_leave():
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_report(report)
+        sys.stdout.flush()
     if args.plot:
         save_confusion_plot(metrics.confusion, dataset.labels, args.plot)
         if not args.json:

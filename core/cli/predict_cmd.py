@@ -14,6 +14,7 @@ from core.cli.common import (
     add_model_options,
     add_prior_option,
     device_from,
+    stdout_to_a_reader_that_may_leave,
     user_errors,
 )
 from core.predict import Guess, Predictor, Rejected
@@ -82,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--top-k must be between 1 and {len(predictor.labels)}")
     render = to_json if args.json else to_text
     source: Iterable[str] = args.names if args.names else sys.stdin
-    for chunk in _chunks(source):
-        for result in predictor.predict_many(chunk, args.top_k):
-            print(render(result), flush=False)
-    sys.stdout.flush()
+    with stdout_to_a_reader_that_may_leave():
+        for chunk in _chunks(source):
+            for result in predictor.predict_many(chunk, args.top_k):
+                print(render(result), flush=False)
+        sys.stdout.flush()
     return 0
