@@ -54,3 +54,16 @@ def uniform_prior_shift(prior: tuple[float, ...]) -> torch.Tensor:
     By Bayes' rule ``p_uniform(y | x)`` is proportional to ``p(y | x) / prior(y)``: add ``-log prior(y)``.
     """
     return -torch.tensor(prior, dtype=torch.float32).log()
+
+
+def calibrated_probabilities(
+    logits: torch.Tensor, temperature: float, logit_shift: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``softmax(logits / temperature + logit_shift)`` over ``(N, C)`` logits, in float32.
+
+    ``logit_shift`` ``(C,)`` moves the answers to another prior (``CheckpointMetadata.logit_shift``).
+    """
+    scaled = logits.float() / temperature
+    if logit_shift is not None:
+        scaled = scaled + logit_shift.to(scaled.device)
+    return scaled.softmax(dim=1)

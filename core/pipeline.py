@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from core.batching import EncodedExamples, encode_examples
-from core.calibration import Prior, class_prior, fit_temperature
+from core.calibration import Prior, calibrated_probabilities, class_prior, fit_temperature
 from core.checkpoint import Checkpoint, CheckpointMetadata, save_checkpoint
 from core.data import Dataset, Example
 from core.encoding import Vocabulary
@@ -61,10 +61,8 @@ def calibrated_metrics(
 
     ``logit_shift`` ``(C,)``, when given, is added after the division (see ``CheckpointMetadata.logit_shift``).
     """
-    logits = predict_logits(model, encoded, device) / temperature
-    if logit_shift is not None:
-        logits = logits + logit_shift
-    return compute_metrics(logits.softmax(dim=1).double().numpy(), encoded.truth.numpy(), labels)
+    probabilities = calibrated_probabilities(predict_logits(model, encoded, device), temperature, logit_shift)
+    return compute_metrics(probabilities.double().numpy(), encoded.truth.numpy(), labels)
 
 
 def train_and_save(

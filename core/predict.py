@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from core.calibration import Prior
+from core.calibration import Prior, calibrated_probabilities
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.models import MODEL_KINDS
 from core.text import InvalidNameError, SurnameQuery, parse_query
@@ -118,10 +118,7 @@ class Predictor:
         metadata = self.checkpoint.metadata
         tokens, lengths = metadata.vocabulary.encode_batch(surnames)
         logits: torch.Tensor = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
-        scaled = logits.float().cpu() / metadata.temperature
-        if self._logit_shift is not None:
-            scaled += self._logit_shift
-        return scaled.softmax(dim=1)
+        return calibrated_probabilities(logits.cpu(), metadata.temperature, self._logit_shift)
 
     def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:
         """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order."""
