@@ -12,7 +12,9 @@ from enum import Enum
 from core.data import LANGUAGES
 
 MAX_BYTES = 64
-_PATTERN = re.compile(r"^(?P<action>[vob]):(?P<guess>[1-9][0-9]{0,17})(?::(?P<language>[0-9]{1,2}))?$")
+# guesses.id is an INTEGER column: 32 bits on PostgreSQL, where a larger forged id would fail the query.
+MAX_GUESS_ID = 2**31 - 1
+_PATTERN = re.compile(r"^(?P<action>[vob]):(?P<guess>[1-9][0-9]{0,9})(?::(?P<language>[0-9]{1,2}))?$")
 
 
 class Action(Enum):
@@ -52,6 +54,9 @@ def decode(data: str | None) -> ButtonPayload:
     if match is None:
         raise MalformedCallback(f"unrecognized callback data {data!r}")
     action = Action(match["action"])
+    guess_id = int(match["guess"])
+    if guess_id > MAX_GUESS_ID:
+        raise MalformedCallback(f"guess id {guess_id} out of range")
     language_index = match["language"]
     if (action is Action.VERDICT) != (language_index is not None):
         raise MalformedCallback("a verdict needs a language and only a verdict has one")
@@ -61,4 +66,4 @@ def decode(data: str | None) -> ButtonPayload:
         if index >= len(LANGUAGES):
             raise MalformedCallback(f"language index {index} out of range")
         language = LANGUAGES[index]
-    return ButtonPayload(action=action, guess_id=int(match["guess"]), language=language)
+    return ButtonPayload(action=action, guess_id=guess_id, language=language)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Correction, Guess, utcnow
@@ -54,20 +55,33 @@ async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:
 
 
 async def upsert_correction(*, session: AsyncSession, guess: Guess, user_id: int, language: str) -> Correction:
-    """Record ``user_id``'s verdict on ``guess``; pressing again updates the same row."""
-    existing = await session.scalar(
-        select(Correction).where(Correction.guess_id == guess.id, Correction.user_id == user_id)
-    )
+    """Record ``user_id``'s verdict on ``guess``; pressing again updates the same row.
+
+    Two presses can race (a double click, two devices): when the other one inserts first, the unique
+    constraint stops this insert, which becomes an update of that row instead of an error.
+    """
     confirmed = language == guess.top_language
-    if existing is not None:
-        existing.language = language
-        existing.confirmed = confirmed
-        existing.updated_at = utcnow()
-        return existing
-    correction = Correction(guess_id=guess.id, user_id=user_id, language=language, confirmed=confirmed)
-    session.add(correction)
-    await session.flush()
-    return correction
+    existing = await _correction(session=session, guess_id=guess.id, user_id=user_id)
+    if existing is None:
+        correction = Correction(guess_id=guess.id, user_id=user_id, language=language, confirmed=confirmed)
+        try:
+            async with session.begin_nested():  # a savepoint: a lost race rolls back only this insert
+                session.add(correction)
+            return correction
+        except IntegrityError:
+            existing = await _correction(session=session, guess_id=guess.id, user_id=user_id)
+            if existing is None:  # the constraint that failed was another one
+                raise
+    existing.language = language
+    existing.confirmed = confirmed
+    existing.updated_at = utcnow()
+    return existing
+
+
+async def _correction(*, session: AsyncSession, guess_id: int, user_id: int) -> Correction | None:
+    return await session.scalar(
+        select(Correction).where(Correction.guess_id == guess_id, Correction.user_id == user_id)
+    )
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ async def test_forged_and_stale_callbacks_write_nothing(
         telegram.inject_message(30, "Schmidt")
         await telegram.wait_for(reply_to(30))
         forged = ["v:1:99", "v:999:3", "x:1:3", "v:1", "o:1:3", "", "v:1:3;DROP TABLE guesses", "v:01:3", "v:1:3" * 20]
+        forged += ["v:99999999999:3", "o:2147483648", "b:99999999999"]  # beyond a 32-bit id column
         for data in forged:
             telegram.inject_callback(30, 30, 1, data)
         telegram.inject_callback(31, 31, 1, "v:1:3")  # a real guess, but from another chat

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode
+from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
 from bot.ratelimit import UserRateLimiter
 from bot.service import VerdictRecorded
@@ -18,15 +18,17 @@ from core.text import parse_query
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_payload_round_trip_fits_telegram(language: str) -> None:
-    payload = ButtonPayload(Action.VERDICT, 10**17, language)
+    payload = ButtonPayload(Action.VERDICT, MAX_GUESS_ID, language)
     encoded = payload.encode()
     assert len(encoded.encode()) <= 64
     assert decode(encoded) == payload
 
 
 @pytest.mark.parametrize(
-    "data", [None, "", "v:1:18", "v:0:1", "v:-1:1", "v:1", "o:1:2", "b:1:2", "q:1", "v:1:1:1", "v:1:1 ", "v:1:x" * 30]
-)
+    "data",
+    [None, "", "v:1:18", "v:0:1", "v:-1:1", "v:1", "o:1:2", "b:1:2", "q:1", "v:1:1:1", "v:1:1 ", "v:1:x" * 30,
+     f"v:{MAX_GUESS_ID + 1}:3", "o:99999999999", "b:10000000000000000000"],
+)  # fmt: skip
 def test_malformed_payloads_are_rejected(data: str | None) -> None:
     with pytest.raises(MalformedCallback):
         decode(data)

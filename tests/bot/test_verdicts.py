@@ -1,0 +1,33 @@
+"""Recording verdicts through the service, on both database backends."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.db import migrate, repository
+from bot.db.engine import create_engine, session_factory
+from bot.db.repository import NewGuess
+from bot.service import GuessService, Predictors, VerdictRecorded
+from tests.databases import fetch
+
+
+async def test_simultaneous_presses_of_one_button_leave_one_verdict(database_url: str, predictors: Predictors) -> None:
+    """A double click (or two devices) must not fail on the one-verdict-per-user constraint."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    service = GuessService(predictors=predictors, sessions=sessions)
+    try:
+        async with sessions.begin() as session:
+            new = NewGuess(7, 7, 1, "Rossi", "Rossi", ("Italian", "Spanish", "Portuguese"), 0.6, "test")
+            [guess_id] = await repository.add_guesses(session=session, guesses=[new])
+        presses = ["Italian", "Spanish"] * 4
+        outcomes = await asyncio.gather(
+            *(service.record_verdict(guess_id=guess_id, chat_id=7, user_id=7, language=lang) for lang in presses)
+        )
+        assert all(isinstance(outcome, VerdictRecorded) for outcome in outcomes), outcomes
+        rows = await fetch(database_url, "SELECT guess_id, user_id, language FROM corrections")
+        assert len(rows) == 1
+        assert rows[0][:2] == (guess_id, 7) and rows[0][2] in presses
+    finally:
+        await engine.dispose()
