@@ -128,7 +128,7 @@ class GuessService:
         async with self._sessions.begin() as session:
             guess = await repository.get_guess(session=session, guess_id=guess_id)
             if guess is None or guess.chat_id != chat_id:
-                logger.warning("refused verdict for guess %s from chat %s", guess_id, chat_id)
+                logger.warning("refused a verdict for guess %s: unknown, or from another chat", guess_id)
                 return VerdictRefused("I can't find that guess any more. Send the name again?")
             correction = await repository.upsert_correction(
                 session=session, guess=guess, user_id=user_id, language=language

@@ -34,12 +34,13 @@ def ensure_sqlite_folder(url: str) -> None:
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``; SQLite connections get WAL mode, a busy timeout and foreign keys."""
     ensure_sqlite_folder(url)
+    # hide_parameters: a failed statement's message would otherwise carry users' ids and names into the logs.
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     # SQLite allows one writer at a time and makes the others sleep-and-retry inside its busy handler
     # (in steps of up to 100 ms). One pooled connection queues writers in asyncio instead: measured
     # several times the throughput under concurrent updates.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from sqlalchemy.exc import IntegrityError
+
 from bot.db import migrate, repository
 from bot.db.engine import create_engine, session_factory
+from bot.db.models import Correction
 from bot.db.repository import NewGuess
 from bot.service import GuessService, Predictors, VerdictRecorded
 from tests.databases import fetch
@@ -29,5 +33,20 @@ async def test_simultaneous_presses_of_one_button_leave_one_verdict(database_url
         rows = await fetch(database_url, "SELECT guess_id, user_id, language FROM corrections")
         assert len(rows) == 1
         assert rows[0][:2] == (guess_id, 7) and rows[0][2] in presses
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failed_statement_does_not_carry_user_data_into_logs(database_url: str) -> None:
+    """Error messages end up in tracebacks in the logs: they must not show the statement's parameters."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        with pytest.raises(IntegrityError) as raised:
+            async with session_factory(engine).begin() as session:
+                # No such guess: the foreign key fails.
+                session.add(Correction(guess_id=424242, user_id=987654321, language="Italian", confirmed=False))
+        assert "987654321" not in str(raised.value)
+        assert "hidden due to hide_parameters" in str(raised.value)
     finally:
         await engine.dispose()
