@@ -8,7 +8,6 @@ import logging
 from datetime import UTC
 from typing import Any
 
-from apscheduler.triggers.cron import CronTrigger
 from telegram import BotCommand
 from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import (
@@ -24,6 +23,7 @@ from telegram.ext import (
 from bot import model_store
 from bot.admin import AdminHandlers
 from bot.config import Settings
+from bot.cron import crontab_trigger
 from bot.db.engine import create_engine, session_factory
 from bot.finetune_runner import FinetuneRunner
 from bot.handlers import Handlers
@@ -70,6 +70,19 @@ class RetryingRateLimiter(AIORateLimiter):
                 logger.warning("Telegram request failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def outgoing_limiter(messages_per_second: float, max_retries: int = 3) -> RetryingRateLimiter:
+    """The limiter for the whole bot's outgoing requests at ``messages_per_second`` (0: no limit).
+
+    ``AIORateLimiter`` refuses every request when its rate per period is below one message, so a rate
+    under 1/s becomes one message per ``1 / rate`` seconds.
+    """
+    if 0 < messages_per_second < 1:
+        return RetryingRateLimiter(
+            max_retries=max_retries, overall_max_rate=1, overall_time_period=1 / messages_per_second
+        )
+    return RetryingRateLimiter(max_retries=max_retries, overall_max_rate=messages_per_second)
 
 
 def load_predictors(settings: Settings) -> Predictors:
@@ -120,7 +133,7 @@ def build_application(
         .application_class(LoggingApplication, kwargs=log_kwargs)
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
-        .rate_limiter(RetryingRateLimiter(max_retries=3, overall_max_rate=settings.telegram_messages_per_second))
+        .rate_limiter(outgoing_limiter(settings.telegram_messages_per_second))
         .concurrent_updates(True)  # many users at once: one slow reply never queues the others
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -151,7 +164,7 @@ def schedule_jobs(
     if job_queue is None:
         raise RuntimeError("the job queue is missing: install python-telegram-bot[job-queue]")
     if settings.finetune_cron:
-        trigger = CronTrigger.from_crontab(settings.finetune_cron, timezone=UTC)
+        trigger = crontab_trigger(settings.finetune_cron, UTC)
         job_queue.run_custom(admin.scheduled_finetune, job_kwargs={"trigger": trigger}, name="finetune")
     interval = settings.model_refresh_seconds
     job_queue.run_repeating(admin.refresh_model, interval=interval, first=interval, name="refresh-model")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.cron import crontab_trigger
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -95,8 +97,9 @@ class Settings(FinetuneSettings):
     @field_validator("webhook_listen", "health_listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):\d{1,5}", value):
-            raise ValueError("must be host:port, e.g. 0.0.0.0:8080")
+        match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):(\d{1,5})", value)
+        if value and (match is None or not 1 <= int(match[2]) <= 65535):
+            raise ValueError("must be host:port with a port from 1 to 65535, e.g. 0.0.0.0:8080")
         return value
 
     @model_validator(mode="after")
@@ -121,7 +124,7 @@ class Settings(FinetuneSettings):
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         if value.strip():
-            CronTrigger.from_crontab(value.strip())  # raises ValueError naming the bad field
+            crontab_trigger(value.strip(), UTC)  # raises ValueError naming the bad field
         return value.strip()
 
     @field_validator("telegram_bot_token")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
@@ -45,9 +46,18 @@ def candidate_checkpoint(version: str) -> str:
 
 def _copy_atomically(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    # A temporary name of its own: two bot processes adopting the same model must not write into one file.
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as copy, source.open("rb") as original:
+            shutil.copyfileobj(original, copy)
+            copy.flush()
+            os.fsync(copy.fileno())  # on disk before the rename makes it visible
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 async def _register(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
 from bot.ratelimit import UserRateLimiter
@@ -82,3 +84,33 @@ def test_views_escape_user_text_and_replace_notes() -> None:
     second = recorded_text(first, VerdictRecorded(query.surname, "Scottish", confirmed=False, top_languages=top))
     assert "✅ Recorded" not in second and second.count("Recorded") == 1 and "Scottish" in second
     assert bar(0.0) == "░" * 10 and bar(1.0) == "█" * 10 and bar(0.46) == "█████░░░░░"
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 1.0, 2.5, 30.0, 0.0])
+async def test_the_outgoing_limit_sends_at_every_allowed_rate(rate: float) -> None:
+    """Below one message a second the limiter used to refuse every request: the bot went silent."""
+    settings = load_settings(Settings, telegram_bot_token="1:x", telegram_messages_per_second=rate)
+    limiter = outgoing_limiter(settings.telegram_messages_per_second)
+    await limiter.initialize()
+    sent = []
+
+    async def send(*_: object, **__: object) -> bool:
+        sent.append(True)
+        return True
+
+    request = limiter.process_request(send, (), {}, "sendMessage", {"chat_id": 1}, None)
+    assert await asyncio.wait_for(request, timeout=5) is True
+    assert sent == [True]
+    await limiter.shutdown()
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:99999", "localhost:70000", "[::1]:65536", "0.0.0.0:0", "0.0.0.0", "a b:8"])
+def test_listen_addresses_need_a_real_port(listen: str) -> None:
+    for setting in ("webhook_listen", "health_listen"):
+        with pytest.raises(SettingsError, match=f"{setting.upper()} must be host:port with a port from 1 to 65535"):
+            load_settings(Settings, telegram_bot_token="1:abc", **{setting: listen})
+
+
+def test_listen_addresses_accept_hosts_and_bracketed_ipv6() -> None:
+    settings = load_settings(Settings, telegram_bot_token="1:abc", webhook_listen="[::]:65535", health_listen="h:1")
+    assert (settings.webhook_listen, settings.health_listen) == ("[::]:65535", "h:1")

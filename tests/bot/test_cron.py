@@ -1,0 +1,55 @@
+"""FINETUNE_CRON keeps crontab's meaning, weekdays included."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.cron import crontab_trigger, crontab_weekdays
+
+MONDAY = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def fire_days(expression: str, count: int = 7) -> list[str]:
+    """Weekday names of the next ``count`` runs after a Monday noon."""
+    trigger = crontab_trigger(expression, UTC)
+    days, previous, now = [], None, MONDAY
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, now)
+        assert fire is not None
+        days.append(fire.strftime("%a"))
+        previous, now = fire, fire + timedelta(seconds=1)
+    return days
+
+
+@pytest.mark.parametrize(
+    ("expression", "days"),
+    [
+        ("0 3 * * 0", ["Sun"] * 3),
+        ("0 3 * * 7", ["Sun"] * 3),
+        ("0 3 * * SUN", ["Sun"] * 3),
+        ("0 3 * * 1-5", ["Tue", "Wed", "Thu", "Fri", "Mon"]),
+        ("0 3 * * mon-fri", ["Tue", "Wed", "Thu", "Fri", "Mon"]),
+        ("0 3 * * 6,0", ["Sat", "Sun", "Sat"]),
+        ("0 3 * * */2", ["Tue", "Thu", "Sat", "Sun", "Tue"]),
+        ("0 3 * * 5/1", ["Fri", "Sat", "Sun", "Fri"]),
+        ("0 3 * * *", ["Tue", "Wed", "Thu"]),
+    ],
+)
+def test_weekdays_count_from_sunday_as_in_crontab(expression: str, days: list[str]) -> None:
+    assert fire_days(expression, len(days)) == days
+
+
+def test_weekday_field_expands_to_crontab_days() -> None:
+    assert crontab_weekdays("0-7") == set(range(7))
+    assert crontab_weekdays("1-5/2,sun") == {0, 1, 3, 5}
+
+
+@pytest.mark.parametrize(
+    "expression", ["0 3 * *", "0 3 1 * 1", "0 3 * * 8", "0 3 * * 5-1", "0 3 * * fun", "0 3 * * *-2", "61 3 * * *"]
+)
+def test_bad_schedules_fail_at_start_up_with_one_line(expression: str) -> None:
+    with pytest.raises(SettingsError, match="^invalid configuration: FINETUNE_CRON [^\n]+$"):
+        load_settings(Settings, telegram_bot_token="1:x", finetune_cron=expression)
