@@ -6,26 +6,46 @@ One file holds both, so a reader can never pair new weights with old metadata, a
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import reprlib
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 from torch import nn
 
 from core.calibration import PRIORS, Prior, uniform_prior_shift
 from core.encoding import Vocabulary
-from core.models import Classifier, ModelConfig, build_model, config_from_dict, config_to_dict, model_kind
+from core.metadata_fields import (
+    class_prior_field,
+    integer_field,
+    labels_field,
+    metrics_field,
+    model_config_field,
+    string_field,
+    temperature_field,
+    vocabulary_field,
+)
+from core.models import (
+    Classifier,
+    GRUConfig,
+    ModelConfig,
+    build_model,
+    config_to_dict,
+    model_kind,
+)
 
 FORMAT = "nameorigin.checkpoint/1"
 _METADATA_KEY = "nameorigin"
+_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 
 def utc_timestamp() -> str:
@@ -97,50 +117,52 @@ class CheckpointMetadata:
     def from_json(cls, text: str) -> CheckpointMetadata:
         """Parse and validate header JSON; raises ``CheckpointError`` on anything unexpected."""
         try:
-            data: dict[str, Any] = json.loads(text)
-            if data.get("format") != FORMAT:
-                raise CheckpointError(f"unsupported checkpoint format {data.get('format')!r}, expected {FORMAT}")
-            config = config_from_dict(data["kind"], data["model_config"])
-            metadata = cls(
-                model_config=config,
-                vocabulary=Vocabulary(tuple(data["vocabulary"])),
-                labels=tuple(data["labels"]),
-                temperature=float(data["temperature"]),
-                metrics=data["metrics"],
-                dataset_sha256=str(data["dataset_sha256"]),
-                split_seed=int(data["split_seed"]),
-                version=str(data["version"]),
-                parent_version=data.get("parent_version"),
-                created_at=str(data["created_at"]),
-                class_prior=_optional_prior(data.get("class_prior")),
-            )
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint metadata is malformed: {exc!r}") from exc
-        if len(metadata.labels) != config.num_classes or metadata.vocabulary.size != config.vocab_size:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise CheckpointError(f"checkpoint metadata must be a JSON object, got {reprlib.repr(data)}")
+        if data.get("format") != FORMAT:
+            raise CheckpointError(f"unsupported checkpoint format {data.get('format')!r}, expected {FORMAT}")
+        try:
+            metadata = cls._from_fields(data)
+        except KeyError as exc:
+            raise CheckpointError(f"checkpoint metadata is malformed: missing field {exc}") from exc
+        # OverflowError: float() of a JSON integer too large for a double.
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CheckpointError(f"checkpoint metadata is malformed: {exc}") from exc
+        metadata._check_consistency()
+        return metadata
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> CheckpointMetadata:
+        # JSON types are checked, not coerced: str() and float() would accept almost anything.
+        parent = data.get("parent_version")
+        return cls(
+            model_config=model_config_field(data["kind"], data["model_config"]),
+            vocabulary=Vocabulary(tuple(vocabulary_field(data["vocabulary"]))),
+            labels=labels_field(data["labels"]),
+            temperature=temperature_field(data["temperature"]),
+            metrics=metrics_field(data["metrics"]),
+            dataset_sha256=string_field("dataset_sha256", data["dataset_sha256"]),
+            split_seed=integer_field("split_seed", data["split_seed"]),
+            version=string_field("version", data["version"]),
+            parent_version=None if parent is None else string_field("parent_version", parent),
+            created_at=string_field("created_at", data["created_at"]),
+            class_prior=class_prior_field(data.get("class_prior")),
+        )
+
+    def _check_consistency(self) -> None:
+        config = self.model_config
+        if len(self.labels) != config.num_classes or self.vocabulary.size != config.vocab_size:
             raise CheckpointError("checkpoint metadata disagrees with its model config (labels or vocabulary)")
-        if not metadata.temperature > 0:
-            raise CheckpointError(f"checkpoint temperature must be positive, got {metadata.temperature}")
-        prior = metadata.class_prior
+        prior = self.class_prior
         if prior is not None and (
-            len(prior) != len(metadata.labels)
+            len(prior) != len(self.labels)
             or not all(math.isfinite(share) and share > 0 for share in prior)
             or abs(sum(prior) - 1.0) > 1e-6
         ):
             raise CheckpointError("checkpoint class prior must hold one positive share per label, summing to 1")
-        return metadata
-
-
-def _optional_prior(value: Any) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    # JSON numbers only: float() would also accept strings such as "nan" or "0.5".
-    if not isinstance(value, list) or not all(
-        isinstance(share, int | float) and not isinstance(share, bool) for share in value
-    ):
-        raise ValueError(f"class_prior must be a list of numbers, got {value!r}")
-    return tuple(float(share) for share in value)
 
 
 @dataclass(frozen=True)
@@ -173,30 +195,99 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ch
 
 def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
     """Read only the metadata of a checkpoint, without loading weights."""
-    source = Path(path)
-    if not source.is_file():
-        raise CheckpointError(f"checkpoint {source} does not exist")
+    source = _existing_file(path)
     try:
-        with safe_open(str(source), framework="pt") as handle:
-            header = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {source} is corrupt or not a safetensors file: {exc}") from exc
-    if _METADATA_KEY not in header:
-        raise CheckpointError(f"checkpoint {source} has no nameorigin metadata")
-    return CheckpointMetadata.from_json(header[_METADATA_KEY])
+        with source.open("rb") as stream:
+            header = _read_header(source, stream)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {source} cannot be read: {exc}") from exc
+    return _metadata(source, header)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = None) -> Checkpoint:
-    """Load a checkpoint, check every tensor's name and shape, and return the model in eval mode."""
-    source = Path(path)
-    metadata = read_metadata(source)
-    model = build_model(metadata.model_config)
-    expected = model.state_dict()
+    """Load a checkpoint, check every tensor's name, shape, dtype and values, and return the model in eval mode.
+
+    The file is read once, so its metadata and weights come from one snapshot even while
+    ``save_checkpoint`` replaces it.
+    """
+    source = _existing_file(path)
     try:
-        with safe_open(str(source), framework="pt") as handle:
-            stored = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {source} cannot be read: {exc}") from exc
+    metadata = _metadata(source, _read_header(source, io.BytesIO(data)))
+    try:
+        stored = load(data)
+    except (SafetensorError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {source} is corrupt: {exc}") from exc
+    expected = _expected_tensors(source, metadata.model_config, len(stored))
+    _check_names_and_shapes(source, stored, expected)
+    weights = {name: _checked_weight(source, name, stored[name], like.dtype) for name, like in expected.items()}
+    # Only now is memory allocated: the shapes match the file's tensors, so the model is no bigger than the file.
+    model = build_model(metadata.model_config)
+    model.load_state_dict(weights)
+    model.to(device or torch.device("cpu"))
+    model.eval()
+    return Checkpoint(model=model, metadata=metadata)
+
+
+def _existing_file(path: str | os.PathLike[str]) -> Path:
+    source = Path(path)
+    if source.is_dir():
+        raise CheckpointError(f"checkpoint {source} is a directory, not a file")
+    if not source.exists():
+        raise CheckpointError(f"checkpoint {source} does not exist")
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} is not a regular file")
+    return source
+
+
+def _read_header(source: Path, stream: BinaryIO) -> dict[str, Any]:
+    """The safetensors header at the start of ``stream``: 8 bytes of little-endian length N, then N bytes of JSON."""
+    prefix = stream.read(8)
+    size = int.from_bytes(prefix, "little")
+    # Checked before reading, so a corrupt length never asks for more memory than safetensors would allow.
+    if len(prefix) < 8 or not 0 < size <= _MAX_HEADER_BYTES:
+        raise CheckpointError(f"checkpoint {source} is corrupt or not a safetensors file: bad header length")
+    raw = stream.read(size)
+    try:
+        header = json.loads(raw) if len(raw) == size else None
+    except (ValueError, RecursionError):
+        header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {source} is corrupt or not a safetensors file: unreadable header")
+    return header
+
+
+def _metadata(source: Path, header: dict[str, Any]) -> CheckpointMetadata:
+    extra = header.get("__metadata__")
+    text = extra.get(_METADATA_KEY) if isinstance(extra, dict) else None
+    if not isinstance(text, str):
+        raise CheckpointError(f"checkpoint {source} has no nameorigin metadata")
+    return CheckpointMetadata.from_json(text)
+
+
+def _expected_tensors(source: Path, config: ModelConfig, stored_count: int) -> dict[str, torch.Tensor]:
+    """The state_dict ``config`` describes, on the meta device: every name, shape and dtype, no memory.
+
+    A corrupt config can describe a model of many gigabytes; comparing it with the file's
+    tensors first means only a model the file actually holds is ever allocated.
+    """
+    # Building nn.GRU takes time quadratic in its layers, even on the meta device (10,000 layers: over a
+    # minute). Each layer has four tensors per direction, so the file's tensor count bounds the layers.
+    if isinstance(config, GRUConfig) and config.num_layers * 4 * (2 if config.bidirectional else 1) > stored_count:
+        raise CheckpointError(
+            f"checkpoint {source}: model_config.num_layers is {config.num_layers}, "
+            f"more layers than the file's {stored_count} tensors can hold"
+        )
+    try:
+        with torch.device("meta"):
+            return dict(build_model(config).state_dict())
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        raise CheckpointError(f"checkpoint {source}: its model config describes no valid model: {exc}") from exc
+
+
+def _check_names_and_shapes(source: Path, stored: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     if missing or extra:
@@ -207,7 +298,14 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = 
                 f"checkpoint {source}: {name} has shape {tuple(stored[name].shape)}, "
                 f"the model needs {tuple(tensor.shape)}"
             )
-    model.load_state_dict({name: stored[name].to(tensor.dtype) for name, tensor in expected.items()})
-    model.to(device or torch.device("cpu"))
-    model.eval()
-    return Checkpoint(model=model, metadata=metadata)
+
+
+def _checked_weight(source: Path, name: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in the model's ``dtype``, provided it holds floating-point numbers, all finite."""
+    # load_state_dict would cast integers silently, and one NaN or Inf makes every prediction NaN.
+    if not tensor.dtype.is_floating_point:
+        raise CheckpointError(f"checkpoint {source}: {name} holds {tensor.dtype}, not floating-point weights")
+    weight = tensor.to(dtype)  # checked after the cast: float64 values beyond float32's range become Inf
+    if not bool(torch.isfinite(weight).all()):
+        raise CheckpointError(f"checkpoint {source}: {name} holds NaN or infinite values")
+    return weight

@@ -1,10 +1,12 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+import core.checkpoint as checkpoint_module
 from core.checkpoint import (
     CheckpointError,
     CheckpointMetadata,
@@ -13,7 +15,7 @@ from core.checkpoint import (
     save_checkpoint,
 )
 from core.encoding import Vocabulary
-from core.models import ElmanConfig, GRUConfig, ModelConfig, build_model
+from core.models import ElmanConfig, GRUConfig, ModelConfig, build_model, config_to_dict
 
 
 def metadata_for(config: ModelConfig, vocabulary: Vocabulary) -> CheckpointMetadata:
@@ -136,3 +138,168 @@ def test_a_class_prior_that_is_not_a_distribution_over_the_labels_is_rejected(tm
     save_file(tensors, tmp_path / "m.safetensors", metadata={"nameorigin": json.dumps(header)})
     with pytest.raises(CheckpointError, match="class.prior"):
         load_checkpoint(tmp_path / "m.safetensors")
+
+
+def small_config(kind: str = "gru") -> tuple[ModelConfig, Vocabulary]:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config_class = GRUConfig if kind == "gru" else ElmanConfig
+    return config_class(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, embedding_dim=2), vocabulary
+
+
+def weights(config: ModelConfig) -> dict[str, torch.Tensor]:
+    return {k: v.contiguous() for k, v in build_model(config).state_dict().items()}
+
+
+def config_with(kind: str = "gru", **changes: object) -> dict[str, object]:
+    return {**config_to_dict(small_config(kind)[0]), **changes}
+
+
+def save_with(
+    path: Path, changes: dict[str, object], tensors: dict[str, torch.Tensor] | None = None, kind: str = "gru"
+) -> Path:
+    """A valid small checkpoint, with the header fields in ``changes`` replaced, and other tensors if given."""
+    config, vocabulary = small_config(kind)
+    header = {**json.loads(metadata_for(config, vocabulary).to_json()), **changes}
+    save_file(weights(config) if tensors is None else tensors, path, metadata={"nameorigin": json.dumps(header)})
+    return path
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"nameorigin"', "3", "{"])
+def test_metadata_that_is_not_a_json_object_is_rejected(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "m.safetensors"
+    save_file(weights(small_config()[0]), path, metadata={"nameorigin": text})
+    for read in (read_metadata, load_checkpoint):
+        with pytest.raises(CheckpointError, match="JSON"):
+            read(path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [("gru", "hidden_size", "96"), ("gru", "hidden_size", -1), ("gru", "hidden_size", 0), ("gru", "hidden_size", True),
+     ("gru", "hidden_size", 4.0), ("rnn", "hidden_size", "96"), ("rnn", "embedding_dim", -2),
+     ("gru", "num_layers", None), ("gru", "bidirectional", 1), ("gru", "dropout", 1.5),
+     ("rnn", "dropout", float("nan")), ("gru", "ngram_buckets", "8"), ("gru", "ngram_order", 10**6)],
+)  # fmt: skip
+def test_model_config_values_of_the_wrong_type_or_range_are_rejected(
+    tmp_path: Path, kind: str, field: str, value: object
+) -> None:
+    path = save_with(tmp_path / "m.safetensors", {"model_config": config_with(kind, **{field: value})}, kind=kind)
+    with pytest.raises(CheckpointError, match=f"model_config.{field}"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_a_config_too_big_for_its_file_is_rejected_before_anything_is_allocated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    built_on_meta = []
+
+    def spy(config: ModelConfig) -> object:
+        model = build_model(config)
+        built_on_meta.append(next(model.parameters()).is_meta)
+        return model
+
+    monkeypatch.setattr(checkpoint_module, "build_model", spy)
+    # A hidden size of 10**7 needs petabytes of weights; the file holds a few kilobytes.
+    path = save_with(tmp_path / "m.safetensors", {"model_config": config_with(kind, hidden_size=10**7)}, kind=kind)
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_checkpoint(path)
+    assert built_on_meta == [True]
+
+
+def test_a_gru_with_more_layers_than_its_file_holds_is_rejected(tmp_path: Path) -> None:
+    for bidirectional in (False, True):  # real multi-layer GRUs still load
+        vocabulary = Vocabulary.from_names(["ab"])
+        config = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, num_layers=2,
+                           bidirectional=bidirectional)  # fmt: skip
+        path = save_checkpoint(tmp_path / "deep.safetensors", build_model(config), metadata_for(config, vocabulary))
+        assert load_checkpoint(path).metadata.model_config == config
+    # Building nn.GRU takes time quadratic in its layers, even on the meta device.
+    path = save_with(tmp_path / "m.safetensors", {"model_config": config_with(num_layers=1000)})
+    with pytest.raises(CheckpointError, match="num_layers"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "temperature",
+    [float("inf"), float("-inf"), float("nan"), 0, -1.0, "1.5", True, None, pytest.param(10**400, id="1e400")],
+)
+def test_a_temperature_that_is_not_a_finite_positive_number_is_rejected(tmp_path: Path, temperature: object) -> None:
+    path = save_with(tmp_path / "m.safetensors", {"temperature": temperature})
+    with pytest.raises(CheckpointError, match="temperature"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "problem"),
+    [(torch.int8, 1, "not floating-point"), (torch.int64, 1, "not floating-point"), (torch.bool, True, "not floating"),
+     (torch.float32, float("nan"), "NaN or infinite"), (torch.float16, float("-inf"), "NaN or infinite"),
+     (torch.float64, 1e300, "NaN or infinite")],  # beyond float32: Inf once cast to the model's dtype
+)  # fmt: skip
+def test_weights_that_are_not_finite_floats_are_rejected(
+    tmp_path: Path, dtype: torch.dtype, value: object, problem: str
+) -> None:
+    tensors = weights(small_config()[0])
+    bad = tensors["gru.weight_hh_l0"].to(dtype)
+    bad[0, 0] = value
+    path = save_with(tmp_path / "m.safetensors", {}, tensors={**tensors, "gru.weight_hh_l0": bad})
+    with pytest.raises(CheckpointError, match=f"gru.weight_hh_l0 holds .*{problem}"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "labels", [["L0", "L0", "L1"], [0, 1, 2], "L01", ["L0", "", "L2"], None, {"L0": 0, "L1": 1, "L2": 2}]
+)
+def test_labels_that_are_not_distinct_strings_are_rejected(tmp_path: Path, labels: object) -> None:
+    path = save_with(tmp_path / "m.safetensors", {"labels": labels})
+    with pytest.raises(CheckpointError, match="labels must"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [None, [], {"test": 0.88}, {"test": {"accuracy": "0.88"}}, {"test": {"accuracy": float("nan")}},
+     {"test": {"accuracy": True}}, {"test": {"accuracy": 0.88, "count": 1741}, "validation": None}],
+)  # fmt: skip
+def test_metrics_that_are_not_objects_of_numbers_are_rejected(tmp_path: Path, metrics: object) -> None:
+    path = save_with(tmp_path / "m.safetensors", {"metrics": metrics})
+    with pytest.raises(CheckpointError, match="metrics must"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("vocabulary", "aa"), ("vocabulary", ["a", "b"]), ("split_seed", "7"), ("split_seed", 7.5), ("version", 3),
+     ("dataset_sha256", None), ("parent_version", 5), ("created_at", 0)],
+)  # fmt: skip
+def test_other_fields_of_the_wrong_type_are_rejected_not_coerced(tmp_path: Path, field: str, value: object) -> None:
+    path = save_with(tmp_path / "m.safetensors", {field: value})
+    with pytest.raises(CheckpointError, match=field):
+        read_metadata(path)
+
+
+def test_metadata_and_weights_come_from_one_read_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, vocabulary = small_config()
+    path = tmp_path / "m.safetensors"
+    torch.manual_seed(0)
+    first = build_model(config)
+    save_checkpoint(path, first, metadata_for(config, vocabulary))
+    parse = CheckpointMetadata.from_json
+
+    def parse_while_replaced(text: str) -> CheckpointMetadata:
+        # A concurrent save_checkpoint lands while the loader is busy with the metadata.
+        torch.manual_seed(1)
+        save_checkpoint(path, build_model(config), replace(metadata_for(config, vocabulary), version="v2"))
+        return parse(text)
+
+    monkeypatch.setattr(CheckpointMetadata, "from_json", staticmethod(parse_while_replaced))
+    loaded = load_checkpoint(path)
+    assert loaded.metadata.version == "gru-test"
+    for name, tensor in first.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], tensor)
+
+
+def test_a_directory_is_named_as_such(tmp_path: Path) -> None:
+    for read in (read_metadata, load_checkpoint):
+        with pytest.raises(CheckpointError, match="is a directory"):
+            read(tmp_path)
