@@ -73,8 +73,20 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(from_env) if from_env else DEFAULT_DATA_DIR
 
 
-def _read_lines(path: Path) -> list[str]:
-    raw = path.read_bytes()
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, not a file of names")
+    if path.is_symlink() and not path.exists():
+        raise DatasetError(
+            f"{path}: is a broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _decode_lines(path: Path, raw: bytes) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -113,8 +125,9 @@ def load_dataset(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     for language in LANGUAGES:
         path = folder / f"{language}.txt"
         digest.update(f"{language}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-        lines = _read_lines(path)
+        raw = _read_bytes(path)
+        digest.update(hashlib.sha256(raw).digest())
+        lines = _decode_lines(path, raw)
         kept = 0
         for line in lines:
             raw_lines += 1

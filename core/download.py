@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -50,8 +52,10 @@ def _fetch(url: str, destination: Path, timeout: float) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as out:
             shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(exc, http.client.HTTPException):  # e.g. IncompleteRead: the server hung up mid-archive
+            reason = f"the transfer broke off ({exc!r})"
         raise DownloadError(
             f"could not download {url}: {reason}. Without internet, copy the 18 <Language>.txt files "
             "into the folder by hand, or point NAMES_DATA_DIR at an existing copy."
@@ -79,6 +83,37 @@ def _extract_verified(archive: Path) -> dict[str, bytes]:
     return contents
 
 
+def _check_target(target: Path) -> None:
+    """Fail before downloading if ``target`` cannot become a folder of files we can write."""
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a folder" if existing == target else f"cannot be created: {existing} is not a folder"
+        raise DownloadError(f"dataset folder {target} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DownloadError(f"dataset folder {target} cannot be written: {existing} is not writable")
+    folders = [name for language in LANGUAGES if (name := target / f"{language}.txt").is_dir()]
+    if folders:
+        raise DownloadError(f"{folders[0]} is a folder; move it away so the dataset file can take its place")
+
+
+def _write_all(target: Path, contents: dict[str, bytes]) -> None:
+    """Write every file beside its final name first, then move them all into place."""
+    partials = {language: target / f".{language}.txt.partial" for language in contents}
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for language, data in contents.items():
+            partials[language].write_bytes(data)
+        for language, partial in partials.items():
+            os.replace(partial, target / f"{language}.txt")
+    except OSError as exc:
+        for partial in partials.values():
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        raise DownloadError(f"could not write the dataset into {target}: {exc.strerror or exc}") from exc
+
+
 def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL, timeout: float = 60.0) -> Path:
     """Download the archive, verify all 18 files, then write them into ``target_dir``.
 
@@ -86,16 +121,12 @@ def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL,
     failed download never leaves a half-updated dataset behind.
     """
     target = Path(target_dir)
+    _check_target(target)
     with tempfile.TemporaryDirectory(prefix="nameorigin-download-") as scratch:
         archive = Path(scratch) / "data.zip"
         logger.info("downloading %s", url)
         _fetch(url, archive, timeout)
         contents = _extract_verified(archive)
-    target.mkdir(parents=True, exist_ok=True)
-    for language, data in contents.items():
-        final = target / f"{language}.txt"
-        partial = final.with_name(f".{final.name}.partial")
-        partial.write_bytes(data)
-        os.replace(partial, final)
+    _write_all(target, contents)
     logger.info("wrote %d verified files to %s", len(contents), target)
     return target

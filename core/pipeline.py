@@ -13,7 +13,7 @@ import torch
 
 from core.batching import EncodedExamples, encode_examples
 from core.calibration import Prior, calibrated_probabilities, class_prior, fit_temperature
-from core.checkpoint import Checkpoint, CheckpointMetadata, save_checkpoint
+from core.checkpoint import Checkpoint, CheckpointError, CheckpointMetadata, save_checkpoint
 from core.data import Dataset, Example
 from core.encoding import Vocabulary
 from core.inference import predict_logits
@@ -65,6 +65,21 @@ def calibrated_metrics(
     return compute_metrics(probabilities.double().numpy(), encoded.truth.numpy(), labels)
 
 
+def check_output_path(out: str | os.PathLike[str]) -> Path:
+    """Fail before training if no checkpoint can be saved at ``out`` (a folder, or a folder that cannot be written)."""
+    target = Path(out)
+    if target.is_dir():
+        raise CheckpointError(f"cannot save the checkpoint to {target}: it is a folder; give a file path")
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(f"cannot save the checkpoint to {target}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot save the checkpoint to {target}: folder {existing} is not writable")
+    return target
+
+
 def train_and_save(
     *,
     kind: ModelKind,
@@ -75,7 +90,12 @@ def train_and_save(
     split_config: SplitConfig | None = None,
     model_overrides: dict[str, Any] | None = None,
 ) -> TrainedModel:
-    """Split, train, fit the temperature on validation, score validation and test, save atomically."""
+    """Split, train, fit the temperature on validation, score validation and test, save atomically.
+
+    Raises ``CheckpointError`` before training when ``out`` cannot take the checkpoint, and
+    ``DatasetError`` when the dataset is too small to split.
+    """
+    check_output_path(out)
     split: Split = split_dataset(dataset, split_config)
     vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
     train_set, validation_set, test_set = (
@@ -102,6 +122,9 @@ def train_and_save(
         version=new_version(kind),
         class_prior=class_prior(train_set.truth, train_config.class_weight_power),
     )
-    path = save_checkpoint(out, model, metadata)
+    try:
+        path = save_checkpoint(out, model, metadata)
+    except OSError as exc:
+        raise CheckpointError(f"cannot save the checkpoint to {out}: {exc.strerror or exc}") from exc
     logger.info("saved %s to %s (temperature %.3f, metrics %s)", metadata.version, path, temperature, metrics)
     return TrainedModel(path=path, metadata=metadata, result=result)

@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from core.metrics import IntArray
 
 
+class PlotError(Exception):
+    """The plot cannot be written where asked; the message names the problem."""
+
+
+def _supported_formats() -> dict[str, str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return dict(FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> str:
+    """Fail early, before any slow work, if ``path`` cannot take the plot; returns the image format."""
+    target = Path(path)
+    image_format = target.suffix.removeprefix(".").lower()
+    formats = _supported_formats()
+    if image_format not in formats:
+        given = f"unsupported format {image_format!r}" if image_format else "no file extension"
+        raise PlotError(f"cannot write a plot to {target}: {given}; use one of .{', .'.join(sorted(formats))}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise PlotError(f"cannot write a plot to {target}: folder {folder} does not exist")
+    if target.is_dir():
+        raise PlotError(f"cannot write a plot to {target}: it is a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PlotError(f"cannot write a plot to {target}: folder {folder} is not writable")
+    return image_format
+
+
 def save_confusion_plot(confusion: IntArray, labels: Sequence[str], path: str | os.PathLike[str]) -> None:
-    """Write a row-normalized confusion matrix (rows: truth, columns: prediction) as an image."""
+    """Write a row-normalized confusion matrix (rows: truth, columns: prediction) as an image.
+
+    The image is written to a temporary file beside ``path`` and moved into place, so a
+    reader never sees half an image. Raises ``PlotError`` when it cannot be written.
+    """
+    image_format = check_plot_path(path)
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
@@ -33,5 +68,17 @@ def save_confusion_plot(confusion: IntArray, labels: Sequence[str], path: str | 
                 axes.text(col, row, str(confusion[row, col]), ha="center", va="center", fontsize=7, color=colour)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    target = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        figure.savefig(tmp_name, format=image_format)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates files 0600; an image is meant to be shared
+        os.replace(tmp_name, target)
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. .pgf without LaTeX
+        raise PlotError(f"cannot write a plot to {target}: {exc}") from exc
+    finally:
+        plt.close(figure)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)  # already moved into place unless something failed

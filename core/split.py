@@ -6,7 +6,7 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from core.data import Dataset, Example
+from core.data import Dataset, DatasetError, Example
 
 DEFAULT_SPLIT_SEED = 20240611
 
@@ -35,11 +35,21 @@ def _order_key(seed: int, name_key: str) -> str:
     return hashlib.sha256(f"{seed}:{name_key}".encode()).hexdigest()
 
 
+def smallest_stratum(config: SplitConfig) -> int:
+    """The fewest names a language needs to put at least one in every part that ``config`` holds out."""
+    fractions = [f for f in (config.validation_fraction, config.test_fraction) if f > 0]
+    size = max(1, int(0.5 / min(fractions))) if fractions else 1  # a lower bound: n * f <= 0.5 rounds to 0
+    while any(round(size * f) < 1 for f in fractions):
+        size += 1
+    return size
+
+
 def split_dataset(dataset: Dataset, config: SplitConfig | None = None) -> Split:
     """Split names 80/10/10, stratified by each name's rarest language.
 
     Examples are already unique by name, so the parts are name-disjoint; stratifying
     by the rarest language keeps small classes (Vietnamese, Portuguese) in every part.
+    Raises ``DatasetError`` when the dataset is too small for a part to get any name.
     """
     config = config or SplitConfig()
     class_sizes = Counter(lang for ex in dataset.examples for lang in ex.languages)
@@ -57,6 +67,13 @@ def split_dataset(dataset: Dataset, config: SplitConfig | None = None) -> Split:
         test.extend(members[:n_test])
         validation.extend(members[n_test : n_test + n_validation])
         train.extend(members[n_test + n_validation :])
+    held_out = {"validation": (validation, config.validation_fraction), "test": (test, config.test_fraction)}
+    empty = [name for name, (part, fraction) in held_out.items() if fraction > 0 and not part]
+    if empty:
+        raise DatasetError(
+            f"the dataset is too small to split: its {len(dataset.examples)} names leave the {' and '.join(empty)} "
+            f"split{'s' if len(empty) > 1 else ''} empty; give each language at least {smallest_stratum(config)} names"
+        )
     return Split(
         train=tuple(sorted(train, key=lambda ex: ex.key)),
         validation=tuple(sorted(validation, key=lambda ex: ex.key)),

@@ -20,6 +20,8 @@ _LETTER = re.compile(r"[A-Za-z]")
 # Most inputs are one plain ASCII word; they need no transliteration or cleaning.
 _PLAIN_SURNAME = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
 _REPEATED_PUNCTUATION = re.compile(r"([' -])[' -]+")
+# Python decodes bytes that are not UTF-8 (in argv, or stdin read with "surrogateescape") to lone surrogates.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 # Lower-case particles that belong to the surname that follows them ("Ludwig van Beethoven").
 SURNAME_PARTICLES = frozenset(
@@ -32,6 +34,11 @@ SURNAME_PARTICLES = frozenset(
 
 class InvalidNameError(ValueError):
     """The input cannot be classified as a surname; the message says why."""
+
+
+def displayable(text: str) -> str:
+    """``text`` safe to print or encode as UTF-8: each lone surrogate (an undecodable byte) becomes U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def to_ascii(text: str) -> str:
@@ -62,13 +69,15 @@ def parse_query(raw: str) -> SurnameQuery:
 
     A full name ("Fyodor Dostoevsky") uses its last word, together with any
     lower-case particles before it ("Maria de la Cruz" → "de la Cruz").
-    Raises ``InvalidNameError`` for empty, over-long or letterless input.
+    Raises ``InvalidNameError`` for empty, over-long, undecodable or letterless input.
     """
     stripped = raw.strip()
     if not stripped:
         raise InvalidNameError("empty input: send a surname such as 'Nakamura'")
     if len(stripped) > MAX_INPUT_CHARS:
         raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
+    if _SURROGATES.search(stripped):
+        raise InvalidNameError("not valid UTF-8: the input holds bytes that are not text")
     if _PLAIN_SURNAME.fullmatch(stripped):
         return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
     cleaned = clean_surname(stripped)

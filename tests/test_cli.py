@@ -1,7 +1,11 @@
 """The ``nameorigin`` command line, driven through ``main`` as a user would run it."""
 
+import errno
 import io
 import json
+import os
+import re
+import select
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,6 +15,7 @@ import pytest
 
 from core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from core.cli import main
+from core.cli.predict_cmd import chunks_as_they_arrive
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +160,99 @@ def test_train_rejects_bad_settings(tiny_data_dir: Path, capsys: pytest.CaptureF
     assert "at least 1" in capsys.readouterr().err
 
 
+def _no_training(*args: object, **kwargs: object) -> None:
+    raise AssertionError("training started although the command was bound to fail")
+
+
+def test_train_checks_where_it_saves_before_training(
+    tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.pipeline.train_model", _no_training)
+    (tmp_path / "afile").write_text("keep me\n")
+    train = ["train", "--dry-run", "--data-dir", str(tiny_data_dir), "--out"]
+    assert main([*train, str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    assert main([*train, str(tmp_path / "afile" / "sub" / "gru.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "afile is not a folder" in err and err.count("\n") == 1
+    assert (tmp_path / "afile").read_text() == "keep me\n"
+
+
+def test_train_reports_a_failed_save_in_one_line(
+    tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("core.pipeline.save_checkpoint", full_disk)
+    out = tmp_path / "gru.safetensors"
+    assert main(["train", "--dry-run", "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 2
+    assert "cannot save the checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("threads", ["0", "-1", "two"])
+def test_train_rejects_a_thread_count_below_one(
+    threads: str, tiny_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--dry-run", "--threads", threads, "--data-dir", str(tiny_data_dir)])
+    assert exited.value.code == 2
+    assert "argument --threads:" in capsys.readouterr().err
+
+
+def test_train_and_eval_reject_a_dataset_too_small_to_split(
+    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import write_dataset
+
+    small = str(write_dataset(tmp_path / "small", per_language=4))
+    out = tmp_path / "gru.safetensors"
+    assert main(["train", "--dry-run", "--data-dir", small, "--out", str(out)]) == 2
+    assert "too small to split" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint[1]), "--data-dir", small]) == 2
+    assert "at least 6 names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [("nowhere/c.png", "folder .*nowhere does not exist"), ("c.txt", "unsupported format 'txt'"), ("c", "no file")],
+)
+def test_eval_checks_the_plot_path_before_evaluating(
+    plot: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.cli.eval_cmd.evaluate_examples", _no_training)
+    assert main(["eval", "--data-dir", str(tmp_path / "unused"), "--plot", str(tmp_path / plot)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert re.search(message, captured.err) and captured.err.count("\n") == 1
+
+
+def test_eval_plot_that_fails_to_save_keeps_the_old_image(
+    tiny_checkpoint: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import matplotlib.figure
+
+    def half_written(figure: object, path: str, **kwargs: object) -> None:
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_written)
+    data_dir, checkpoint = tiny_checkpoint
+    plot = tmp_path / "confusion.png"
+    plot.write_bytes(b"old image")
+    assert (
+        main(["eval", "--json", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--plot", str(plot)]) == 2
+    )
+    assert "No space left on device" in capsys.readouterr().err
+    assert plot.read_bytes() == b"old image"
+    assert [p.name for p in tmp_path.iterdir()] == ["confusion.png"]
+
+
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     names = tmp_path / "names.txt"
     names.write_text("Smith\nNakamura\n" * 20_000)  # far more output than a pipe buffers
@@ -167,3 +265,46 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
         process.stdout.close()  # like `| head -1`
         assert process.wait(timeout=60) == 141
         assert process.stderr.read() == b""
+
+
+def test_stdin_chunks_rejoin_lines_and_characters_split_between_reads() -> None:
+    reads = iter([b"Sm", b"ith\r\nDvo\xc5", b"\x99\xc3\xa1k\nBad\xff\n", b"\n", b"Last", b""])
+    chunks = list(chunks_as_they_arrive(lambda: next(reads), size=2))
+    assert chunks == [["Smith"], ["Dvořák", "Bad\udcff"], [""], ["Last"]]
+    big = iter([b"a\n" * 5, b""])
+    assert list(chunks_as_they_arrive(lambda: next(big), size=2)) == [["a", "a"], ["a", "a"], ["a"]]
+
+
+def test_predict_answers_each_line_as_it_arrives(tmp_path: Path) -> None:
+    """A program that writes one name and waits for its answer must get it before it closes stdin."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "predict", "--json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for name in ("Smith", "Nakamura"):
+            process.stdin.write(f"{name}\n".encode())
+            process.stdin.flush()
+            ready, _, _ = select.select([process.stdout], [], [], 30)
+            assert ready, f"no answer for {name} while stdin stays open"
+            answer = json.loads(process.stdout.readline())
+            assert answer["name"] == name
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+
+
+def test_predict_json_stays_valid_utf8_on_bytes_that_are_not(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # the strictest decoding Python may be given
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "predict", "--json"],
+        input=b"Smith\xff\nKim\n\xc3\n", capture_output=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    lines = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert [line["name"] for line in lines] == ["Smith\ufffd", "Kim", "\ufffd"]
+    assert "not valid UTF-8" in lines[0]["error"] and "not valid UTF-8" in lines[2]["error"]
+    assert lines[1]["predictions"][0]["language"] == "Korean"

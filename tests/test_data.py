@@ -62,6 +62,20 @@ def test_empty_file_is_an_error(tiny_data_dir: Path) -> None:
         load_dataset(tiny_data_dir)
 
 
+def test_a_folder_named_like_a_language_file_is_an_error(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Greek.txt").unlink()
+    (tiny_data_dir / "Greek.txt").mkdir()
+    with pytest.raises(DatasetError, match="Greek.txt: is a folder"):
+        load_dataset(tiny_data_dir)
+
+
+def test_a_broken_link_is_an_error(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Greek.txt").unlink()
+    (tiny_data_dir / "Greek.txt").symlink_to(tiny_data_dir / "gone.txt")
+    with pytest.raises(DatasetError, match="Greek.txt: is a broken symbolic link"):
+        load_dataset(tiny_data_dir)
+
+
 def test_data_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NAMES_DATA_DIR", str(tmp_path))
     assert resolve_data_dir() == tmp_path

@@ -33,14 +33,24 @@ def zip_of(folder: Path, prefix: str = "data/names/") -> bytes:
 
 
 class StaticServer:
-    """A loopback HTTP server that answers every GET with ``body``."""
+    """A loopback HTTP server that answers every GET with ``body``, or a chunk of it cut off mid-way."""
 
     def __init__(self) -> None:
         self.body = b""
+        self.cut_chunk_at: int | None = None
+        self.requests = 0
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+                owner.requests += 1
+                if owner.cut_chunk_at is not None:
+                    # Announce the whole body as one chunk, send part of it, and hang up.
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(f"{len(owner.body):x}\r\n".encode() + owner.body[: owner.cut_chunk_at])
+                    return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(owner.body)))
                 self.end_headers()
@@ -90,3 +100,26 @@ def test_offline_is_a_clear_error(tmp_path: Path) -> None:
     # Port 9 (discard) on loopback is closed here, as the internet is for an offline user.
     with pytest.raises(DownloadError, match="could not download .*copy the 18"):
         download_dataset(tmp_path / "downloaded", url="http://127.0.0.1:9/data.zip", timeout=5)
+
+
+def test_a_cut_off_download_is_a_clear_error(tiny_data_dir: Path, archive_server: StaticServer, tmp_path: Path) -> None:
+    archive_server.body = zip_of(tiny_data_dir)
+    archive_server.cut_chunk_at = 100
+    with pytest.raises(DownloadError, match="could not download .*broke off.*IncompleteRead"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url, timeout=5)
+    assert not (tmp_path / "downloaded").exists()
+
+
+def test_a_target_under_a_file_fails_before_downloading(archive_server: StaticServer, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("keep me\n")
+    with pytest.raises(DownloadError, match="afile is not a folder"):
+        download_dataset(tmp_path / "afile" / "names", url=archive_server.url)
+    assert (tmp_path / "afile").read_text() == "keep me\n"
+    assert archive_server.requests == 0
+
+
+def test_a_language_folder_in_the_target_fails_before_downloading(archive_server: StaticServer, tmp_path: Path) -> None:
+    (tmp_path / "names" / "Greek.txt").mkdir(parents=True)
+    with pytest.raises(DownloadError, match="Greek.txt is a folder"):
+        download_dataset(tmp_path / "names", url=archive_server.url)
+    assert archive_server.requests == 0

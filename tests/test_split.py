@@ -1,7 +1,10 @@
 from pathlib import Path
 
-from core.data import load_dataset
+import pytest
+
+from core.data import DatasetError, load_dataset
 from core.split import SplitConfig, split_dataset
+from tests.conftest import write_dataset
 
 
 def test_split_is_name_disjoint_stratified_and_fixed(real_data_dir: Path) -> None:
@@ -20,3 +23,10 @@ def test_split_is_name_disjoint_stratified_and_fixed(real_data_dir: Path) -> Non
 def test_tiny_split_sizes(tiny_data_dir: Path) -> None:
     split = split_dataset(load_dataset(tiny_data_dir))
     assert (len(split.train), len(split.validation), len(split.test)) == (18 * 24, 18 * 3, 18 * 3)
+
+
+def test_too_small_a_dataset_says_how_many_names_it_needs(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="too small to split.*validation and test splits empty.*at least 6 names"):
+        split_dataset(load_dataset(write_dataset(tmp_path / "four", per_language=4)))
+    split = split_dataset(load_dataset(write_dataset(tmp_path / "six", per_language=6)))
+    assert (len(split.train), len(split.validation), len(split.test)) == (18 * 4, 18, 18)

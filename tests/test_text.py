@@ -1,6 +1,6 @@
 import pytest
 
-from core.text import InvalidNameError, clean_surname, parse_query
+from core.text import InvalidNameError, clean_surname, displayable, parse_query
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,7 @@ def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: b
         ("🙂🙂", "no letters"),
         ("x" * 65, "too long"),
         ("'--'", "no letters"),
+        ("Smith\udcff", "not valid UTF-8"),  # how Python decodes the byte 0xff of a non-UTF-8 input
     ],  # fmt: skip
 )
 def test_parse_query_rejects_bad_input(raw: str, reason: str) -> None:
@@ -46,3 +47,8 @@ def test_clean_surname_keeps_only_name_characters() -> None:
     assert clean_surname("Maxa/B") == "MaxaB"
     assert clean_surname("<b>Smith</b>") == "bSmithb"
     assert clean_surname("Lévêque ") == "Leveque"
+
+
+def test_displayable_replaces_undecodable_bytes_only() -> None:
+    assert displayable("Sm\udcffith Ørsted") == "Sm\ufffdith Ørsted"
+    assert displayable("Sm\udcffith").encode("utf-8") == "Sm\ufffdith".encode()

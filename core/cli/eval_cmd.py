@@ -6,12 +6,15 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
 from core.calibration import Prior
 from core.checkpoint import load_checkpoint
 from core.cli.common import (
+    CommandError,
     Subparsers,
     add_device_option,
     add_model_options,
@@ -23,7 +26,7 @@ from core.cli.common import (
 from core.data import Dataset, load_dataset
 from core.metrics import Metrics
 from core.pipeline import evaluate_examples
-from core.plots import save_confusion_plot
+from core.plots import PlotError, check_plot_path, save_confusion_plot
 from core.predict import shipped_checkpoint_path
 from core.split import SplitConfig, split_dataset
 
@@ -99,9 +102,21 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
 
 
+@contextmanager
+def plot_errors() -> Iterator[None]:
+    """Turn ``PlotError`` into the CLI's one-line error."""
+    try:
+        yield
+    except PlotError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report; optionally write the confusion plot."""
     device = device_from(args)
+    if args.plot:
+        with plot_errors():
+            check_plot_path(args.plot)  # before the slow part, so a bad path costs nothing
     with user_errors():
         checkpoint = load_checkpoint(args.checkpoint or shipped_checkpoint_path(args.model), device)
         checkpoint.metadata.logit_shift(args.prior)  # fail before the slow part if the prior is unavailable
@@ -109,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     metadata = checkpoint.metadata
     if metadata.dataset_sha256 != dataset.sha256:
         logger.warning("the dataset differs from the one this model was trained on; the test split may differ")
-    split = split_dataset(dataset, SplitConfig(seed=metadata.split_seed))
+    with user_errors():
+        split = split_dataset(dataset, SplitConfig(seed=metadata.split_seed))
     metrics = evaluate_examples(checkpoint, split.test, device, args.prior)
     sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
     report = build_report(dataset, metrics, metadata.version, sizes, args.prior)
@@ -120,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
             print_report(report)
         sys.stdout.flush()
     if args.plot:
-        save_confusion_plot(metrics.confusion, dataset.labels, args.plot)
+        with plot_errors():
+            save_confusion_plot(metrics.confusion, dataset.labels, args.plot)
         if not args.json:
             print(f"\nconfusion matrix written to {args.plot}")
     return 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import json
+import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from core.cli.common import (
     CommandError,
@@ -18,9 +21,11 @@ from core.cli.common import (
     user_errors,
 )
 from core.predict import Guess, Predictor, Rejected
+from core.text import displayable
 
 # Lines are classified in chunks so stdin of any length streams with bounded memory.
 CHUNK = 512
+READ_BYTES = 1 << 16
 
 
 def register(commands: Subparsers) -> None:
@@ -47,7 +52,7 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
 def to_json(result: Guess | Rejected) -> str:
     """The documented JSON line for one result."""
     if isinstance(result, Rejected):
-        return json.dumps({"name": result.raw, "error": result.reason}, ensure_ascii=False)
+        return json.dumps({"name": displayable(result.raw), "error": result.reason}, ensure_ascii=False)
     predictions = [{"language": g.language, "probability": round(g.probability, 4)} for g in result.predictions]
     payload = {"name": result.query.raw, "normalized": result.query.surname, "predictions": predictions}
     return json.dumps(payload, ensure_ascii=False)
@@ -56,7 +61,7 @@ def to_json(result: Guess | Rejected) -> str:
 def to_text(result: Guess | Rejected) -> str:
     """A human-readable line for one result."""
     if isinstance(result, Rejected):
-        return f"{result.raw!r}: error: {result.reason}"
+        return f"{displayable(result.raw)!r}: error: {result.reason}"
     ranked = ", ".join(f"{g.language} {g.probability:.1%}" for g in result.predictions)
     label = result.query.raw.strip()
     if result.query.from_full_name or result.query.surname != label:
@@ -65,15 +70,48 @@ def to_text(result: Guess | Rejected) -> str:
     return f"{label}: {ranked}{note}"
 
 
-def _chunks(lines: Iterable[str]) -> Iterator[list[str]]:
+def _chunks(lines: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
     chunk: list[str] = []
     for line in lines:
         chunk.append(line.rstrip("\r\n"))
-        if len(chunk) == CHUNK:
+        if len(chunk) == size:
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+
+
+def stdin_chunks() -> Iterator[list[str]]:
+    """stdin's lines, read as UTF-8, in chunks of whatever has arrived (see ``chunks_as_they_arrive``)."""
+    try:
+        descriptor = sys.stdin.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # stdin replaced by an in-memory stream
+        yield from _chunks(sys.stdin)
+        return
+    yield from chunks_as_they_arrive(lambda: os.read(descriptor, READ_BYTES))
+
+
+def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Iterator[list[str]]:
+    """The lines that ``read`` returns (``b""`` at the end), in chunks of at most ``size``.
+
+    A read from a pipe or terminal returns what has arrived, without waiting for more: a long file
+    still comes in full chunks, yet a name typed at a terminal, or written by a program that waits
+    for each answer, is answered at once. Bytes that are not UTF-8 become lone surrogates, which
+    ``parse_query`` rejects with a clear error; a line split between reads is put back together.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    partial = ""
+    while True:
+        data = read()
+        lines = (partial + decoder.decode(data, final=not data)).split("\n")
+        partial = lines.pop()  # the text after the last line end: a line still arriving
+        if not data and partial:
+            lines.append(partial)  # the last line had no line end
+        lines = [line.removesuffix("\r") for line in lines]
+        for start in range(0, len(lines), size):
+            yield lines[start : start + size]
+        if not data:
+            return
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,10 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= len(predictor.labels):
         raise CommandError(f"--top-k must be between 1 and {len(predictor.labels)}")
     render = to_json if args.json else to_text
-    source: Iterable[str] = args.names if args.names else sys.stdin
+    chunks = _chunks(args.names) if args.names else stdin_chunks()
     with stdout_to_a_reader_that_may_leave():
-        for chunk in _chunks(source):
+        for chunk in chunks:
             for result in predictor.predict_many(chunk, args.top_k):
                 print(render(result), flush=False)
-        sys.stdout.flush()
+            sys.stdout.flush()  # a reader waiting for these answers gets them now
     return 0

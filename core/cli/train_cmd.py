@@ -17,6 +17,17 @@ from core.train import SELECTION_METRICS, TrainConfig
 DEFAULT_MODEL_DIR = Path("data/models")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def register(commands: Subparsers) -> None:
     """Add the ``train`` command."""
     defaults = TrainConfig()
@@ -45,7 +56,7 @@ def register(commands: Subparsers) -> None:
         help="epochs without improvement before stopping (%(default)s)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--dry-run", action="store_true", help="smoke test: one epoch of a tiny model")
     add_device_option(parser)
     parser.set_defaults(handler=run)
