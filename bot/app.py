@@ -88,12 +88,13 @@ def outgoing_limiter(messages_per_second: float, max_retries: int = 3) -> Retryi
 def load_predictors(settings: Settings) -> Predictors:
     """The starting GRU (``MODEL_DIR/gru.safetensors`` when present, else the shipped one) and the shipped RNN.
 
-    Once the bot starts, the database's live version replaces the GRU if it differs.
+    Once the bot starts, the database's live version replaces the GRU if it differs. Raises
+    ``CheckpointError`` when a checkpoint cannot load or cannot answer under ``PREDICTION_PRIOR``.
     """
-    threshold = settings.uncertain_below
+    threshold, prior = settings.uncertain_below, settings.prediction_prior
     initial = model_store.resolve(settings.model_dir, model_store.initial_checkpoint(settings.model_dir))
-    gru = Predictor.from_path(initial, uncertain_below=threshold)
-    rnn = Predictor.shipped("rnn", uncertain_below=threshold)
+    gru = Predictor.from_path(initial, uncertain_below=threshold, prior=prior)
+    rnn = Predictor.shipped("rnn", uncertain_below=threshold, prior=prior)
     logger.info("live model %s", gru.version)
     return Predictors(gru=gru, rnn=rnn)
 
@@ -110,7 +111,11 @@ def build_application(
     service = GuessService(predictors=predictors, sessions=sessions)
     handlers = Handlers(service, UserRateLimiter(settings.guesses_per_minute))
     live = LiveModel(
-        predictors=predictors, sessions=sessions, model_dir=settings.model_dir, uncertain_below=settings.uncertain_below
+        predictors=predictors,
+        sessions=sessions,
+        model_dir=settings.model_dir,
+        uncertain_below=settings.uncertain_below,
+        prior=settings.prediction_prior,
     )
     runner = FinetuneRunner(settings, live, sessions)
     admin = AdminHandlers(runner=runner, live=live, admin_ids=settings.bot_admin_ids)

@@ -66,9 +66,13 @@ def run_serve(args: argparse.Namespace) -> int:
     """Migrate the database, then run the bot until interrupted."""
     from bot.config import Settings
     from bot.server import run
+    from core.checkpoint import CheckpointError
 
     settings = _settings(Settings)
-    run(settings)
+    try:
+        run(settings)
+    except CheckpointError as exc:  # a model that cannot load, or cannot answer under PREDICTION_PRIOR
+        raise CommandError(f"cannot start the bot: {exc}") from exc
     return 0
 
 

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.cron import crontab_trigger
+from core.calibration import Prior
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -76,6 +77,11 @@ class Settings(FinetuneSettings):
         30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
     )
     uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
+    prediction_prior: Prior = Field(
+        "dataset",
+        description="how common each language is taken to be before reading a name: 'dataset' keeps the training "
+        "data's proportions (about half Russian), 'uniform' makes all 18 equal (better for names from elsewhere)",
+    )
     finetune_cron: str = Field("0 3 * * *", description="crontab schedule (UTC) of fine-tune runs; empty disables")
     model_refresh_seconds: float = Field(
         30.0, gt=0.0, description="how often the bot checks the database for a newly live model"

@@ -13,6 +13,7 @@ from bot import model_store
 from bot.db import versions
 from bot.db.versions import VersionRecord
 from bot.service import Predictors
+from core.calibration import Prior
 from core.checkpoint import CheckpointError
 from core.predict import Predictor
 
@@ -47,11 +48,13 @@ class LiveModel:
         sessions: async_sessionmaker[AsyncSession],
         model_dir: Path,
         uncertain_below: float,
+        prior: Prior = "dataset",
     ) -> None:
         self._predictors = predictors
         self._sessions = sessions
         self._model_dir = model_dir
         self._uncertain_below = uncertain_below
+        self._prior = prior
         self._swap_lock = asyncio.Lock()
         self._unloadable: set[str] = set()  # versions already reported as failing to load
 
@@ -63,7 +66,7 @@ class LiveModel:
     async def _load(self, record: VersionRecord) -> Predictor:
         assert record.checkpoint_path is not None
         path = model_store.resolve(self._model_dir, record.checkpoint_path)
-        predictor = await asyncio.to_thread(Predictor.from_path, path, None, self._uncertain_below)
+        predictor = await asyncio.to_thread(Predictor.from_path, path, None, self._uncertain_below, self._prior)
         if predictor.version != record.version:  # the file was replaced behind the database's back
             raise CheckpointError(f"{path} holds version {predictor.version}, not {record.version}")
         return predictor

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import model_store
+from bot.app import load_predictors
+from bot.config import Settings, load_settings
 from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
 from bot.live_model import LiveModel, RollbackRefused, RolledBack
@@ -103,3 +108,39 @@ async def test_a_checkpoint_that_does_not_match_its_row_is_not_served(
     async with sessions.begin() as session:
         assert await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
     assert await live.sync() == shipped.version  # refuses the mismatched file and keeps answering
+
+
+async def test_a_uniform_prediction_prior_holds_for_the_starting_and_every_swapped_in_model(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "models"
+    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=model_dir, prediction_prior="uniform")
+    predictors = load_predictors(settings)
+    assert (predictors.gru.prior, predictors.rnn.prior) == ("uniform", "uniform")
+    # Dutch is 1.7% of the training names: the dataset's prior calls Jansen English, a uniform one Dutch.
+    assert predictors.gru.predict("Jansen").predictions[0].language == "Dutch"
+    assert Predictor.shipped("gru").predict("Jansen").predictions[0].language == "English"
+    live = LiveModel(
+        predictors=predictors, sessions=sessions, model_dir=model_dir, uncertain_below=0.5, prior="uniform"
+    )
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
+    assert await live.sync() == "gru-trained-1"
+    assert predictors.gru.prior == "uniform"
+
+
+def test_serve_refuses_a_prior_its_model_cannot_apply_in_one_line(tmp_path: Path) -> None:
+    model_dir = tmp_path / "models"
+    shipped = load_checkpoint(shipped_checkpoint_path("gru"))
+    older = replace(shipped.metadata, version="gru-before-priors", class_prior=None)
+    save_checkpoint(model_dir / "gru.safetensors", shipped.model, older)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_URL", "BOT_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_BASE_URL="http://127.0.0.1:9/bot", MODEL_DIR=str(model_dir),
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", PREDICTION_PRIOR="uniform",
+    )  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot start the bot" in result.stderr and "gru-before-priors" in result.stderr
+    assert "Traceback" not in result.stderr
