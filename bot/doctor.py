@@ -79,6 +79,8 @@ def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
     path = model_store.resolve(settings.model_dir, stored)
     try:
         metadata = load_checkpoint(path).metadata
+        if isinstance(settings, Settings):
+            metadata.logit_shift(settings.prediction_prior)  # `serve` refuses a model that cannot apply it
     except CheckpointError as exc:
         return Finding(Status.PROBLEM, "model", str(exc))
     accuracy = metadata.metrics.get("test", {}).get("accuracy")

@@ -54,6 +54,7 @@ def _copy_atomically(source: Path, target: Path) -> None:
             shutil.copyfileobj(original, copy)
             copy.flush()
             os.fsync(copy.fileno())  # on disk before the rename makes it visible
+        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; save_checkpoint's files are readable by all
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)

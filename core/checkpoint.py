@@ -194,11 +194,12 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ch
 
 
 def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
-    """Read only the metadata of a checkpoint, without loading weights."""
+    """Read only the metadata of a checkpoint, without loading weights; a file cut short is an error."""
     source = _existing_file(path)
     try:
         with source.open("rb") as stream:
             header = _read_header(source, stream)
+            _check_complete(source, header, data_start=stream.tell(), file_size=os.fstat(stream.fileno()).st_size)
     except OSError as exc:
         raise CheckpointError(f"checkpoint {source} cannot be read: {exc}") from exc
     return _metadata(source, header)
@@ -257,6 +258,25 @@ def _read_header(source: Path, stream: BinaryIO) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise CheckpointError(f"checkpoint {source} is corrupt or not a safetensors file: unreadable header")
     return header
+
+
+def _check_complete(source: Path, header: dict[str, Any], data_start: int, file_size: int) -> None:
+    """Fail unless the file holds exactly the tensor data its header describes.
+
+    A copy still in progress has a whole header but not all its data: its metadata alone
+    would look fine, and a bot adopting it would register a model that cannot load.
+    """
+    try:
+        data_end = max(
+            (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"), default=0
+        )
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise CheckpointError(f"checkpoint {source} is corrupt: unreadable tensor offsets ({exc!r})") from exc
+    if data_start + data_end != file_size:
+        raise CheckpointError(
+            f"checkpoint {source} is truncated or corrupt: its header describes "
+            f"{data_start + data_end} bytes, the file holds {file_size}"
+        )
 
 
 def _metadata(source: Path, header: dict[str, Any]) -> CheckpointMetadata:

@@ -64,9 +64,16 @@ def test_truncated_file_is_rejected(tmp_path: Path) -> None:
     vocabulary = Vocabulary.from_names(["ab"])
     config = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, embedding_dim=2)
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(config), metadata_for(config, vocabulary))
-    path.write_bytes(path.read_bytes()[:-40])
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-40])
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(path)
+    # A copy still in progress: the header is whole, so only the size gives it away.
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_metadata(path)
+    path.write_bytes(whole + b"\0")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_metadata(path)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x00" * 64])

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bot.db import migrate
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.predict import shipped_checkpoint_path
 
 
 def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +58,15 @@ def test_a_complete_setup_passes_and_an_unreachable_database_is_named(tmp_path: 
     assert broken.returncode == 1
     [line] = [line for line in broken.stdout.splitlines() if line.startswith("✗")]
     assert line.startswith("✗ database: cannot connect to postgresql+asyncpg://bot:***@127.0.0.1:1/bot")
+
+
+def test_a_model_that_cannot_apply_the_configured_prior_is_a_problem(tmp_path: Path) -> None:
+    shipped = load_checkpoint(shipped_checkpoint_path("gru"))
+    older = replace(shipped.metadata, version="gru-before-priors", class_prior=None)
+    save_checkpoint(tmp_path / "models" / "gru.safetensors", shipped.model, older)
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "MODEL_DIR": str(tmp_path / "models")}
+    lines = doctor(tmp_path, **env, PREDICTION_PRIOR="uniform").stdout.splitlines()
+    [model] = [line for line in lines if " model: " in line]
+    assert model.startswith("✗ model: model gru-before-priors does not record its training class prior")
+    lines = doctor(tmp_path, **env, PREDICTION_PRIOR="dataset").stdout.splitlines()
+    assert any(line.startswith("✓ model: gru-before-priors loads") for line in lines)

@@ -20,7 +20,7 @@ from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
 from bot.live_model import LiveModel, RollbackRefused, RolledBack
 from bot.service import Predictors
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.predict import Predictor, shipped_checkpoint_path
 
 
@@ -59,6 +59,24 @@ async def test_a_newly_trained_model_in_model_dir_is_adopted_and_copied(
     # Overwriting gru.safetensors later does not change what the recorded version points at.
     trained_copy(model_dir / "gru.safetensors", "gru-trained-2")
     assert (await model_store.live_record(sessions, model_dir)).version == "gru-trained-2"
+    assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
+    assert (model_dir / "versions/gru-trained-1.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+async def test_a_trained_model_still_being_copied_is_not_adopted(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir)
+    whole = trained_copy(tmp_path / "whole.safetensors", "gru-trained-1").read_bytes()
+    model_dir.mkdir()
+    (model_dir / "gru.safetensors").write_bytes(whole[: len(whole) // 2])  # `cp` half done
+    with pytest.raises(CheckpointError, match="truncated"):
+        await model_store.live_record(sessions, model_dir)
+    async with sessions() as session:
+        assert [r.version for r in await versions.list_versions(session=session, limit=10)] == [shipped.version]
+    (model_dir / "gru.safetensors").write_bytes(whole)
+    assert (await model_store.live_record(sessions, model_dir)).version == "gru-trained-1"
     assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
 
 
