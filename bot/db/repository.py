@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Executable, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Correction, Guess, utcnow
@@ -57,31 +57,28 @@ async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:
 async def upsert_correction(*, session: AsyncSession, guess: Guess, user_id: int, language: str) -> Correction:
     """Record ``user_id``'s verdict on ``guess``; pressing again updates the same row.
 
-    Two presses can race (a double click, two devices): when the other one inserts first, the unique
-    constraint stops this insert, which becomes an update of that row instead of an error.
+    One ``INSERT ... ON CONFLICT DO UPDATE``: two presses racing (a double click, two devices) both
+    succeed, the later one winning, inside the caller's transaction on either backend.
     """
-    confirmed = language == guess.top_language
-    existing = await _correction(session=session, guess_id=guess.id, user_id=user_id)
-    if existing is None:
-        correction = Correction(guess_id=guess.id, user_id=user_id, language=language, confirmed=confirmed)
-        try:
-            async with session.begin_nested():  # a savepoint: a lost race rolls back only this insert
-                session.add(correction)
-            return correction
-        except IntegrityError:
-            existing = await _correction(session=session, guess_id=guess.id, user_id=user_id)
-            if existing is None:  # the constraint that failed was another one
-                raise
-    existing.language = language
-    existing.confirmed = confirmed
-    existing.updated_at = utcnow()
-    return existing
-
-
-async def _correction(*, session: AsyncSession, guess_id: int, user_id: int) -> Correction | None:
-    return await session.scalar(
-        select(Correction).where(Correction.guess_id == guess_id, Correction.user_id == user_id)
+    values = {"language": language, "confirmed": language == guess.top_language}
+    row = {"guess_id": guess.id, "user_id": user_id, **values, "created_at": utcnow()}
+    key, changes = [Correction.guess_id, Correction.user_id], {**values, "updated_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    statement: Executable
+    if dialect == "postgresql":
+        statement = postgresql.insert(Correction).values(row).on_conflict_do_update(index_elements=key, set_=changes)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Correction).values(row).on_conflict_do_update(index_elements=key, set_=changes)
+    else:
+        raise RuntimeError(f"no upsert for the {dialect} dialect")
+    await session.execute(statement)
+    correction = await session.scalar(
+        select(Correction)
+        .where(Correction.guess_id == guess.id, Correction.user_id == user_id)
+        .execution_options(populate_existing=True)
     )
+    assert correction is not None  # written just above, in this transaction
+    return correction
 
 
 @dataclass(frozen=True)
