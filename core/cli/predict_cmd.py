@@ -100,13 +100,17 @@ def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Itera
     ``parse_query`` rejects with a clear error; a line split between reads is put back together.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
-    partial = ""
+    pieces: list[str] = []  # a line still arriving; joined only once it ends, so a huge line costs linear time
     while True:
         data = read()
-        lines = (partial + decoder.decode(data, final=not data)).split("\n")
-        partial = lines.pop()  # the text after the last line end: a line still arriving
-        if not data and partial:
-            lines.append(partial)  # the last line had no line end
+        text = decoder.decode(data, final=not data)
+        if data and "\n" not in text:
+            pieces.append(text)
+            continue
+        lines = "".join([*pieces, text]).split("\n")
+        pieces = [lines.pop()]  # the text after the last line end
+        if not data and pieces[0]:
+            lines.append(pieces[0])  # the last line had no line end
         lines = [line.removesuffix("\r") for line in lines]
         for start in range(0, len(lines), size):
             yield lines[start : start + size]
