@@ -13,7 +13,7 @@ from datetime import tzinfo
 from apscheduler.triggers.cron import CronTrigger
 
 CRONTAB_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: index = number
-_DAY = r"[0-7]|[a-z]{3}"
+_DAY = r"[0-9]+|[a-z]{3}"
 _PART = re.compile(rf"(?P<start>\*|{_DAY})(?:-(?P<end>{_DAY}))?(?:/(?P<step>[1-9][0-9]*))?")
 
 
@@ -23,8 +23,9 @@ def crontab_trigger(expression: str, timezone: tzinfo) -> CronTrigger:
     if len(fields) != 5:
         raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
     day_of_month, weekday = fields[2], fields[4]
-    if day_of_month not in ("*", "?") and weekday not in ("*", "?"):
+    if not day_of_month.startswith(("*", "?")) and not weekday.startswith(("*", "?")):
         # crontab runs when either matches, APScheduler only when both do: refuse rather than guess.
+        # (A field starting with "*", such as "*/2", makes crontab require both too, as APScheduler does.)
         raise ValueError("restrict the day of the month or the weekday, not both")
     if weekday not in ("*", "?"):
         fields[4] = ",".join(CRONTAB_DAYS[day] for day in sorted(crontab_weekdays(weekday)))
@@ -45,7 +46,7 @@ def crontab_weekdays(field: str) -> set[int]:
             first, last = 0, 6
         else:
             first = _day_number(start)
-            # "5/2" means from Friday to the end of the week, as in Vixie cron.
+            # "5/2" means from Friday to the end of the week, as cronie reads it.
             last = _day_number(end) if end is not None else (7 if match["step"] else first)
         if first > last:
             raise ValueError(f"weekday range {part!r} runs backwards")
@@ -55,6 +56,8 @@ def crontab_weekdays(field: str) -> set[int]:
 
 def _day_number(text: str) -> int:
     if text.isdigit():
+        if int(text) > 7:
+            raise ValueError(f"weekday {text} is out of range: use 0-7 (0 and 7 are Sunday)")
         return int(text)
     if text not in CRONTAB_DAYS:
         raise ValueError(f"unknown weekday {text!r}")

@@ -35,6 +35,8 @@ def fire_days(expression: str, count: int = 7) -> list[str]:
         ("0 3 * * 6,0", ["Sat", "Sun", "Sat"]),
         ("0 3 * * */2", ["Tue", "Thu", "Sat", "Sun", "Tue"]),
         ("0 3 * * 5/1", ["Fri", "Sat", "Sun", "Fri"]),
+        ("0 3 * * 01-05", ["Tue", "Wed", "Thu", "Fri", "Mon"]),
+        ("0 3 */2 * 1", ["Mon", "Mon"]),  # a "*" field: crontab requires both, like APScheduler
         ("0 3 * * *", ["Tue", "Wed", "Thu"]),
     ],
 )
