@@ -109,7 +109,9 @@ def build_application(
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     service = GuessService(predictors=predictors, sessions=sessions)
-    handlers = Handlers(service, UserRateLimiter(settings.guesses_per_minute))
+    handlers = Handlers(
+        service, UserRateLimiter(settings.guesses_per_minute), UserRateLimiter(settings.button_presses_per_minute)
+    )
     live = LiveModel(
         predictors=predictors,
         sessions=sessions,

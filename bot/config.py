@@ -72,7 +72,10 @@ class Settings(FinetuneSettings):
 
     telegram_bot_token: SecretStr = Field(description="token from @BotFather")
     telegram_api_base_url: str = Field(DEFAULT_API_BASE_URL, description="Bot API base URL (self-hosted or tests)")
-    guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit")
+    guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit on names (and /stats)")
+    button_presses_per_minute: int = Field(
+        60, ge=1, description="per-user limit on inline-button presses, each a database write"
+    )
     telegram_messages_per_second: float = Field(
         30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
     )

@@ -19,16 +19,18 @@ from core.predict import Rejected
 logger = logging.getLogger(__name__)
 
 SLOW_DOWN = "You're sending names faster than I can take them. Please wait a minute and try again."
+PRESSING_TOO_FAST = "You're pressing buttons faster than I can record them. Please wait a minute."
 EMPTY_GUESS = "Send a surname after the command, for example: <code>/guess Nakamura</code>"
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 
 
 class Handlers:
-    """The bot's callbacks, bound to one service and one rate limiter."""
+    """The bot's callbacks, bound to one service and per-user rate limiters (messages, button presses)."""
 
-    def __init__(self, service: GuessService, limiter: UserRateLimiter) -> None:
+    def __init__(self, service: GuessService, limiter: UserRateLimiter, button_limiter: UserRateLimiter) -> None:
         self.service = service
         self.limiter = limiter
+        self.button_limiter = button_limiter
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Explain what the bot does."""
@@ -74,6 +76,9 @@ class Handlers:
         """Inline-button presses: verdicts, and switching between the short and full keyboards."""
         query = update.callback_query
         if query is None:
+            return
+        if not self.button_limiter.allow(query.from_user.id):
+            await query.answer(PRESSING_TOO_FAST, show_alert=True)
             return
         chat_id = query.message.chat.id if query.message else None
         try:
@@ -142,6 +147,9 @@ class Handlers:
     async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/stats: counts and the live model version."""
         if update.effective_message:
+            if update.effective_user and not self.limiter.allow(update.effective_user.id):
+                await update.effective_message.reply_text(SLOW_DOWN)
+                return
             stats = await self.service.stats()
             await update.effective_message.reply_html(views.stats_text(stats, self.service.model_version))
 

@@ -203,3 +203,24 @@ async def test_a_failing_update_gets_an_apology_and_the_bot_lives_on(
     assert [(line["kind"], line["outcome"]) for line in lines] == [("message", "error"), ("message", "ok")]
     users = {line["user"] for line in lines}
     assert len(users) == 2 and all(len(user) == 16 and not user.isdigit() for user in users)  # keyed hashes
+
+
+async def test_button_presses_and_stats_are_rate_limited(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
+) -> None:
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=2, button_presses_per_minute=3)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(70, "Rossi")
+        reply = await telegram.wait_for(reply_to(70))
+        message_id = telegram.last_bot_message_id(70)
+        languages = [data for text, data in buttons(reply) if data.startswith("v:")]
+        for data in (languages * 3)[:5]:
+            telegram.inject_callback(70, 70, message_id, data)
+        answers = await telegram.wait_for_count("answerCallbackQuery", 5)
+        refused = [a for a in answers if "pressing buttons faster" in a.params.get("text", "")]
+        assert len(refused) == 2
+        assert await rows(settings, "SELECT COUNT(*) FROM corrections") == [(1,)]  # one row, updated
+        for _ in range(2):  # the guess took one of the two messages a minute
+            telegram.inject_message(70, "/stats")
+        replies = await telegram.wait_for_count("sendMessage", 3)
+    assert sum("faster than I can take" in r.params["text"] for r in replies) == 1
