@@ -94,9 +94,13 @@ class FinetuneRunner:
     async def _run(self, *, force: bool) -> RunOutcome:
         started = utcnow()
         outcome = await self._run_child(force=force)
-        if isinstance(outcome, RunFailed):
+        if isinstance(outcome, RunFailed) and self._stopping:
+            # stop() ended the child on purpose: an abandoned run, not a failure to report or investigate.
+            logger.info("fine-tune abandoned as the bot stops (%s); the live model is unchanged", outcome.message)
+            await self._record_failure(outcome, started, versions.ABANDONED)
+        elif isinstance(outcome, RunFailed):
             logger.error("%s; the live model is unchanged", outcome.message)
-            await self._record_failure(outcome, started)
+            await self._record_failure(outcome, started, versions.FAILED)
         elif outcome.status == "promoted":
             try:
                 await self._live.sync()
@@ -136,7 +140,7 @@ class FinetuneRunner:
             logger.error("unreadable fine-tune report %r: %s", lines[-1], exc)
             return RunFailed("the fine-tune process printed no readable report")
 
-    async def _record_failure(self, failure: RunFailed, started: datetime) -> None:
+    async def _record_failure(self, failure: RunFailed, started: datetime, decision: str) -> None:
         try:
             async with self._sessions.begin() as session:
                 await versions.add_version(
@@ -146,7 +150,7 @@ class FinetuneRunner:
                     checkpoint_path=None,
                     parent_version=self._live.version,
                     metrics={},
-                    decision=versions.FAILED,
+                    decision=decision,
                     reason=failure.message,
                     started_at=started,
                 )

@@ -103,7 +103,7 @@ class ModelVersion(Base):
     checkpoint_path: Mapped[str | None] = mapped_column(Text)  # relative to MODEL_DIR, or shipped:<kind>
     parent_version: Mapped[str | None] = mapped_column(String(64))
     metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON
-    decision: Mapped[str | None] = mapped_column(String(16))  # initial, promoted, rejected
+    decision: Mapped[str | None] = mapped_column(String(16))  # one of the names in bot.db.versions
     reason: Mapped[str | None] = mapped_column(Text)  # the gate's explanation
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when its fine-tune began

@@ -18,6 +18,7 @@ IMPORTED = "imported"  # a model trained with `nameorigin train` and placed in M
 PROMOTED = "promoted"
 REJECTED = "rejected"
 FAILED = "failed"  # the fine-tune process died; no candidate exists
+ABANDONED = "abandoned"  # the bot stopped during the run and ended it on purpose; no candidate exists
 
 
 @dataclass(frozen=True)

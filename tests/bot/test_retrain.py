@@ -190,7 +190,7 @@ async def test_stopping_the_bot_abandons_a_running_finetune_and_keeps_the_live_m
     # Leaving the block stopped the bot: the child was terminated rather than waited for.
     assert not Path(f"/proc/{pid}").exists()
     failed, initial = await read_versions(settings.database_url)
-    assert failed.decision == "failed" and "SIGTERM" in (failed.reason or "")
+    assert failed.decision == "abandoned" and "SIGTERM" in (failed.reason or "")
     assert (initial.version, initial.active) == (predictors.gru.version, True)
     assert not list(settings.model_dir.glob("versions/*.safetensors"))
     assert not [c for c in telegram.sent("sendMessage") if "Fine-tune failed" in c.params["text"]]

@@ -41,6 +41,6 @@ async def test_sigterm_finishes_in_flight_updates_abandons_the_finetune_and_clos
     assert len(nakamura[0]["user"]) == 16 and nakamura[0]["model_version"].startswith("gru-")  # id hashed
     assert not Path(f"/proc/{child}").exists()
     failed, initial = await read_versions(env["DATABASE_URL"])
-    assert failed.decision == "failed" and "SIGTERM" in (failed.reason or "") and initial.active
+    assert failed.decision == "abandoned" and "SIGTERM" in (failed.reason or "") and initial.active
     # SQLite removes the write-ahead log when the last connection closes cleanly.
     assert not database.with_name("bot.db-wal").exists()
