@@ -21,7 +21,7 @@ COPY migrations ./migrations
 RUN pip install -c constraints.txt . \
     && pip check \
     && python -c "import torch; assert torch.version.cuda is None, 'a CUDA build of torch slipped in'" \
-    && rm -rf core bot migrations pyproject.toml README.md constraints.txt build \
+    && rm -rf core bot migrations pyproject.toml README.md constraints.txt build nameorigin.egg-info \
     && groupadd --gid 10001 nameorigin \
     && useradd --create-home --uid 10001 --gid 10001 nameorigin \
     && mkdir -p /app/data \
