@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from core.data import LANGUAGES
+from core.paths import unwritable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +86,9 @@ def _extract_verified(archive: Path) -> dict[str, bytes]:
 
 def _check_target(target: Path) -> None:
     """Fail before downloading if ``target`` cannot become a folder of files we can write."""
-    existing = target
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "is not a folder" if existing == target else f"cannot be created: {existing} is not a folder"
-        raise DownloadError(f"dataset folder {target} {what}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DownloadError(f"dataset folder {target} cannot be written: {existing} is not writable")
+    reason = unwritable_reason(target)
+    if reason is not None:
+        raise DownloadError(f"dataset folder {target} cannot be used: {reason}")
     folders = [name for language in LANGUAGES if (name := target / f"{language}.txt").is_dir()]
     if folders:
         raise DownloadError(f"{folders[0]} is a folder; move it away so the dataset file can take its place")

@@ -19,6 +19,7 @@ from core.encoding import Vocabulary
 from core.inference import predict_logits
 from core.metrics import Metrics, compute_metrics
 from core.models import ModelKind, build_model, default_config
+from core.paths import unwritable_reason
 from core.split import Split, SplitConfig, split_dataset
 from core.train import TrainConfig, TrainResult, seed_everything, train_model
 
@@ -70,13 +71,9 @@ def check_output_path(out: str | os.PathLike[str]) -> Path:
     target = Path(out)
     if target.is_dir():
         raise CheckpointError(f"cannot save the checkpoint to {target}: it is a folder; give a file path")
-    existing = target.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise CheckpointError(f"cannot save the checkpoint to {target}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CheckpointError(f"cannot save the checkpoint to {target}: folder {existing} is not writable")
+    reason = unwritable_reason(target.parent)
+    if reason is not None:
+        raise CheckpointError(f"cannot save the checkpoint to {target}: {reason}")
     return target
 
 

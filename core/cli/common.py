@@ -17,6 +17,7 @@ from core.data import DatasetError
 from core.device import DEVICE_CHOICES, DeviceUnavailableError, resolve_device
 from core.download import DownloadError
 from core.models import MODEL_KINDS
+from core.plots import PlotError
 
 Subparsers = Any  # argparse's _SubParsersAction is private; typed loosely on purpose
 
@@ -45,7 +46,7 @@ def user_errors() -> Iterator[None]:
     """Turn the library's expected failures into one-line ``CommandError``s."""
     try:
         yield
-    except (DatasetError, CheckpointError, DeviceUnavailableError, DownloadError) as exc:
+    except (DatasetError, CheckpointError, DeviceUnavailableError, DownloadError, PlotError) as exc:
         raise CommandError(str(exc)) from exc
 
 

@@ -6,15 +6,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
 from core.calibration import Prior
 from core.checkpoint import load_checkpoint
 from core.cli.common import (
-    CommandError,
     Subparsers,
     add_device_option,
     add_model_options,
@@ -26,7 +23,7 @@ from core.cli.common import (
 from core.data import Dataset, load_dataset
 from core.metrics import Metrics
 from core.pipeline import evaluate_examples
-from core.plots import PlotError, check_plot_path, save_confusion_plot
+from core.plots import check_plot_path, save_confusion_plot
 from core.predict import shipped_checkpoint_path
 from core.split import SplitConfig, split_dataset
 
@@ -102,20 +99,11 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
 
 
-@contextmanager
-def plot_errors() -> Iterator[None]:
-    """Turn ``PlotError`` into the CLI's one-line error."""
-    try:
-        yield
-    except PlotError as exc:
-        raise CommandError(str(exc)) from exc
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report; optionally write the confusion plot."""
     device = device_from(args)
     if args.plot:
-        with plot_errors():
+        with user_errors():
             check_plot_path(args.plot)  # before the slow part, so a bad path costs nothing
     with user_errors():
         checkpoint = load_checkpoint(args.checkpoint or shipped_checkpoint_path(args.model), device)
@@ -136,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             print_report(report)
         sys.stdout.flush()
     if args.plot:
-        with plot_errors():
+        with user_errors():
             save_confusion_plot(metrics.confusion, dataset.labels, args.plot)
         if not args.json:
             print(f"\nconfusion matrix written to {args.plot}")
