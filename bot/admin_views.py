@@ -20,11 +20,20 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
+def _under_prior(scores: dict[str, Any]) -> str:
+    """The suffix ``" (uniform prior)"`` for figures measured under a prior other than the dataset's.
+
+    Runs recorded before the gate took the bot's prior have no ``prior`` entry: theirs was the dataset's.
+    """
+    prior = scores.get("prior", "dataset")
+    return "" if prior == "dataset" else f" ({escape(str(prior))} prior)"
+
+
 def _figures(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str, int]) -> list[str]:
     change = (candidate["test_accuracy"] - live["test_accuracy"]) * 100
     return [
-        f"Test accuracy: {_percent(live['test_accuracy'])} → {_percent(candidate['test_accuracy'])} "
-        f"({change:+.2f} pts)",
+        f"Test accuracy{_under_prior(candidate)}: {_percent(live['test_accuracy'])} → "
+        f"{_percent(candidate['test_accuracy'])} ({change:+.2f} pts)",
         f"Test macro-F1: {live['test_macro_f1']:.3f} → {candidate['test_macro_f1']:.3f}",
         f"Held-out feedback ({feedback.get('holdout', 0)} names): "
         f"{_percent(live['feedback_accuracy'])} → {_percent(candidate['feedback_accuracy'])}",
@@ -64,7 +73,7 @@ def _version_line(record: VersionRecord) -> str:
     marker = "▶" if record.active else "•"
     test = record.metrics.get("candidate", record.metrics.get("test", {}))
     accuracy = test.get("test_accuracy", test.get("accuracy"))
-    figures = f"test {_percent(accuracy)}" if accuracy is not None else "no test figures"
+    figures = f"test {_percent(accuracy)}{_under_prior(test)}" if accuracy is not None else "no test figures"
     when = record.created_at.strftime("%Y-%m-%d %H:%M")
     return f"{marker} <code>{escape(record.version)}</code> {escape(record.decision or '?')}, {figures}, {when}"
 

@@ -96,6 +96,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     else:
         print(f"{report.status}: {report.message}")
         if report.live and report.candidate:
+            print(f"  under the {report.candidate.get('prior', 'dataset')} prior:")
             for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):
                 print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
         print(f"  feedback: {report.feedback}  ({report.seconds:.1f} s)")

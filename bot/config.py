@@ -45,6 +45,12 @@ class FinetuneSettings(DatabaseSettings):
     finetune_feedback_weight: int = Field(5, ge=1, description="times each trusted verdict is seen per epoch")
     finetune_replay: int = Field(4000, ge=0, description="original training names mixed into each run")
     finetune_threads: int = Field(1, ge=1, description="CPU threads the fine-tune process may use")
+    # Here rather than only in Settings: the promotion gate judges the answers users see, under this prior.
+    prediction_prior: Prior = Field(
+        "dataset",
+        description="how common each language is taken to be before reading a name: 'dataset' keeps the training "
+        "data's proportions (about half Russian), 'uniform' makes all 18 equal (better for names from elsewhere)",
+    )
 
     @field_validator("bot_admin_ids", mode="before")
     @classmethod
@@ -80,11 +86,6 @@ class Settings(FinetuneSettings):
         30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
     )
     uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
-    prediction_prior: Prior = Field(
-        "dataset",
-        description="how common each language is taken to be before reading a name: 'dataset' keeps the training "
-        "data's proportions (about half Russian), 'uniform' makes all 18 equal (better for names from elsewhere)",
-    )
     finetune_cron: str = Field("0 3 * * *", description="crontab schedule (UTC) of fine-tune runs; empty disables")
     model_refresh_seconds: float = Field(
         30.0, gt=0.0, description="how often the bot checks the database for a newly live model"

@@ -34,6 +34,7 @@ from core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from core.data import DatasetError, Example, load_dataset
 from core.finetune import FinetuneConfig, fine_tune, split_feedback
 from core.gate import GateDecision, decide, score
+from core.pipeline import evaluate_examples
 from core.split import Split, SplitConfig, split_dataset
 
 logger = logging.getLogger(__name__)
@@ -214,12 +215,14 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
         device = torch.device("cpu")
         held_out = {example.key for example in inputs.holdout}  # judged on, so never replayed either
         candidate = fine_tune(inputs.live, inputs.split, inputs.train, config_from(settings), device, held_out)
-        live_scores = score(inputs.live, inputs.split.test, inputs.holdout, device)
-        candidate_scores = score(candidate, inputs.split.test, inputs.holdout, device)
+        prior = settings.prediction_prior
+        live_scores = score(inputs.live, inputs.split.test, inputs.holdout, device, prior)
+        candidate_scores = score(candidate, inputs.split.test, inputs.holdout, device, prior)
         decision = decide(live_scores, candidate_scores, settings.finetune_max_drop)
         path = model_store.resolve(settings.model_dir, model_store.candidate_checkpoint(candidate.metadata.version))
         if decision.promoted:  # written before its row is committed: a row never points at a missing file
-            test_figures = {"accuracy": candidate_scores.test_accuracy, "macro_f1": candidate_scores.test_macro_f1}
+            # The checkpoint's own figures are under the dataset prior, as `train` records them, whatever the gate's.
+            test_figures = evaluate_examples(candidate, inputs.split.test, device).headline()
             save_checkpoint(path, candidate.model, replace(candidate.metadata, metrics={"test": test_figures}))
         seconds = round(time.perf_counter() - clock, 2)
         metrics = {

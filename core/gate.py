@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.calibration import Prior
 from core.checkpoint import Checkpoint
 from core.data import Example
 from core.pipeline import evaluate_examples
@@ -14,18 +15,20 @@ from core.pipeline import evaluate_examples
 
 @dataclass(frozen=True)
 class GateScores:
-    """One model's accuracy on the fixed test split and on the held-out trusted feedback."""
+    """One model's accuracy on the fixed test split and on the held-out trusted feedback, under ``prior``."""
 
     test_accuracy: float
     test_macro_f1: float
     feedback_accuracy: float | None  # None when no feedback was held out
+    prior: Prior = "dataset"
 
-    def as_dict(self) -> dict[str, float | None]:
-        """Rounded figures for the model-versions table and reports."""
+    def as_dict(self) -> dict[str, float | str | None]:
+        """Rounded figures (and the prior they were measured under) for the model-versions table and reports."""
         return {
             "test_accuracy": round(self.test_accuracy, 4),
             "test_macro_f1": round(self.test_macro_f1, 4),
             "feedback_accuracy": None if self.feedback_accuracy is None else round(self.feedback_accuracy, 4),
+            "prior": self.prior,
         }
 
 
@@ -40,12 +43,19 @@ class GateDecision:
 
 
 def score(
-    checkpoint: Checkpoint, test: Sequence[Example], holdout: Sequence[Example], device: torch.device
+    checkpoint: Checkpoint,
+    test: Sequence[Example],
+    holdout: Sequence[Example],
+    device: torch.device,
+    prior: Prior = "dataset",
 ) -> GateScores:
-    """Calibrated accuracy of ``checkpoint`` on the test split and on held-out feedback."""
-    test_metrics = evaluate_examples(checkpoint, tuple(test), device)
-    feedback = evaluate_examples(checkpoint, tuple(holdout), device).accuracy if holdout else None
-    return GateScores(test_metrics.accuracy, test_metrics.macro_f1, feedback)
+    """Calibrated accuracy of ``checkpoint`` on the test split and on held-out feedback, answering under ``prior``.
+
+    Pass the prior the bot answers with: the gate then judges the answers users would see.
+    """
+    test_metrics = evaluate_examples(checkpoint, tuple(test), device, prior)
+    feedback = evaluate_examples(checkpoint, tuple(holdout), device, prior).accuracy if holdout else None
+    return GateScores(test_metrics.accuracy, test_metrics.macro_f1, feedback, prior)
 
 
 def decide(live: GateScores, candidate: GateScores, max_test_drop_points: float) -> GateDecision:

@@ -105,3 +105,24 @@ def test_a_different_dataset_is_refused_because_its_test_split_would_differ(
     with pytest.raises(DatasetError, match="not the one the live model was trained on"):
         run_finetune(settings, force=True)
     assert [r.decision for r in version_rows(settings.database_url)] == ["initial"]
+
+
+def test_the_gate_judges_under_the_prior_the_bot_answers_with(tmp_path: Path, real_data_dir: Path) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir, prediction_prior="uniform")
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+    test = split_dataset(load_dataset(real_data_dir)).test
+    shipped = load_checkpoint(shipped_checkpoint_path("gru"))
+    cpu = torch.device("cpu")
+    uniform = evaluate_examples(shipped, test, cpu, prior="uniform").accuracy
+    dataset = evaluate_examples(shipped, test, cpu).accuracy
+    assert abs(uniform - dataset) > 0.05  # the two priors give clearly different figures on the test split
+
+    report = run_finetune(settings)
+
+    assert report.live and report.candidate and report.version
+    assert report.live["prior"] == report.candidate["prior"] == "uniform"
+    assert report.live["test_accuracy"] == round(uniform, 4)
+    # The saved checkpoint keeps its own figures under the dataset prior, as `train` records them.
+    promoted = load_checkpoint(settings.model_dir / "versions" / f"{report.version}.safetensors")
+    assert promoted.metadata.metrics["test"] == evaluate_examples(promoted, test, cpu).headline()

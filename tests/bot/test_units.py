@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.admin_views import run_report
 from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
+from bot.finetune_job import RunReport
 from bot.ratelimit import UserRateLimiter
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text
@@ -114,3 +116,15 @@ def test_listen_addresses_need_a_real_port(listen: str) -> None:
 def test_listen_addresses_accept_hosts_and_bracketed_ipv6() -> None:
     settings = load_settings(Settings, telegram_bot_token="1:abc", webhook_listen="[::]:65535", health_listen="h:1")
     assert (settings.webhook_listen, settings.health_listen) == ("[::]:65535", "h:1")
+
+
+def test_fine_tune_reports_name_a_prior_other_than_the_dataset_s() -> None:
+    def report(prior: str | None) -> str:
+        scores = {"test_accuracy": 0.7806, "test_macro_f1": 0.532, "feedback_accuracy": None}
+        live, candidate = ({**scores, "prior": prior} if prior else dict(scores) for _ in range(2))
+        candidate["test_accuracy"] = 0.781
+        return run_report(RunReport("promoted", "ok", "gru-a", "gru-b", live, candidate, {"holdout": 0}, 1.0))
+
+    assert "Test accuracy (uniform prior): 78.06% → 78.10% (+0.04 pts)" in report("uniform")
+    assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report("dataset")
+    assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report(None)  # runs recorded before the prior was
