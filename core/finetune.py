@@ -22,16 +22,18 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from core.batching import EncodedExamples, bucketed_batches, encode_examples
+from core.batching import EncodedExamples, encode_examples
 from core.calibration import fit_temperature
 from core.checkpoint import Checkpoint, CheckpointMetadata, utc_timestamp
 from core.data import Example
 from core.inference import predict_logits
 from core.pipeline import new_version
 from core.split import Split
-from core.train import TrainConfig, make_optimizer, seed_everything
+from core.train import TrainConfig, make_optimizer, optimize_epoch, seed_everything
 
 logger = logging.getLogger(__name__)
+
+FINETUNE_GRAD_CLIP = 1.0  # max global gradient norm, as in full training
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,16 @@ def _train_towards(
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.eval()
-    total, seen = 0.0, 0
-    for indices in bucketed_batches(examples.lengths, config.batch_size, generator):
+
+    def batch_loss(indices: torch.Tensor) -> torch.Tensor:
         tokens, lengths, _ = examples.batch(indices)
         log_probabilities = model(tokens.to(device), lengths).log_softmax(dim=1)  # (B, C)
-        loss = -(targets[indices].to(device) * log_probabilities).sum(dim=1).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        total += float(loss.detach()) * len(indices)
-        seen += len(indices)
-    return total / seen
+        loss: torch.Tensor = -(targets[indices].to(device) * log_probabilities).sum(dim=1).mean()
+        return loss
+
+    return optimize_epoch(
+        model, examples.lengths, batch_loss, optimizer, schedule, config.batch_size, FINETUNE_GRAD_CLIP, generator
+    )
 
 
 def fine_tune(

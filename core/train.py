@@ -119,6 +119,34 @@ def make_optimizer(
     return optimizer, schedule
 
 
+def optimize_epoch(
+    model: nn.Module,
+    lengths: torch.Tensor,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    batch_size: int,
+    grad_clip: float,
+    generator: torch.Generator,
+) -> float:
+    """One optimizer pass over length-bucketed batches of the names with ``lengths``; returns the mean loss.
+
+    ``batch_loss(indices)`` runs the model on those rows and returns their mean loss; the step
+    around it (gradient clipping, the schedule) is the same for training and fine-tuning.
+    """
+    total_loss, seen = 0.0, 0
+    for indices in bucketed_batches(lengths, batch_size, generator):
+        loss = batch_loss(indices)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        schedule.step()
+        total_loss += float(loss.detach()) * len(indices)
+        seen += len(indices)
+    return total_loss / seen
+
+
 def train_epoch(
     model: nn.Module,
     train_set: EncodedExamples,
@@ -131,22 +159,17 @@ def train_epoch(
 ) -> float:
     """One pass over the training set in length-bucketed mini-batches; returns the mean weighted loss."""
     model.train()
-    total_loss, seen = 0.0, 0
-    for indices in bucketed_batches(train_set.lengths, config.batch_size, generator):
+
+    def batch_loss(indices: torch.Tensor) -> torch.Tensor:
         tokens, lengths, truth = train_set.batch(indices)
         tokens = drop_characters(tokens, config.char_dropout, generator)
         tokens, truth = tokens.to(device), truth.to(device)
-        logits = model(tokens, lengths)  # (B, C)
-        per_example = set_log_likelihood_loss(logits, truth)  # (B,)
-        loss = (per_example * example_weights(truth, weights)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        total_loss += float(loss.detach()) * len(indices)
-        seen += len(indices)
-    return total_loss / seen
+        per_example = set_log_likelihood_loss(model(tokens, lengths), truth)  # (B,)
+        return (per_example * example_weights(truth, weights)).mean()
+
+    return optimize_epoch(
+        model, train_set.lengths, batch_loss, optimizer, schedule, config.batch_size, config.grad_clip, generator
+    )
 
 
 def train_model(
