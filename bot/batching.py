@@ -21,10 +21,18 @@ class MicroBatcher(Generic[Item, Result]):
     """Queues items while a batch runs, then hands the queue to ``run_batch`` in one call."""
 
     def __init__(
-        self, run_batch: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]], max_batch: int = MAX_BATCH
+        self,
+        run_batch: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+        max_batch: int = MAX_BATCH,
+        retry_alone: Callable[[Exception], bool] = lambda exc: False,
     ) -> None:
+        """``retry_alone(error)`` says whether a failed batch may be one item's fault: its items then run one by one.
+
+        Keep it to errors an item's own data can cause; retrying every item after an outage only multiplies waits.
+        """
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._retry_alone = retry_alone
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._draining = False
 
@@ -44,12 +52,27 @@ class MicroBatcher(Generic[Item, Result]):
                 try:
                     results = await self._run_batch([item for item, _ in batch])
                 except Exception as exc:  # fails this batch's requests, never the drainer
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    if len(batch) > 1 and self._retry_alone(exc):
+                        for single in batch:
+                            await self._run_alone(*single)
+                    else:
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
         finally:
             self._draining = False
+
+    async def _run_alone(self, item: Item, future: asyncio.Future[Result]) -> None:
+        """Run one item as a batch of its own, so only its own request sees its error."""
+        try:
+            [result] = await self._run_batch([item])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.batching import MicroBatcher
 from bot.db import repository
-from bot.db.repository import NewGuess, Stats
+from bot.db.repository import NewGuess, Stats, rejected_for_its_data
 from core.data import LANGUAGES
 from core.predict import Guess, Predictor, Rejected
 
@@ -80,7 +80,9 @@ class GuessService:
         self._sessions = sessions
         self._gru = _batched_predictions(lambda: predictors.gru)
         self._rnn = _batched_predictions(lambda: predictors.rnn)
-        self._new_guesses: MicroBatcher[NewGuess, int] = MicroBatcher(self._insert_guesses)
+        self._new_guesses: MicroBatcher[NewGuess, int] = MicroBatcher(
+            self._insert_guesses, retry_alone=rejected_for_its_data
+        )
 
     async def _insert_guesses(self, guesses: Sequence[NewGuess]) -> list[int]:
         # One transaction for every guess waiting: SQLite has a single writer, so this is its fast path.

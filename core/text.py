@@ -90,4 +90,9 @@ def parse_query(raw: str) -> SurnameQuery:
     surname = " ".join(words[start:])
     if not _LETTER.search(surname):
         raise InvalidNameError("no letters: a surname needs at least one letter")
+    if len(surname) > MAX_INPUT_CHARS:
+        # Transliteration can lengthen text: each of 60 Chinese characters becomes a word of its own.
+        raise InvalidNameError(
+            f"too long once written in Latin letters: {len(surname)} characters, at most {MAX_INPUT_CHARS}"
+        )
     return SurnameQuery(raw=raw, surname=surname, from_full_name=start > 0)

@@ -34,6 +34,8 @@ def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: b
         ("12345", "no letters"),
         ("🙂🙂", "no letters"),
         ("x" * 65, "too long"),
+        ("德" * 60 + "李", "too long once written in Latin letters: 182"),  # 61 characters, then 60 particles "De"
+        ("ß" * 33, "too long once written in Latin letters: 66"),  # one word, each ß becomes "ss"
         ("'--'", "no letters"),
         ("Smith\udcff", "not valid UTF-8"),  # how Python decodes the byte 0xff of a non-UTF-8 input
     ],  # fmt: skip

@@ -8,10 +8,28 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Executable, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Correction, Guess, utcnow
 from bot.feedback import Vote
+
+# SQLSTATE classes of errors caused by the values written, not by the database: data exceptions and
+# integrity constraint violations.
+_DATA_ERROR_CLASSES = ("22", "23")
+
+
+def rejected_for_its_data(error: Exception) -> bool:
+    """Whether the database refused a write for the values in it (so other rows of the batch may be fine)."""
+    if isinstance(error, IntegrityError):
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) if isinstance(error, DBAPIError) else None
+    return isinstance(sqlstate, str) and sqlstate[:2] in _DATA_ERROR_CLASSES
+
+
+def storable_text(text: str) -> str:
+    """``text`` with each NUL character replaced by U+FFFD: PostgreSQL text columns cannot hold NUL."""
+    return text.replace("\x00", "\ufffd")
 
 
 @dataclass(frozen=True)
@@ -35,7 +53,7 @@ async def add_guesses(*, session: AsyncSession, guesses: Sequence[NewGuess]) -> 
             user_id=g.user_id,
             chat_id=g.chat_id,
             message_id=g.message_id,
-            raw_input=g.raw_input,
+            raw_input=storable_text(g.raw_input),
             surname=g.surname,
             top_language=g.top_languages[0],
             top_languages=",".join(g.top_languages),

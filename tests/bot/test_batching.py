@@ -34,3 +34,28 @@ async def test_a_failing_batch_fails_only_its_items() -> None:
     with pytest.raises(RuntimeError, match="exploded"):
         await batcher.submit("bad")
     assert await batcher.submit("ok") == "OK"
+
+
+async def test_an_item_at_fault_fails_alone_when_its_batch_is_retried_item_by_item() -> None:
+    calls: list[list[str]] = []
+
+    async def store(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        await asyncio.sleep(0.01)
+        if any(len(item) > 5 for item in items):
+            raise ValueError("value too long")
+        if "down" in items:
+            raise ConnectionError("database unreachable")
+        return [item.upper() for item in items]
+
+    batcher = MicroBatcher(store, retry_alone=lambda error: isinstance(error, ValueError))
+    results = await asyncio.gather(*(batcher.submit(item) for item in ("a", "toolong", "b")), return_exceptions=True)
+    assert results[0] == "A" and results[2] == "B"
+    assert isinstance(results[1], ValueError)
+    assert calls == [["a", "toolong", "b"], ["a"], ["toolong"], ["b"]]
+
+    # An error no item's data can cause fails the whole batch at once, without a retry per item.
+    calls.clear()
+    results = await asyncio.gather(*(batcher.submit(item) for item in ("c", "down", "d")), return_exceptions=True)
+    assert all(isinstance(result, ConnectionError) for result in results)
+    assert calls == [["c", "down", "d"]]

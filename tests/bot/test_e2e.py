@@ -120,6 +120,8 @@ async def test_hostile_inputs_each_get_an_answer(
         "&amp; &lt;",
         "/compare",
         "/compare Rossi",
+        "德" * 60 + "李",  # 61 characters, 182 once transliterated: longer than the surname column
+        "Smith\x00Jones",  # PostgreSQL text cannot hold NUL
     ]
     async with running_bot(settings, predictors) as application:
         for user, text in enumerate(inputs, start=100):
@@ -133,6 +135,8 @@ async def test_hostile_inputs_each_get_an_answer(
         assert "&lt;script&gt;" not in by_chat[104] and "<script>" not in by_chat[104]
         assert "Russian" in by_chat[107]
         assert "GRU" in by_chat[113] and "Elman RNN" in by_chat[113]
+        assert "too long once written in Latin letters" in by_chat[114]
+        assert "Jones" in by_chat[115]
     assert (await rows(settings, "SELECT COUNT(*) FROM guesses"))[0][0] >= 5
 
 

@@ -50,3 +50,42 @@ async def test_a_failed_statement_does_not_carry_user_data_into_logs(database_ur
         assert "hidden due to hide_parameters" in str(raised.value)
     finally:
         await engine.dispose()
+
+
+async def test_writes_refused_for_their_values_are_told_apart_from_outages(database_url: str) -> None:
+    """Only an error a row's own values cause lets the guess batcher retry the batch's rows one by one."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+
+    async def error_of(rows: list[NewGuess] | list[Correction]) -> Exception | None:
+        try:
+            async with sessions.begin() as session:
+                if isinstance(rows[0], NewGuess):
+                    await repository.add_guesses(session=session, guesses=rows)  # type: ignore[arg-type]
+                else:
+                    session.add_all(rows)
+        except Exception as error:  # noqa: BLE001 - returned to be classified
+            return error
+        return None
+
+    too_long = "x" * 65  # longer than the surname column: PostgreSQL refuses it, SQLite does not check
+    try:
+        assert await error_of([NewGuess(7, 7, 1, "Rossi", "Rossi", ("Italian",), 0.6, "test")]) is None
+        assert await error_of([Correction(guess_id=1, user_id=7, language="Spanish", confirmed=False)]) is None
+        duplicate = await error_of([Correction(guess_id=1, user_id=7, language="Italian", confirmed=True)])
+        long_surname = await error_of([NewGuess(7, 7, 2, too_long, too_long, ("Italian",), 0.6, "test")])
+    finally:
+        await engine.dispose()
+    assert duplicate is not None and repository.rejected_for_its_data(duplicate)
+    if database_url.startswith("postgresql"):
+        assert long_surname is not None and repository.rejected_for_its_data(long_surname)
+
+    unreachable = create_engine("postgresql+asyncpg://nobody:secret@127.0.0.1:1/none")
+    try:
+        with pytest.raises(Exception) as outage:  # noqa: PT011 - whatever the driver raises for a refused connection
+            async with session_factory(unreachable).begin() as session:
+                await repository.get_guess(session=session, guess_id=1)
+    finally:
+        await unreachable.dispose()
+    assert not repository.rejected_for_its_data(outage.value)
