@@ -23,7 +23,9 @@ _REPEATED_PUNCTUATION = re.compile(r"([' -])[' -]+")
 # Python decodes bytes that are not UTF-8 (in argv, or stdin read with "surrogateescape") to lone surrogates.
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 
-# Lower-case particles that belong to the surname that follows them ("Ludwig van Beethoven").
+# Particles that belong to the surname that follows them ("Ludwig van Beethoven"), matched in any case
+# because surnames typed alone are often capitalized ("De Luca", "Van Dyke"). The cost is a first name
+# that is also a particle: "Al Pacino" keeps "Al Pacino".
 SURNAME_PARTICLES = frozenset(
     {
         "al", "bin", "da", "das", "de", "del", "della", "den", "der", "di", "do", "dos", "du",
@@ -42,8 +44,13 @@ def displayable(text: str) -> str:
 
 
 def to_ascii(text: str) -> str:
-    """Transliterate to ASCII (``Достоевский`` → ``Dostoevskii``) and collapse whitespace."""
-    return _SPACES.sub(" ", unidecode(text)).strip()
+    """Transliterate to ASCII (``Достоевский`` → ``Dostoevskii``) word by word, one space between words.
+
+    unidecode ends each CJK character with a space (``中村`` → ``Zhong Cun``); those spaces are
+    dropped, so a word of the input stays one word (``ZhongCun``) and the last word is still the surname.
+    """
+    words = (_SPACES.sub("", unidecode(word)) for word in text.split())
+    return " ".join(word for word in words if word)  # a word of emoji transliterates to nothing
 
 
 def clean_surname(text: str) -> str:
@@ -68,7 +75,8 @@ def parse_query(raw: str) -> SurnameQuery:
     """Validate user input and pick the surname to classify.
 
     A full name ("Fyodor Dostoevsky") uses its last word, together with any
-    lower-case particles before it ("Maria de la Cruz" → "de la Cruz").
+    particles before it ("Maria de la Cruz" → "de la Cruz"). Each word is transliterated as one
+    word: unidecode spaces out CJK syllables, and "中村" must stay one surname ("ZhongCun"), not "Cun".
     Raises ``InvalidNameError`` for empty, over-long, undecodable or letterless input.
     """
     stripped = raw.strip()
@@ -91,7 +99,7 @@ def parse_query(raw: str) -> SurnameQuery:
     if not _LETTER.search(surname):
         raise InvalidNameError("no letters: a surname needs at least one letter")
     if len(surname) > MAX_INPUT_CHARS:
-        # Transliteration can lengthen text: each of 60 Chinese characters becomes a word of its own.
+        # Transliteration can lengthen text: a Chinese character becomes a syllable of several letters (德 → De).
         raise InvalidNameError(
             f"too long once written in Latin letters: {len(surname)} characters, at most {MAX_INPUT_CHARS}"
         )

@@ -120,7 +120,7 @@ async def test_hostile_inputs_each_get_an_answer(
         "&amp; &lt;",
         "/compare",
         "/compare Rossi",
-        "德" * 60 + "李",  # 61 characters, 182 once transliterated: longer than the surname column
+        "德" * 60 + "李",  # 61 characters, 122 once transliterated: longer than the surname column
         "Smith\x00Jones",  # PostgreSQL text cannot hold NUL
     ]
     async with running_bot(settings, predictors) as application:
