@@ -11,6 +11,9 @@ import torch
 Prior = Literal["dataset", "uniform"]
 PRIORS: tuple[Prior, ...] = ("dataset", "uniform")
 
+# The range a fitted temperature is clamped to, and a checkpoint's temperature must lie in.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+
 
 def set_log_likelihood_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Per-example ``-log P(language in truth set)`` for logits ``(N, C)`` and a bool mask ``(N, C)``."""
@@ -32,7 +35,7 @@ def fit_temperature(logits: torch.Tensor, truth: torch.Tensor, max_iter: int = 2
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]
     # Clamp so one degenerate validation split cannot produce an absurd temperature.
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(MIN_TEMPERATURE, MAX_TEMPERATURE))
 
 
 def class_prior(truth: torch.Tensor, weight_power: float = 0.0) -> tuple[float, ...]:

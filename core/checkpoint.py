@@ -6,7 +6,6 @@ One file holds both, so a reader can never pair new weights with old metadata, a
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -46,6 +45,9 @@ from core.models import (
 FORMAT = "nameorigin.checkpoint/1"
 _METADATA_KEY = "nameorigin"
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+# A language's smallest believable share of the class prior. Far below any real one (about 1 in 20,000
+# here), and far above float32's smallest number, whose log would otherwise be -inf and every answer NaN.
+MIN_PRIOR_SHARE = 1e-12
 
 
 def utc_timestamp() -> str:
@@ -159,10 +161,12 @@ class CheckpointMetadata:
         prior = self.class_prior
         if prior is not None and (
             len(prior) != len(self.labels)
-            or not all(math.isfinite(share) and share > 0 for share in prior)
+            or not all(math.isfinite(share) and share >= MIN_PRIOR_SHARE for share in prior)
             or abs(sum(prior) - 1.0) > 1e-6
         ):
-            raise CheckpointError("checkpoint class prior must hold one positive share per label, summing to 1")
+            raise CheckpointError(
+                f"checkpoint class prior must hold one share of at least {MIN_PRIOR_SHARE:g} per label, summing to 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -213,10 +217,16 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = 
     """
     source = _existing_file(path)
     try:
-        data = source.read_bytes()
+        with source.open("rb") as stream:
+            # The header is checked before the rest is read: any large file that is no checkpoint fails
+            # without being read whole. One open file is one snapshot, even if the path is replaced meanwhile.
+            header = _read_header(source, stream)
+            _check_complete(source, header, data_start=stream.tell(), file_size=os.fstat(stream.fileno()).st_size)
+            stream.seek(0)
+            data = stream.read()
     except OSError as exc:
         raise CheckpointError(f"checkpoint {source} cannot be read: {exc}") from exc
-    metadata = _metadata(source, _read_header(source, io.BytesIO(data)))
+    metadata = _metadata(source, header)
     try:
         stored = load(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError, KeyError) as exc:

@@ -12,6 +12,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from core.data import LANGUAGES
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 ARCHIVE_URL = "https://download.pytorch.org/tutorial/data.zip"
 ARCHIVE_FOLDER = "data/names/"
+# The largest language file (Russian.txt) is about 100 KB.
+MAX_MEMBER_BYTES = 10 * 1024 * 1024
 
 # SHA-256 of each file as published in the official archive.
 EXPECTED_SHA256: dict[str, str] = {
@@ -70,10 +73,14 @@ def _extract_verified(archive: Path) -> dict[str, bytes]:
             for language in LANGUAGES:
                 member = f"{ARCHIVE_FOLDER}{language}.txt"
                 try:
-                    contents[language] = bundle.read(member)
+                    size = bundle.getinfo(member).file_size
                 except KeyError as exc:
                     raise DownloadError(f"the archive has no {member}") from exc
-    except zipfile.BadZipFile as exc:
+                if size > MAX_MEMBER_BYTES:  # checked before reading: a forged size could exhaust memory
+                    raise DownloadError(f"{member} unpacks to {size:,} bytes; no language file is that large")
+                contents[language] = bundle.read(member)
+    # A damaged archive fails in zlib or as a short stream; an encrypted or exotic one in zipfile itself.
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
         raise DownloadError(f"the downloaded file is not a valid zip archive: {exc}") from exc
     for language, data in contents.items():
         digest = hashlib.sha256(data).hexdigest()

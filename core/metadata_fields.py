@@ -11,6 +11,7 @@ import reprlib
 import typing
 from typing import Any
 
+from core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
 from core.models import ElmanConfig, GRUConfig, ModelConfig, config_from_dict
 
 _CONFIG_CLASSES: dict[str, type[ModelConfig]] = {"gru": GRUConfig, "rnn": ElmanConfig}
@@ -65,10 +66,13 @@ def labels_field(value: Any) -> tuple[str, ...]:
 
 
 def temperature_field(value: Any) -> float:
-    """The temperature: a finite number above 0."""
-    # Infinity would flatten every prediction to a uniform guess, NaN make every probability NaN.
-    if not is_finite_json_number(value) or value <= 0:
-        raise ValueError(f"temperature must be a finite number above 0, got {reprlib.repr(value)}")
+    """The temperature: a number in the range ``fit_temperature`` clamps to."""
+    # A huge temperature flattens every prediction to a uniform guess; a tiny one overflows the scaled
+    # logits to infinity in float32, and every probability becomes NaN.
+    if not is_finite_json_number(value) or not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
+        raise ValueError(
+            f"temperature must be a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE}, got {reprlib.repr(value)}"
+        )
     return float(value)
 
 

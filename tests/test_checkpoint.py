@@ -1,4 +1,5 @@
 import json
+import resource
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,7 +136,8 @@ def test_class_prior_round_trips_and_old_checkpoints_load_without_it(tmp_path: P
 @pytest.mark.parametrize(
     "prior",
     [[0.5, 0.5], [0.5, 0.5, 0.0, 0.0], [0.4, 0.4, 0.4, 0.4], [float("nan")] * 4, [0.25, 0.25, 0.5, float("nan")],
-     ["0.25", "0.25", "0.25", "0.25"], [True, 0, 0, 0], "0.25"],
+     ["0.25", "0.25", "0.25", "0.25"], [True, 0, 0, 0], "0.25",
+     [0.5, 0.5, 1e-300, 1e-300]],  # 1e-300 is 0 in float32: its -log is infinite and every answer NaN
 )  # fmt: skip
 def test_a_class_prior_that_is_not_a_distribution_over_the_labels_is_rejected(tmp_path: Path, prior: object) -> None:
     vocabulary = Vocabulary.from_names(["ab"])
@@ -229,9 +231,10 @@ def test_a_gru_with_more_layers_than_its_file_holds_is_rejected(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "temperature",
-    [float("inf"), float("-inf"), float("nan"), 0, -1.0, "1.5", True, None, pytest.param(10**400, id="1e400")],
-)
-def test_a_temperature_that_is_not_a_finite_positive_number_is_rejected(tmp_path: Path, temperature: object) -> None:
+    [float("inf"), float("-inf"), float("nan"), 0, -1.0, "1.5", True, None, pytest.param(10**400, id="1e400"),
+     1e-300, 0.01, 25.0],  # outside the range a fitted temperature is clamped to; 1e-300 made every probability NaN
+)  # fmt: skip
+def test_a_temperature_outside_the_fitted_range_is_rejected(tmp_path: Path, temperature: object) -> None:
     path = save_with(tmp_path / "m.safetensors", {"temperature": temperature})
     with pytest.raises(CheckpointError, match="temperature"):
         load_checkpoint(path)
@@ -310,3 +313,15 @@ def test_a_directory_is_named_as_such(tmp_path: Path) -> None:
     for read in (read_metadata, load_checkpoint):
         with pytest.raises(CheckpointError, match="is a directory"):
             read(tmp_path)
+
+
+def test_a_large_file_that_is_no_checkpoint_fails_before_it_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "big.safetensors"
+    with path.open("wb") as handle:  # 1 GiB, sparse: a length prefix far beyond any header, then nothing
+        handle.write((2**62).to_bytes(8, "little"))
+        handle.truncate(2**30)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match="bad header length"):
+        load_checkpoint(path)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert grown_kib < 100_000, f"peak memory grew by {grown_kib} KiB"

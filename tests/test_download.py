@@ -3,13 +3,14 @@ import http.server
 import io
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.data import LANGUAGES, load_dataset
-from core.download import EXPECTED_SHA256, DownloadError, download_dataset
+from core.download import EXPECTED_SHA256, MAX_MEMBER_BYTES, DownloadError, download_dataset
 
 
 def test_embedded_hashes_cover_every_language() -> None:
@@ -123,3 +124,35 @@ def test_a_language_folder_in_the_target_fails_before_downloading(archive_server
     with pytest.raises(DownloadError, match="Greek.txt is a folder"):
         download_dataset(tmp_path / "names", url=archive_server.url)
     assert archive_server.requests == 0
+
+
+def damaged_member_zip(real_data_dir: Path) -> bytes:
+    """A deflated archive of the real files whose first member's compressed data has 8 bytes inverted."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(real_data_dir.glob("*.txt")):
+            bundle.writestr("data/names/" + path.name, path.read_bytes())
+    damaged = bytearray(buffer.getvalue())
+    start = 30 + len("data/names/Arabic.txt") + 60  # past the local header, into the deflate stream
+    damaged[start : start + 8] = bytes(byte ^ 0xFF for byte in damaged[start : start + 8])
+    return bytes(damaged)
+
+
+def test_a_damaged_archive_is_a_clear_error(real_data_dir: Path, archive_server: StaticServer, tmp_path: Path) -> None:
+    archive_server.body = damaged_member_zip(real_data_dir)
+    with pytest.raises(zlib.error):  # what zipfile itself raises for this damage
+        zipfile.ZipFile(io.BytesIO(archive_server.body)).read("data/names/Arabic.txt")
+    with pytest.raises(DownloadError, match="not a valid zip archive: Error -3"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url)
+    assert not (tmp_path / "downloaded").exists()
+
+
+def test_a_member_too_large_to_be_a_language_file_is_refused_unread(
+    archive_server: StaticServer, tmp_path: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("data/names/Arabic.txt", b"\n" * (MAX_MEMBER_BYTES + 1))  # deflates to about 10 KB
+    archive_server.body = buffer.getvalue()
+    with pytest.raises(DownloadError, match="Arabic.txt unpacks to 10,485,761 bytes"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url)
