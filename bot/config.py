@@ -10,12 +10,17 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.cron import crontab_trigger
 from core.calibration import Prior
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The async drivers the project installs; any other needs a package it does not have, or is not async.
+ASYNC_DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+EXAMPLE_DATABASE_URLS = "sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db"
 
 
 class SettingsError(Exception):
@@ -28,6 +33,22 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
     database_url: str = Field("sqlite+aiosqlite:///data/nameorigin.db", description="SQLAlchemy async URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # Checked here, not at the first connection: a wrong URL would otherwise surface as a traceback
+        # from deep inside SQLAlchemy. The message never repeats the URL, which may hold a password.
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError(f"is not a database URL; use e.g. {EXAMPLE_DATABASE_URLS}") from None
+        if driver not in ASYNC_DATABASE_DRIVERS:
+            raise ValueError(
+                f"uses the driver {driver!r}; the bot needs one of {', '.join(ASYNC_DATABASE_DRIVERS)}, "
+                f"e.g. {EXAMPLE_DATABASE_URLS}"
+            )
+        return value
 
 
 class FinetuneSettings(DatabaseSettings):
@@ -58,9 +79,12 @@ class FinetuneSettings(DatabaseSettings):
         if isinstance(value, str):
             parts = [part.strip() for part in value.split(",") if part.strip()]
             try:
-                return frozenset(int(part) for part in parts)
+                ids = frozenset(int(part) for part in parts)
             except ValueError as exc:
                 raise ValueError("must be comma-separated integer user ids") from exc
+            if any(user_id <= 0 for user_id in ids):  # Telegram's user ids are positive; groups' are negative
+                raise ValueError("must be users' ids, which are positive (a group's id cannot be an admin)")
+            return ids
         return value
 
     def environment(self) -> dict[str, str]:

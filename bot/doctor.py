@@ -38,17 +38,18 @@ class Finding:
         return f"{self.status.value} {self.topic}: {self.detail}"
 
 
-def _settings() -> tuple[FinetuneSettings, list[Finding]]:
+def _settings() -> tuple[FinetuneSettings | None, Finding]:
+    """The settings the other checks can use (None when even those are invalid), and how the configuration fared."""
     try:
         settings: FinetuneSettings = load_settings(Settings)
-        return settings, [Finding(Status.OK, "configuration", "all settings valid")]
+        return settings, Finding(Status.OK, "configuration", "all settings valid")
     except SettingsError as exc:
         finding = Finding(Status.PROBLEM, "configuration", str(exc).removeprefix("invalid configuration: "))
-    # Without a valid bot configuration the rest can still be checked with what is there.
+    # Without a valid bot configuration (say, no token) the rest can still be checked with what is there.
     try:
-        return load_settings(FinetuneSettings), [finding]
-    except SettingsError as exc:
-        return FinetuneSettings.model_construct(), [finding, Finding(Status.PROBLEM, "configuration", str(exc))]
+        return load_settings(FinetuneSettings), finding
+    except SettingsError:  # its problems are among those the finding already names
+        return None, finding
 
 
 async def _database(url: str) -> tuple[Finding, str | None]:
@@ -112,7 +113,17 @@ def _mode(settings: FinetuneSettings) -> Finding:
 
 async def diagnose() -> list[Finding]:
     """Every check, in the order a person would fix them."""
-    settings, findings = _settings()
+    settings, configuration = _settings()
+    if settings is None:
+        # Checking the database, model or dataset against defaults would report on places the bot will not use.
+        skipped = Finding(Status.PROBLEM, "other checks", "skipped until the configuration above is valid")
+        return [configuration, skipped]
     database, live_path = await _database(settings.database_url)
-    findings += [_mode(settings), database, _model(settings, live_path), _dataset(settings), _admins(settings)]
-    return findings
+    return [
+        configuration,
+        _mode(settings),
+        database,
+        _model(settings, live_path),
+        _dataset(settings),
+        _admins(settings),
+    ]

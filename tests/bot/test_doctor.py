@@ -70,3 +70,14 @@ def test_a_model_that_cannot_apply_the_configured_prior_is_a_problem(tmp_path: P
     assert model.startswith("✗ model: model gru-before-priors does not record its training class prior")
     lines = doctor(tmp_path, **env, PREDICTION_PRIOR="dataset").stdout.splitlines()
     assert any(line.startswith("✓ model: gru-before-priors loads") for line in lines)
+
+
+def test_a_database_url_the_bot_cannot_use_stops_the_checks_that_need_it(tmp_path: Path) -> None:
+    result = doctor(tmp_path, TELEGRAM_BOT_TOKEN="123:abc", DATABASE_URL="sqlite:///bot.db")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "✗ configuration: DATABASE_URL uses the driver 'sqlite'; the bot needs one of sqlite+aiosqlite, "
+        "postgresql+asyncpg, e.g. sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db",
+        "✗ other checks: skipped until the configuration above is valid",
+    ]
+    assert not result.stderr

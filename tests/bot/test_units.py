@@ -50,8 +50,25 @@ def test_settings_parse_and_fail_with_one_line(monkeypatch: pytest.MonkeyPatch, 
         load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids="alice")
     with pytest.raises(SettingsError, match="TELEGRAM_API_BASE_URL"):
         load_settings(Settings, telegram_bot_token="1:abc", telegram_api_base_url="ftp://x")
+    with pytest.raises(SettingsError, match="BOT_ADMIN_IDS must be users' ids, which are positive"):
+        load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids="5,-100123")
     monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///x.db")
     assert load_settings(DatabaseSettings).database_url == "sqlite+aiosqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("nonsense", "DATABASE_URL is not a database URL; use e.g. sqlite+aiosqlite:///"),
+        ("sqlite:///x.db", "DATABASE_URL uses the driver 'sqlite'; the bot needs one of sqlite+aiosqlite, "),
+        ("postgresql://bot:hunter2@db/bot", "DATABASE_URL uses the driver 'postgresql'; the bot needs one of "),
+    ],
+)
+def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(DatabaseSettings, database_url=url)
+    assert str(error.value).startswith(f"invalid configuration: {problem}")
+    assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
 
 
 def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
