@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
 from telegram import Bot, Update
 from telegram.error import TelegramError
@@ -17,6 +18,16 @@ from bot.live_model import LiveModel
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class _Run:
+    """Who hears of one fine-tune run when it ends, kept per run so a run starting later cannot take it over."""
+
+    scheduled: bool  # the scheduled run reports to every admin; a /retrain only to the chats that asked
+    requested_by: set[int] = field(default_factory=set)
+    # /retrain came while the scheduled (unforced) run was going: if it skips, a forced run follows.
+    forced_run_wanted: bool = False
+
+
 class AdminHandlers:
     """Commands only ``BOT_ADMIN_IDS`` may use, and the jobs that report to them."""
 
@@ -24,8 +35,7 @@ class AdminHandlers:
         self.runner = runner
         self.live = live
         self.admin_ids = admin_ids
-        self._requested_by: set[int] = set()  # chats that asked for the current run with /retrain
-        self._scheduled = False  # whether the current run is the scheduled one (reported to every admin)
+        self._current: _Run | None = None  # the run in progress, if this bot started it
         self._reporters: set[asyncio.Task[None]] = set()
 
     async def _is_admin(self, update: Update) -> bool:
@@ -37,27 +47,32 @@ class AdminHandlers:
         logger.warning("refused an admin command from a non-admin")  # the update's log line has the hashed user
         return False
 
-    def _start(self, bot: Bot, *, force: bool) -> bool:
+    def _start(self, bot: Bot, *, force: bool, requested_by: set[int] | None = None) -> bool:
         """Start a run whose report goes out when it ends; False when one is already running."""
         task = self.runner.start(force=force)
         if task is None:
             return False
-        self._requested_by, self._scheduled = set(), not force
+        run = _Run(scheduled=not force, requested_by=set(requested_by or ()))
+        self._current = run
         # A plain task, not the Application's: stopping the bot must not wait for a fine-tune.
-        reporter = asyncio.create_task(self._report_when_done(task, bot))
+        reporter = asyncio.create_task(self._report_when_done(task, run, bot))
         self._reporters.add(reporter)
         reporter.add_done_callback(self._reporters.discard)
         return True
 
-    async def _report_when_done(self, task: asyncio.Task[RunOutcome], bot: Bot) -> None:
+    async def _report_when_done(self, task: asyncio.Task[RunOutcome], run: _Run, bot: Bot) -> None:
         outcome = await task
-        chats = set(self._requested_by)
-        if isinstance(outcome, RunReport) and outcome.status in ("skipped", "busy"):
-            logger.info("fine-tune %s: %s", outcome.status, outcome.message)  # only who asked hears of it
-        elif self._scheduled:
-            chats |= self.admin_ids  # every admin hears how a scheduled run went
+        if self._current is run:
+            self._current = None
         if self.runner.stopping:
             return
+        chats = set(run.requested_by)
+        if isinstance(outcome, RunReport) and outcome.status in ("skipped", "busy"):
+            logger.info("fine-tune %s: %s", outcome.status, outcome.message)  # only who asked hears of it
+            if run.forced_run_wanted and self._start(bot, force=True, requested_by=chats):
+                return  # the forced run that /retrain asked for reports to them instead
+        elif run.scheduled:
+            chats |= self.admin_ids  # every admin hears how a scheduled run went
         text = admin_views.run_report(outcome)
         for chat_id in sorted(chats):
             try:
@@ -70,9 +85,19 @@ class AdminHandlers:
         message = update.effective_message
         if not await self._is_admin(update) or message is None:
             return
-        started = self._start(context.bot, force=True)
-        self._requested_by.add(message.chat_id)  # a run already going reports here too
-        await message.reply_text(admin_views.STARTED if started else admin_views.ALREADY_RUNNING)
+        if self._start(context.bot, force=True, requested_by={message.chat_id}):
+            await message.reply_text(admin_views.STARTED)
+            return
+        run = self._current
+        if run is None:  # nothing runs, so the runner refused because the bot is stopping
+            await message.reply_text(admin_views.STOPPING)
+            return
+        run.requested_by.add(message.chat_id)  # the run already going reports here too
+        if run.scheduled:
+            run.forced_run_wanted = True
+            await message.reply_text(admin_views.SCHEDULED_RUNNING)
+        else:
+            await message.reply_text(admin_views.ALREADY_RUNNING)
 
     async def models(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/models: versions with their figures and which one is live."""

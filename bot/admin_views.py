@@ -14,6 +14,11 @@ from bot.views import escape
 NOT_ADMIN = "Sorry, only the bot's admins can do that."
 ALREADY_RUNNING = "A fine-tune is already running. I'll report to you when it ends."
 STARTED = "Fine-tune started. I'll report before/after figures when it ends."
+SCHEDULED_RUNNING = (
+    "The scheduled fine-tune is running. If it skips for lack of new feedback, yours starts right after it; "
+    "either way I'll report to you when it ends."
+)
+STOPPING = "The bot is stopping, so no fine-tune can start now. Try again once it is back."
 
 
 def _percent(value: float | None) -> str:

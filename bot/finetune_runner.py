@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +53,21 @@ def child_environment(settings: Settings) -> dict[str, str]:
     environment.update(settings.environment())
     environment["OMP_NUM_THREADS"] = str(settings.finetune_threads)
     return environment
+
+
+# The line naming an uncaught exception ("sqlalchemy.exc.OperationalError: ...") or the CLI's own error line.
+_ERROR_LINE = re.compile(r"[A-Za-z_][\w.]*: |nameorigin [\w-]+: error: ")
+
+
+def failure_reason(stderr_lines: Sequence[str]) -> str | None:
+    """The line of a failed child's stderr that says what went wrong: the last error line, else the last line.
+
+    The last line is often not it: SQLAlchemy ends its errors with a "(Background on this error at: …)" link.
+    """
+    for line in reversed(stderr_lines):
+        if _ERROR_LINE.match(line):
+            return line
+    return stderr_lines[-1] if stderr_lines else None
 
 
 def _describe_exit(returncode: int) -> str:
@@ -131,8 +148,9 @@ class FinetuneRunner:
         lines = stdout.decode(errors="replace").strip().splitlines()
         if returncode not in (0, EXIT_BUSY) or not lines:
             message = f"the fine-tune process {_describe_exit(returncode or 0)}"
-            if errors and returncode and returncode > 0:
-                message += f": {errors[-1]}"
+            reason = failure_reason(errors)
+            if reason and returncode and returncode > 0:
+                message += f": {reason}"
             return RunFailed(message)
         try:
             return RunReport.from_json(lines[-1])

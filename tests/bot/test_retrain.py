@@ -229,3 +229,22 @@ async def test_the_schedule_waits_for_enough_feedback_then_reports_to_every_admi
         await refresh.run(application)
         await say(telegram, 800, "Falcão")
         assert stored_versions(settings, 800) == [shipped]
+
+
+async def test_retrain_during_a_scheduled_run_that_skips_starts_a_forced_run_after_it(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, real_data_dir: Path
+) -> None:
+    # 20 usable verdicts, far fewer than a scheduled run needs: it skips; a forced run learns from them.
+    settings = lean_settings(telegram, tmp_path, real_data_dir, finetune_min_new=1000)
+    settings = await with_agreed_feedback(settings, PORTUGUESE_AO)
+    async with running_bot(settings, predictors) as application:
+        [job] = application.job_queue.get_jobs_by_name("finetune")
+        await job.run(application)
+        await say(telegram, 1, "/retrain", "The scheduled fine-tune is running")
+        report = await wait_message(telegram, 1, "Fine-tune", set(), timeout=120)
+        assert "Fine-tune promoted" in report.params["text"], report.params["text"]
+        await finetune_finished()
+    sent = [c.params["text"] for c in telegram.sent("sendMessage")]
+    assert not [text for text in sent if "Fine-tune skipped" in text]  # the admin hears of their run only
+    decisions = [(r.decision, r.active) for r in await read_versions(settings.database_url)]
+    assert decisions == [("promoted", True), ("initial", False)]

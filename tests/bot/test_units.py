@@ -12,6 +12,7 @@ from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
 from bot.finetune_job import RunReport
+from bot.finetune_runner import failure_reason
 from bot.ratelimit import UserRateLimiter
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text
@@ -145,3 +146,17 @@ def test_fine_tune_reports_name_a_prior_other_than_the_dataset_s() -> None:
     assert "Test accuracy (uniform prior): 78.06% → 78.10% (+0.04 pts)" in report("uniform")
     assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report("dataset")
     assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report(None)  # runs recorded before the prior was
+
+
+def test_a_failed_fine_tune_is_reported_by_its_error_line_not_a_trailing_link() -> None:
+    traceback = [
+        "Traceback (most recent call last):",
+        '  File "/app/bot/finetune_job.py", line 150, in _gather',
+        "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) unable to open database file",
+        "(Background on this error at: https://sqlalche.me/e/20/e3q8)",
+    ]
+    assert failure_reason(traceback) == traceback[2]
+    cli_error = ["nameorigin finetune: error: cannot fine-tune: dataset folder data/names does not exist"]
+    assert failure_reason(cli_error) == cli_error[0]
+    assert failure_reason(["Segmentation fault"]) == "Segmentation fault"
+    assert failure_reason([]) is None
