@@ -158,7 +158,17 @@ class Handlers:
         logger.error("update failed: %r", context.error, exc_info=context.error)
         if isinstance(context.application, LoggingApplication):
             context.application.mark_failed(update)
-        if isinstance(update, Update) and update.effective_message:
+        if not isinstance(update, Update):
+            return
+        if update.callback_query is not None:
+            # Until a press is answered the user's button spins; an answered press cannot be answered
+            # again, and then the apology goes out as a message below.
+            try:
+                await update.callback_query.answer(APOLOGY, show_alert=True)
+                return
+            except Exception as exc:  # any failure: the apology goes out as a message instead
+                logger.info("could not answer the failed button press: %r", exc)
+        if update.effective_message:
             try:
                 await update.effective_message.reply_text(APOLOGY)
             except Exception:  # the apology itself failed (network down): logged, never raised

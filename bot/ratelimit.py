@@ -6,6 +6,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+# Past this many users tracked, users idle for a whole window are forgotten.
+FORGET_IDLE_ABOVE = 10_000
+
 
 class UserRateLimiter:
     """Allows at most ``limit`` events per user in any ``window`` seconds."""
@@ -15,6 +18,7 @@ class UserRateLimiter:
         self.window = window
         self._clock = clock
         self._events: dict[int, deque[float]] = {}
+        self._next_sweep = float("-inf")
 
     def allow(self, user_id: int) -> bool:
         """Record an event for ``user_id`` and say whether it is within the limit."""
@@ -25,12 +29,15 @@ class UserRateLimiter:
         if len(events) >= self.limit:
             return False
         events.append(now)
-        if len(self._events) > 10_000:
+        if len(self._events) > FORGET_IDLE_ABOVE and now >= self._next_sweep:
             self._forget_idle(now)
         return True
 
     def _forget_idle(self, now: float) -> None:
-        # Bounded memory: drop users whose window has passed.
+        # Bounded memory: drop users whose window has passed. At most one sweep per window: with more
+        # active users than the threshold a sweep frees nothing, and one per event would scan them all
+        # on the event loop for every message.
+        self._next_sweep = now + self.window
         idle = [user for user, events in self._events.items() if not events or now - events[-1] >= self.window]
         for user in idle:
             del self._events[user]

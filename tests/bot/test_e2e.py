@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -207,6 +208,25 @@ async def test_a_failing_update_gets_an_apology_and_the_bot_lives_on(
     assert [(line["kind"], line["outcome"]) for line in lines] == [("message", "error"), ("message", "ok")]
     users = {line["user"] for line in lines}
     assert len(users) == 2 and all(len(user) == 16 and not user.isdigit() for user in users)  # keyed hashes
+
+
+async def test_a_failing_button_press_is_answered_with_an_apology(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(80, "Rossi")
+        reply = await telegram.wait_for(lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == 80)
+        confirm = reply.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        # The verdict's write fails inside the service, before the press is answered.
+        with sqlite3.connect(settings.database_url.split("///", 1)[1]) as connection:
+            connection.execute("DROP TABLE corrections")
+        telegram.inject_callback(80, 80, telegram.last_bot_message_id(80), confirm)
+        answer = await telegram.wait_for(lambda c: c.method == "answerCallbackQuery")
+        assert "Sorry, something went wrong" in answer.params["text"]
+        assert answer.params.get("show_alert") in (True, "true", "True")
+        await asyncio.sleep(0.2)
+        assert not [c for c in telegram.sent("sendMessage") if "Sorry" in c.params["text"]]  # not twice
 
 
 async def test_button_presses_and_stats_are_rate_limited(

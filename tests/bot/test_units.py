@@ -13,7 +13,7 @@ from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCall
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
 from bot.finetune_job import RunReport
 from bot.finetune_runner import failure_reason
-from bot.ratelimit import UserRateLimiter
+from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text
 from core.data import LANGUAGES
@@ -90,6 +90,21 @@ def test_rate_limiter_slides() -> None:
     assert not limiter.allow(1)
     now[0] = 60.0
     assert limiter.allow(1)
+
+
+def test_rate_limiter_forgets_idle_users_at_most_once_a_window() -> None:
+    now = [0.0]
+    limiter = UserRateLimiter(limit=5, window=60.0, clock=lambda: now[0])
+    scans: list[int] = []
+    forget = limiter._forget_idle
+    limiter._forget_idle = lambda at: (scans.append(len(limiter._events)), forget(at))[1]  # type: ignore[method-assign]
+    for user in range(FORGET_IDLE_ABOVE + 2_000):  # all active in one window: a sweep frees nobody
+        now[0] = user * 1e-3
+        assert limiter.allow(user)
+    assert scans == [FORGET_IDLE_ABOVE + 1]  # one scan, not one per message beyond the threshold
+    now[0] = 200.0  # everyone has been idle for a whole window
+    assert limiter.allow(-1)
+    assert len(scans) == 2 and len(limiter._events) == 1
 
 
 def test_views_escape_user_text_and_replace_notes() -> None:

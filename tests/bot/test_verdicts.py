@@ -65,7 +65,7 @@ async def test_writes_refused_for_their_values_are_told_apart_from_outages(datab
                     await repository.add_guesses(session=session, guesses=rows)  # type: ignore[arg-type]
                 else:
                     session.add_all(rows)
-        except Exception as error:  # noqa: BLE001 - returned to be classified
+        except Exception as error:  # returned, to be classified below
             return error
         return None
 
@@ -83,7 +83,7 @@ async def test_writes_refused_for_their_values_are_told_apart_from_outages(datab
 
     unreachable = create_engine("postgresql+asyncpg://nobody:secret@127.0.0.1:1/none")
     try:
-        with pytest.raises(Exception) as outage:  # noqa: PT011 - whatever the driver raises for a refused connection
+        with pytest.raises(Exception) as outage:  # whatever the driver raises when refused
             async with session_factory(unreachable).begin() as session:
                 await repository.get_guess(session=session, guess_id=1)
     finally:
