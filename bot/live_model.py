@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,18 @@ from core.checkpoint import CheckpointError
 from core.predict import Predictor
 
 logger = logging.getLogger(__name__)
+
+# A live version that fails to load is tried again after this long, then twice as long each time, up to
+# the maximum: a file on a volume that was briefly unavailable gets picked up, a broken one is not
+# reloaded (and logged) at every refresh.
+LOAD_RETRY_FIRST_S = 60.0
+LOAD_RETRY_MAX_S = 3600.0
+
+
+@dataclass(frozen=True)
+class _LoadFailure:
+    attempts: int
+    retry_at: float  # on the LiveModel's clock
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class LiveModel:
         model_dir: Path,
         uncertain_below: float,
         prior: Prior = "dataset",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._predictors = predictors
         self._sessions = sessions
@@ -56,7 +71,8 @@ class LiveModel:
         self._uncertain_below = uncertain_below
         self._prior = prior
         self._swap_lock = asyncio.Lock()
-        self._unloadable: set[str] = set()  # versions already reported as failing to load
+        self._clock = clock
+        self._load_failures: dict[str, _LoadFailure] = {}  # live versions that failed to load, by version
 
     @property
     def version(self) -> str:
@@ -74,22 +90,28 @@ class LiveModel:
     async def sync(self) -> str:
         """Load the database's live version if it is not the one answering; returns the version answering.
 
-        A checkpoint that fails to load is logged and the current model keeps answering.
+        A checkpoint that fails to load is logged and the current model keeps answering; it is tried
+        again after ``LOAD_RETRY_FIRST_S``, then at doubling intervals.
         """
         async with self._swap_lock:
             record = await model_store.live_record(self._sessions, self._model_dir)
             if record.version == self.version:
                 return self.version
-            if record.version in self._unloadable:
+            failure = self._load_failures.get(record.version)
+            if failure is not None and self._clock() < failure.retry_at:
                 return self.version
             try:
                 predictor = await self._load(record)
             except CheckpointError as exc:
-                self._unloadable.add(record.version)  # logged once, not at every refresh
+                attempts = 1 if failure is None else failure.attempts + 1
+                delay = min(LOAD_RETRY_FIRST_S * 2 ** (attempts - 1), LOAD_RETRY_MAX_S)
+                self._load_failures[record.version] = _LoadFailure(attempts, self._clock() + delay)
                 logger.error(
-                    "live version %s cannot be loaded (%s); still answering with %s", record.version, exc, self.version
-                )
+                    "live version %s cannot be loaded (%s; attempt %d, next in %.0f s); still answering with %s",
+                    record.version, exc, attempts, delay, self.version,
+                )  # fmt: skip
                 return self.version
+            self._load_failures.pop(record.version, None)
             previous, self._predictors.gru = self.version, predictor
             logger.info("switched live model %s -> %s", previous, record.version)
             return self.version

@@ -18,7 +18,7 @@ from bot.app import load_predictors
 from bot.config import Settings, load_settings
 from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
-from bot.live_model import LiveModel, RollbackRefused, RolledBack
+from bot.live_model import LOAD_RETRY_FIRST_S, LiveModel, RollbackRefused, RolledBack
 from bot.service import Predictors
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.predict import Predictor, shipped_checkpoint_path
@@ -126,6 +126,36 @@ async def test_a_checkpoint_that_does_not_match_its_row_is_not_served(
     async with sessions.begin() as session:
         assert await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
     assert await live.sync() == shipped.version  # refuses the mismatched file and keeps answering
+
+
+async def test_a_live_version_that_failed_to_load_is_tried_again_later(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = Predictor.shipped("gru")
+    now = [0.0]
+    live = LiveModel(
+        predictors=Predictors(gru=shipped, rnn=Predictor.shipped("rnn")),
+        sessions=sessions,
+        model_dir=model_dir,
+        uncertain_below=0.5,
+        clock=lambda: now[0],
+    )
+    assert await live.sync() == shipped.version
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
+    assert await live.sync() == "gru-trained-1"
+    assert isinstance(await live.rollback(shipped.version), RolledBack)
+    stored = model_dir / "versions" / "gru-trained-1.safetensors"
+    whole = stored.read_bytes()
+    stored.write_bytes(whole[: len(whole) // 2])  # e.g. a shared volume serving a partial file for a while
+    async with sessions.begin() as session:  # another replica makes it live again
+        assert await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
+    assert await live.sync() == shipped.version  # cannot load: the old model keeps answering
+    stored.write_bytes(whole)
+    now[0] = LOAD_RETRY_FIRST_S / 2
+    assert await live.sync() == shipped.version  # not retried at every refresh
+    now[0] = LOAD_RETRY_FIRST_S + 1
+    assert await live.sync() == "gru-trained-1"  # but retried after a while
 
 
 async def test_a_uniform_prediction_prior_holds_for_the_starting_and_every_swapped_in_model(
