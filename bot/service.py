@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from core.data import LANGUAGES
 from core.predict import Guess, Predictor, Rejected
 
 logger = logging.getLogger(__name__)
+
+STATS_MAX_AGE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,18 @@ def _batched_predictions(current: Callable[[], Predictor]) -> MicroBatcher[str, 
 class GuessService:
     """Everything handlers need; all model work runs in worker threads, off the event loop."""
 
-    def __init__(self, *, predictors: Predictors, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        *,
+        predictors: Predictors,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._predictors = predictors
         self._sessions = sessions
+        self._clock = clock
+        self._stats_lock = asyncio.Lock()
+        self._stats: tuple[Stats, float] | None = None  # the last counts and when they were taken
         self._gru = _batched_predictions(lambda: predictors.gru)
         self._rnn = _batched_predictions(lambda: predictors.rnn)
         self._new_guesses: MicroBatcher[NewGuess, int] = MicroBatcher(
@@ -156,6 +168,15 @@ class GuessService:
             await session.execute(text("SELECT 1"))
 
     async def stats(self) -> Stats:
-        """Counts of guesses and verdicts."""
-        async with self._sessions() as session:
-            return await repository.collect_stats(session=session)
+        """Counts of guesses and verdicts, at most ``STATS_MAX_AGE_S`` old.
+
+        Counting scans both tables; on SQLite it also holds the one connection every write waits for.
+        Any user may ask, so concurrent and repeated requests share one count.
+        """
+        async with self._stats_lock:
+            if self._stats is not None and self._clock() - self._stats[1] < STATS_MAX_AGE_S:
+                return self._stats[0]
+            async with self._sessions() as session:
+                stats = await repository.collect_stats(session=session)
+            self._stats = (stats, self._clock())
+            return stats

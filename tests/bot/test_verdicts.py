@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from bot.db import migrate, repository
 from bot.db.engine import create_engine, session_factory
 from bot.db.models import Correction
-from bot.db.repository import NewGuess
-from bot.service import GuessService, Predictors, VerdictRecorded
+from bot.db.repository import NewGuess, Stats
+from bot.service import STATS_MAX_AGE_S, GuessService, Predictors, VerdictRecorded
 from tests.databases import fetch
 
 
@@ -89,3 +89,27 @@ async def test_writes_refused_for_their_values_are_told_apart_from_outages(datab
     finally:
         await unreachable.dispose()
     assert not repository.rejected_for_its_data(outage.value)
+
+
+async def test_stats_count_both_tables_and_are_reused_for_a_while(database_url: str, predictors: Predictors) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    now = [0.0]
+    service = GuessService(predictors=predictors, sessions=sessions, clock=lambda: now[0])
+    try:
+        assert await service.stats() == Stats(guesses=0, corrections=0, confirmed=0, users=0)
+        async with sessions.begin() as session:
+            guesses = [
+                NewGuess(user, user, 1, "Rossi", "Rossi", ("Italian", "Spanish"), 0.6, "t") for user in (7, 7, 8)
+            ]
+            ids = await repository.add_guesses(session=session, guesses=guesses)
+        for guess_id, language in zip(ids, ("Italian", "Spanish", "Italian"), strict=True):
+            user_id = 8 if guess_id == ids[2] else 7
+            await service.record_verdict(guess_id=guess_id, chat_id=user_id, user_id=user_id, language=language)
+        now[0] = STATS_MAX_AGE_S - 1
+        assert (await service.stats()).guesses == 0  # the count from a moment ago
+        now[0] = STATS_MAX_AGE_S
+        assert await service.stats() == Stats(guesses=3, corrections=3, confirmed=2, users=2)
+    finally:
+        await engine.dispose()
