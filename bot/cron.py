@@ -8,7 +8,7 @@ Saturday. The weekday field is therefore rewritten as day names, which both read
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -29,7 +29,10 @@ def crontab_trigger(expression: str, timezone: tzinfo) -> CronTrigger:
         raise ValueError("restrict the day of the month or the weekday, not both")
     if weekday not in ("*", "?"):
         fields[4] = ",".join(CRONTAB_DAYS[day] for day in sorted(crontab_weekdays(weekday)))
-    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+    trigger = CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+    if trigger.get_next_fire_time(None, datetime.now(timezone)) is None:  # e.g. "0 3 31 2 *": February 31st
+        raise ValueError(f"{expression!r} names a date that never comes, so it would never run")
+    return trigger
 
 
 def crontab_weekdays(field: str) -> set[int]:

@@ -50,8 +50,15 @@ def test_weekday_field_expands_to_crontab_days() -> None:
 
 
 @pytest.mark.parametrize(
-    "expression", ["0 3 * *", "0 3 1 * 1", "0 3 * * 8", "0 3 * * 5-1", "0 3 * * fun", "0 3 * * *-2", "61 3 * * *"]
+    "expression",
+    ["0 3 * *", "0 3 1 * 1", "0 3 * * 8", "0 3 * * 5-1", "0 3 * * fun", "0 3 * * *-2", "61 3 * * *", "0 3 31 2 *"],
 )
 def test_bad_schedules_fail_at_start_up_with_one_line(expression: str) -> None:
     with pytest.raises(SettingsError, match="^invalid configuration: FINETUNE_CRON [^\n]+$"):
         load_settings(Settings, telegram_bot_token="1:x", finetune_cron=expression)
+
+
+def test_a_schedule_on_a_date_that_never_comes_is_refused_and_leap_days_are_not() -> None:
+    with pytest.raises(SettingsError, match="'0 3 30 2 \\*' names a date that never comes"):
+        load_settings(Settings, telegram_bot_token="1:x", finetune_cron="0 3 30 2 *")
+    assert load_settings(Settings, telegram_bot_token="1:x", finetune_cron="0 3 29 2 *").finetune_cron == "0 3 29 2 *"
