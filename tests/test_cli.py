@@ -10,12 +10,15 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from core.cli import main
 from core.cli.predict_cmd import chunks_as_they_arrive
+from core.predict import shipped_checkpoint_path
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +311,105 @@ def test_predict_json_stays_valid_utf8_on_bytes_that_are_not(tmp_path: Path) -> 
     assert [line["name"] for line in lines] == ["Smith\ufffd", "Kim", "\ufffd"]
     assert "not valid UTF-8" in lines[0]["error"] and "not valid UTF-8" in lines[2]["error"]
     assert lines[1]["predictions"][0]["language"] == "Korean"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--class-weight-power", "nan"), ("--class-weight-power", "inf"), ("--class-weight-power", "-1"),
+     ("--seed", "-1"), ("--seed", str(2**32)), ("--seed", "1.5")],
+)  # fmt: skip
+def test_train_rejects_settings_that_would_fail_after_training(
+    option: str, value: str, tiny_data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.pipeline.train_model", _no_training)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--dry-run", f"{option}={value}", "--data-dir", str(tiny_data_dir)])
+    assert exited.value.code == 2
+    assert f"argument {option}:" in capsys.readouterr().err
+
+
+def test_train_takes_the_largest_seed(tiny_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gru.safetensors"
+    args = ["train", "--dry-run", "--seed", str(2**32 - 1), "--class-weight-power", "0.5"]
+    assert main([*args, "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
+    assert read_metadata(out).kind == "gru"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "--checkpoint", "", "Smith"],
+        ["eval", "--checkpoint", ""],
+        ["eval", "--plot", ""],
+        ["eval", "--data-dir", ""],
+        ["train", "--dry-run", "--out", ""],
+        ["train", "--dry-run", "--data-dir", ""],
+        ["data", "download", "--dir", ""],
+    ],
+)
+def test_an_empty_path_is_rejected_rather_than_read_as_the_default(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # an empty path must not reach the default data/ folders; nothing may land here
+    monkeypatch.setenv("NAMES_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setattr("core.pipeline.train_model", _no_training)
+    monkeypatch.setattr("core.cli.eval_cmd.evaluate_examples", _no_training)
+    monkeypatch.setattr("core.cli.data_cmd.download_dataset", _no_training)
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    assert "expected a path, got an empty string" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _eval_json(checkpoint: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert (
+        main(["eval", "--json", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--plot", "c.png"]) == 0
+    )
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return report
+
+
+def test_eval_names_every_figure_in_the_models_label_order(
+    tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped model with its outputs and labels both reversed is the same model: eval must say the same."""
+    shipped = load_checkpoint(shipped_checkpoint_path("gru"))
+    metadata = shipped.metadata
+    assert metadata.class_prior is not None
+    model = shipped.model
+    with torch.no_grad():  # reverse the output rows, so output i now means the reversed list's label i
+        model.head.weight.copy_(model.head.weight.flip(0))
+        model.head.bias.copy_(model.head.bias.flip(0))
+    reversed_metadata = replace(metadata, labels=metadata.labels[::-1], class_prior=metadata.class_prior[::-1])
+    reversed_path = save_checkpoint(tmp_path / "reversed.safetensors", model, reversed_metadata)
+    plotted: list[dict[tuple[str, str], int]] = []
+
+    def named_cells(confusion: Any, labels: tuple[str, ...], path: str) -> None:
+        plotted.append({(t, p): int(confusion[r, c]) for r, t in enumerate(labels) for c, p in enumerate(labels)})
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("core.cli.eval_cmd.save_confusion_plot", named_cells)
+    original = _eval_json(shipped_checkpoint_path("gru"), tiny_data_dir, capsys)
+    flipped = _eval_json(reversed_path, tiny_data_dir, capsys)
+    assert plotted[1] == plotted[0]
+    assert flipped["per_language"] == original["per_language"][::-1]
+    assert flipped["test"] == pytest.approx(original["test"])
+    # Equal counts may be listed in another order, so check each listed mistake against the model's real ones.
+    assert original["top_confusions"], "the shipped model should make mistakes on synthetic names"
+    for pair in flipped["top_confusions"]:
+        assert pair["count"] == plotted[0][pair["true"], pair["predicted"]]
+    assert [p["count"] for p in flipped["top_confusions"]] == [p["count"] for p in original["top_confusions"]]
+
+
+def test_eval_rejects_a_checkpoint_for_other_languages(
+    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, trained = tiny_checkpoint
+    loaded = load_checkpoint(trained)
+    labels = tuple("Martian" if label == "Russian" else label for label in loaded.metadata.labels)
+    foreign = save_checkpoint(tmp_path / "foreign.safetensors", loaded.model, replace(loaded.metadata, labels=labels))
+    assert main(["eval", "--checkpoint", str(foreign), "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "trained on other languages" in err and "Russian" in err and "Martian" in err
+    assert err.count("\n") == 1

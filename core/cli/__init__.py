@@ -7,6 +7,7 @@ Core registers its own subcommands; other packages (the bot) add theirs through 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,8 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_what_stdout_cannot_encode() -> None:
+    """Write a character stdout's encoding lacks (``Д`` on cp1252) as ``\\u0414`` instead of failing."""
+    if isinstance(sys.stdout, io.TextIOWrapper):  # not when closed (None) or replaced by the caller
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    show_what_stdout_cannot_encode()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

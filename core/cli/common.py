@@ -32,13 +32,33 @@ class ReaderGone(Exception):
 
 @contextmanager
 def stdout_to_a_reader_that_may_leave() -> Iterator[None]:
-    """Turn a broken standard output into ``ReaderGone``, so the command stops quietly as Unix tools do."""
+    """Turn a broken standard output into ``ReaderGone``, so the command stops quietly as Unix tools do.
+
+    Any other failure to write (``>&-``, ``>/dev/full``) becomes a one-line ``CommandError``. Whatever
+    the block prints must be flushed inside it, or the failure only comes at exit, as a traceback.
+    """
+    if sys.stdout is None:  # the shell closed it: ``nameorigin predict Smith >&-``
+        raise CommandError("cannot write the output: standard output is closed")
     try:
         yield
     except BrokenPipeError:
-        # Point stdout at /dev/null: the interpreter's last flush at exit would otherwise fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         raise ReaderGone from None
+    except OSError as exc:
+        _discard_stdout()
+        raise CommandError(f"cannot write the output: {exc.strerror or exc}") from exc
+
+
+def _discard_stdout() -> None:
+    # Point stdout at /dev/null: the interpreter's last flush at exit would otherwise fail again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def non_empty_path(text: str) -> str:
+    """An argparse type: a path that is not the empty string, which would otherwise mean the default or ``.``."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
 
 
 @contextmanager
@@ -58,7 +78,9 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model gru|rnn`` and ``--checkpoint PATH`` (which wins when given)."""
     parser.add_argument("--model", choices=MODEL_KINDS, default="gru", help="shipped model to use (default: gru)")
-    parser.add_argument("--checkpoint", help="a checkpoint file to use instead of the shipped model")
+    parser.add_argument(
+        "--checkpoint", type=non_empty_path, help="a checkpoint file to use instead of the shipped model"
+    )
 
 
 def add_prior_option(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli.common import Subparsers, user_errors
+from core.cli.common import Subparsers, non_empty_path, user_errors
 from core.data import resolve_data_dir
 from core.download import ARCHIVE_URL, download_dataset
 
@@ -14,7 +14,7 @@ def register(commands: Subparsers) -> None:
     parser = commands.add_parser("data", help="manage the surnames dataset")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     download = actions.add_parser("download", help="fetch and verify the official archive")
-    download.add_argument("--dir", help="target folder (default: $NAMES_DATA_DIR or data/names)")
+    download.add_argument("--dir", type=non_empty_path, help="target folder (default: $NAMES_DATA_DIR or data/names)")
     download.add_argument("--url", default=ARCHIVE_URL, help=argparse.SUPPRESS)
     download.set_defaults(handler=run_download)
 

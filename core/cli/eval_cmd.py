@@ -10,13 +10,15 @@ from dataclasses import asdict
 from typing import Any
 
 from core.calibration import Prior
-from core.checkpoint import load_checkpoint
+from core.checkpoint import CheckpointMetadata, load_checkpoint
 from core.cli.common import (
+    CommandError,
     Subparsers,
     add_device_option,
     add_model_options,
     add_prior_option,
     device_from,
+    non_empty_path,
     stdout_to_a_reader_that_may_leave,
     user_errors,
 )
@@ -34,9 +36,11 @@ def register(commands: Subparsers) -> None:
     """Add the ``eval`` command."""
     parser = commands.add_parser("eval", help="evaluate a model on the fixed test split")
     add_model_options(parser)
-    parser.add_argument("--data-dir", help="dataset folder (default: $NAMES_DATA_DIR or data/names)")
+    parser.add_argument(
+        "--data-dir", type=non_empty_path, help="dataset folder (default: $NAMES_DATA_DIR or data/names)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--plot", metavar="PNG", help="write a confusion-matrix image")
+    parser.add_argument("--plot", metavar="PNG", type=non_empty_path, help="write a confusion-matrix image")
     add_prior_option(parser)
     add_device_option(parser)
     parser.set_defaults(handler=run)
@@ -54,10 +58,22 @@ def top_confusions(metrics: Metrics, labels: tuple[str, ...], count: int = 8) ->
     return [{"true": labels[r], "predicted": labels[c], "count": n} for n, r, c in mistakes[:count]]
 
 
+def check_same_languages(metadata: CheckpointMetadata, dataset: Dataset) -> None:
+    """Fail in one line when the model knows other languages than the dataset has (a foreign checkpoint)."""
+    missing = set(dataset.labels) - set(metadata.labels)
+    extra = set(metadata.labels) - set(dataset.labels)
+    if missing or extra:
+        raise CommandError(
+            f"model {metadata.version} was trained on other languages than this dataset's (missing from the "
+            f"model: {', '.join(sorted(missing)) or 'none'}; not in the dataset: {', '.join(sorted(extra)) or 'none'})"
+        )
+
+
 def build_report(
     dataset: Dataset, metrics: Metrics, version: str, split_sizes: dict[str, int], prior: Prior = "dataset"
 ) -> dict[str, Any]:
     """Everything ``eval`` shows, as plain data."""
+    labels = tuple(score.language for score in metrics.per_language)  # the model's order, as in the confusion matrix
     return {
         "model_version": version,
         "prior": prior,
@@ -66,7 +82,7 @@ def build_report(
         "split_sizes": split_sizes,
         "test": metrics.headline(),
         "per_language": [asdict(score) for score in metrics.per_language],
-        "top_confusions": top_confusions(metrics, dataset.labels),
+        "top_confusions": top_confusions(metrics, labels),
     }
 
 
@@ -102,14 +118,16 @@ def print_report(report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report; optionally write the confusion plot."""
     device = device_from(args)
-    if args.plot:
+    if args.plot is not None:
         with user_errors():
             check_plot_path(args.plot)  # before the slow part, so a bad path costs nothing
     with user_errors():
-        checkpoint = load_checkpoint(args.checkpoint or shipped_checkpoint_path(args.model), device)
+        path = args.checkpoint if args.checkpoint is not None else shipped_checkpoint_path(args.model)
+        checkpoint = load_checkpoint(path, device)
         checkpoint.metadata.logit_shift(args.prior)  # fail before the slow part if the prior is unavailable
         dataset = load_dataset(args.data_dir)
     metadata = checkpoint.metadata
+    check_same_languages(metadata, dataset)
     if metadata.dataset_sha256 != dataset.sha256:
         logger.warning("the dataset differs from the one this model was trained on; the test split may differ")
     with user_errors():
@@ -123,9 +141,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_report(report)
         sys.stdout.flush()
-    if args.plot:
+    if args.plot is not None:
         with user_errors():
-            save_confusion_plot(metrics.confusion, dataset.labels, args.plot)
+            save_confusion_plot(metrics.confusion, metadata.labels, args.plot)
         if not args.json:
-            print(f"\nconfusion matrix written to {args.plot}")
+            with stdout_to_a_reader_that_may_leave():
+                print(f"\nconfusion matrix written to {args.plot}", flush=True)
     return 0

@@ -44,7 +44,7 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
     """The predictor that ``--checkpoint`` or ``--model`` names, on ``--device``."""
     device = device_from(args)
     with user_errors():
-        if args.checkpoint:
+        if args.checkpoint is not None:
             return Predictor.from_path(args.checkpoint, device, prior=args.prior)
         return Predictor.shipped(args.model, device, prior=args.prior)
 
@@ -52,10 +52,10 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
 def to_json(result: Guess | Rejected) -> str:
     """The documented JSON line for one result."""
     if isinstance(result, Rejected):
-        return json.dumps({"name": displayable(result.raw), "error": result.reason}, ensure_ascii=False)
+        return json.dumps({"name": displayable(result.raw), "error": result.reason})
     predictions = [{"language": g.language, "probability": round(g.probability, 4)} for g in result.predictions]
     payload = {"name": result.query.raw, "normalized": result.query.surname, "predictions": predictions}
-    return json.dumps(payload, ensure_ascii=False)
+    return json.dumps(payload)  # ASCII: no encoding can fail, and no U+2028 splits the line for a reader
 
 
 def to_text(result: Guess | Rejected) -> str:
@@ -83,12 +83,22 @@ def _chunks(lines: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
 
 def stdin_chunks() -> Iterator[list[str]]:
     """stdin's lines, read as UTF-8, in chunks of whatever has arrived (see ``chunks_as_they_arrive``)."""
+    if sys.stdin is None:  # the shell closed it (``<&-``): the names asked for cannot be read
+        raise CommandError("cannot read standard input: it is closed")
     try:
         descriptor = sys.stdin.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):  # stdin replaced by an in-memory stream
         yield from _chunks(sys.stdin)
         return
-    yield from chunks_as_they_arrive(lambda: os.read(descriptor, READ_BYTES))
+    yield from chunks_as_they_arrive(lambda: read_stdin(descriptor))
+
+
+def read_stdin(descriptor: int) -> bytes:
+    """The next bytes of stdin; a failed read (stdin opened write-only: ``0>>file``) is a ``CommandError``."""
+    try:
+        return os.read(descriptor, READ_BYTES)
+    except OSError as exc:
+        raise CommandError(f"cannot read standard input: {exc.strerror or exc}") from exc
 
 
 def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Iterator[list[str]]:

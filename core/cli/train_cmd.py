@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from core.cli.common import CommandError, Subparsers, add_device_option, device_from, user_errors
+from core.cli.common import (
+    CommandError,
+    Subparsers,
+    add_device_option,
+    device_from,
+    non_empty_path,
+    stdout_to_a_reader_that_may_leave,
+    user_errors,
+)
 from core.data import load_dataset
 from core.models import MODEL_KINDS
 from core.pipeline import train_and_save
 from core.train import SELECTION_METRICS, TrainConfig
 
 DEFAULT_MODEL_DIR = Path("data/models")
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
 
 
 def positive_int(text: str) -> int:
@@ -28,18 +39,42 @@ def positive_int(text: str) -> int:
     return value
 
 
+def random_seed(text: str) -> int:
+    """An argparse type: a random seed every generator training seeds accepts, 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of at least 0 (``nan`` would pass a ``< 0`` check and poison training)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}")
+    return value
+
+
 def register(commands: Subparsers) -> None:
     """Add the ``train`` command."""
     defaults = TrainConfig()
     parser = commands.add_parser("train", help="train a model on the fixed training split")
     parser.add_argument("--model", choices=MODEL_KINDS, default="gru", help="architecture (default: gru)")
-    parser.add_argument("--data-dir", help="dataset folder (default: $NAMES_DATA_DIR or data/names)")
+    parser.add_argument(
+        "--data-dir", type=non_empty_path, help="dataset folder (default: $NAMES_DATA_DIR or data/names)"
+    )
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"maximum epochs ({defaults.epochs})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="names per batch")
-    parser.add_argument("--out", help="checkpoint path (default: data/models/<model>.safetensors)")
+    parser.add_argument("--out", type=non_empty_path, help="checkpoint path (default: data/models/<model>.safetensors)")
     parser.add_argument(
         "--class-weight-power",
-        type=float,
+        type=non_negative_float,
         default=defaults.class_weight_power,
         help="class-imbalance weighting: 0 none, 1 inverse frequency (default: %(default)s)",
     )
@@ -55,7 +90,7 @@ def register(commands: Subparsers) -> None:
         default=defaults.patience,
         help="epochs without improvement before stopping (%(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=random_seed, default=defaults.seed, help="random seed (default: 0)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--dry-run", action="store_true", help="smoke test: one epoch of a tiny model")
     add_device_option(parser)
@@ -83,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         config = replace(config, epochs=1)
         overrides = {"hidden_size": 16, "embedding_dim": 8}
-    out = args.out or (DEFAULT_MODEL_DIR / f"{args.model}{'-dry-run' if args.dry_run else ''}.safetensors")
+    out = args.out
+    if out is None:
+        out = DEFAULT_MODEL_DIR / f"{args.model}{'-dry-run' if args.dry_run else ''}.safetensors"
     with user_errors():
         dataset = load_dataset(args.data_dir)
         trained = train_and_save(
@@ -95,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
             model_overrides=overrides,
         )
     figures = trained.metadata.metrics
-    print(f"saved {trained.metadata.version} to {trained.path}")
-    print(f"best epoch {trained.result.best_epoch}, temperature {trained.metadata.temperature:.3f}")
-    for split_name, values in figures.items():
-        print(f"{split_name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    with stdout_to_a_reader_that_may_leave():
+        print(f"saved {trained.metadata.version} to {trained.path}")
+        print(f"best epoch {trained.result.best_epoch}, temperature {trained.metadata.temperature:.3f}")
+        for split_name, values in figures.items():
+            print(f"{split_name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+        sys.stdout.flush()
     return 0
