@@ -1,6 +1,9 @@
 import hashlib
 import http.server
 import io
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 import zlib
@@ -156,3 +159,19 @@ def test_a_member_too_large_to_be_a_language_file_is_refused_unread(
     archive_server.body = buffer.getvalue()
     with pytest.raises(DownloadError, match="Arabic.txt unpacks to 10,485,761 bytes"):
         download_dataset(tmp_path / "downloaded", url=archive_server.url)
+
+
+def test_the_download_command_stops_quietly_when_the_reader_has_left(
+    real_data_dir: Path, archive_server: StaticServer, tmp_path: Path
+) -> None:
+    archive_server.body = zip_of(real_data_dir)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -0`
+    target = tmp_path / "downloaded"
+    command = [sys.executable, "-m", "core.cli", "data", "download", "--dir", str(target), "--url", archive_server.url]
+    try:
+        result = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141 and not result.stderr, result.stderr.decode()
+    assert load_dataset(target).audit.raw_lines == 20074  # the reader left after the work was done
