@@ -23,8 +23,9 @@ def register(commands: Any) -> None:
     upgrade = actions.add_parser("upgrade", help="apply migrations (default: to head)")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(handler=run_db)
-    downgrade = actions.add_parser("downgrade", help="revert migrations (default: to base)")
-    downgrade.add_argument("revision", nargs="?", default="base")
+    downgrade = actions.add_parser("downgrade", help="revert migrations to REVISION (-1: one step; base: drop all)")
+    # No default: reverting to "base" drops every table, which nobody should get by leaving out an argument.
+    downgrade.add_argument("revision", help="target revision: an id, -1 for one step back, or base")
     downgrade.set_defaults(handler=run_db)
     current = actions.add_parser("current", help="print the database's revision")
     current.set_defaults(handler=run_db)
@@ -54,17 +55,26 @@ def run_db(args: argparse.Namespace) -> int:
     from bot.db import migrate
 
     url = _settings(DatabaseSettings).database_url
-    if args.action == "upgrade":
-        migrate.upgrade(url, args.revision)
-    elif args.action == "downgrade":
-        migrate.downgrade(url, args.revision)
-    print(f"database at revision {migrate.current_revision(url) or 'base (empty)'}")
+    missing = migrate.missing_sqlite_file(url)
+    if args.action != "upgrade" and missing is not None:  # connecting would create it, and hide a mistyped path
+        raise CommandError(f"there is no database at {missing} yet: `nameorigin db upgrade` or `serve` creates it")
+    try:
+        with migrate.reaching(url):
+            if args.action == "upgrade":
+                migrate.upgrade(url, args.revision)
+            elif args.action == "downgrade":
+                migrate.downgrade(url, args.revision)
+            revision = migrate.current_revision(url)
+    except migrate.DatabaseUnavailable as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"database at revision {revision or 'base (empty)'}")
     return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Migrate the database, then run the bot until interrupted."""
     from bot.config import Settings
+    from bot.db.migrate import DatabaseUnavailable
     from bot.server import run
     from core.checkpoint import CheckpointError
 
@@ -72,6 +82,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         run(settings)
     except CheckpointError as exc:  # a model that cannot load, or cannot answer under PREDICTION_PRIOR
+        raise CommandError(f"cannot start the bot: {exc}") from exc
+    except DatabaseUnavailable as exc:
         raise CommandError(f"cannot start the bot: {exc}") from exc
     return 0
 

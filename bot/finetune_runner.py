@@ -42,7 +42,9 @@ RunOutcome = RunReport | RunFailed
 
 def child_command(*, force: bool) -> list[str]:
     """The ``nameorigin finetune`` command line the bot runs."""
-    command = [sys.executable, "-m", "core.cli", "finetune", "--json", "--nice", str(CHILD_NICENESS)]
+    # -P: the bot's working folder stays off the import path, so a folder of its own named core/ or bot/
+    # (a Django app, say) cannot shadow this package in the child.
+    command = [sys.executable, "-P", "-m", "core.cli", "finetune", "--json", "--nice", str(CHILD_NICENESS)]
     return command + (["--force"] if force else [])
 
 

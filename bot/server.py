@@ -147,5 +147,6 @@ def run(settings: Settings) -> None:
     for name in ("bot", UPDATE_LOGGER):  # a running service reports what it does, not only what fails
         if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
             logging.getLogger(name).setLevel(logging.INFO)
-    migrate.upgrade(settings.database_url)
+    with migrate.reaching(settings.database_url):  # the first connection: an unreachable database fails here
+        migrate.upgrade(settings.database_url)
     asyncio.run(serve(settings, load_predictors(settings)))

@@ -7,14 +7,39 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from bot.db.engine import create_engine, ensure_sqlite_folder
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened; the message is one line and hides the password."""
+
+
+@contextmanager
+def reaching(database_url: str) -> Iterator[None]:
+    """Turn a failure to connect (refused, unknown host, bad password, unopenable file) into ``DatabaseUnavailable``."""
+    try:
+        yield
+    except (OSError, DBAPIError) as exc:  # drivers raise socket errors as they are, the rest wrapped in DBAPIError
+        safe = make_url(database_url).render_as_string(hide_password=True)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DatabaseUnavailable(f"cannot use the database {safe}: {type(exc).__name__}: {reason}") from exc
+
+
+def missing_sqlite_file(database_url: str) -> str | None:
+    """The path of an SQLite database file that does not exist yet, or None (it exists, or it is no SQLite file)."""
+    parsed = make_url(database_url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if Path(parsed.database).exists() else parsed.database
 
 
 def alembic_config(database_url: str) -> Config:
@@ -48,7 +73,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         command.upgrade(alembic_config(database_url), revision)
 
 
-def downgrade(database_url: str, revision: str = "base") -> None:
+def downgrade(database_url: str, revision: str) -> None:
     """Migrate the database down to ``revision``. Blocking: call it off the event loop."""
     command.downgrade(alembic_config(database_url), revision)
 

@@ -38,7 +38,7 @@ def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     migrate.upgrade(database_url)
     assert table_names(database_url) == {"alembic_version", "guesses", "corrections", "model_versions"}
     assert migrate.current_revision(database_url) == migrate.head_revision()
-    migrate.downgrade(database_url)
+    migrate.downgrade(database_url, "base")
     assert table_names(database_url) == {"alembic_version"}
     assert migrate.current_revision(database_url) is None
     migrate.upgrade(database_url)  # and up again: the downgrade left nothing behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
 from bot.finetune_job import RunReport
-from bot.finetune_runner import failure_reason
+from bot.finetune_runner import child_command, failure_reason
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text
@@ -175,3 +176,13 @@ def test_a_failed_fine_tune_is_reported_by_its_error_line_not_a_trailing_link() 
     assert failure_reason(cli_error) == cli_error[0]
     assert failure_reason(["Segmentation fault"]) == "Segmentation fault"
     assert failure_reason([]) is None
+
+
+def test_the_fine_tune_child_ignores_packages_in_the_bot_s_working_folder(tmp_path: Path) -> None:
+    decoy = tmp_path / "core"  # say, a Django app named core in the folder the bot runs from
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy core package was imported')")
+    command = [*child_command(force=True)[:4], "finetune", "--help"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: nameorigin finetune")
