@@ -18,6 +18,7 @@ from core.calibration import Prior
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+PLACEHOLDER_MARK = "replace-with-"  # how .env.example marks the values a person must fill in
 # The async drivers the project installs; any other needs a package it does not have, or is not async.
 ASYNC_DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 EXAMPLE_DATABASE_URLS = "sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db"
@@ -166,6 +167,8 @@ class Settings(FinetuneSettings):
     def _token_not_blank(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        if PLACEHOLDER_MARK in value.get_secret_value():  # .env.example copied, token not filled in
+            raise ValueError("is still the placeholder from .env.example: put in the token @BotFather gave you")
         return value
 
     @field_validator("telegram_api_base_url")

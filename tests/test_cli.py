@@ -75,6 +75,10 @@ def test_eval_text_report(tiny_checkpoint: tuple[Path, Path], capsys: pytest.Cap
     assert main(["eval", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "macro-F1" in out and "Vietnamese" in out
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--json"]) == 0
+    test = json.loads(capsys.readouterr().out)["test"]
+    # The figures the JSON holds, not those rounded again: 0.6675 must not show as 0.667 beside a 0.668 elsewhere.
+    assert f"macro-F1 {test['macro_f1']:.4f}, ECE {test['ece']:.4f}, NLL {test['nll']:.4f}" in out
 
 
 def test_predict_json_format_for_good_and_bad_input(

@@ -101,7 +101,8 @@ def print_report(report: dict[str, Any]) -> None:
     test = report["test"]
     print(
         f"test: accuracy {test['accuracy']:.2%}, top-3 {test['top3_accuracy']:.2%}, "
-        f"macro-F1 {test['macro_f1']:.3f}, ECE {test['ece']:.3f}, NLL {test['nll']:.3f} ({test['count']} names)"
+        # Four places, as the report holds them: rounding a rounded figure again could move its last digit.
+        f"macro-F1 {test['macro_f1']:.4f}, ECE {test['ece']:.4f}, NLL {test['nll']:.4f} ({test['count']} names)"
     )
     print(f"\n{'language':<12}{'names':>7}{'precision':>11}{'recall':>8}{'F1':>7}{'support':>9}")
     for score in report["per_language"]:

@@ -81,3 +81,14 @@ def test_a_database_url_the_bot_cannot_use_stops_the_checks_that_need_it(tmp_pat
         "✗ other checks: skipped until the configuration above is valid",
     ]
     assert not result.stderr
+
+
+def test_the_env_example_copied_as_it_is_is_told_to_fill_in_the_token(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+    result = doctor(tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        "✗ configuration: TELEGRAM_BOT_TOKEN is still the placeholder from .env.example: "
+        "put in the token @BotFather gave you"
+    )
