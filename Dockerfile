@@ -14,7 +14,7 @@ RUN pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch
 
 # Then the package (with its shipped models and migrations). The sources are removed once installed,
 # so every process (the bot and its fine-tune child) imports the installed package.
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY core ./core
 COPY bot ./bot
 COPY migrations ./migrations

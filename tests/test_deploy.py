@@ -103,6 +103,7 @@ def test_the_package_carries_its_models_and_migrations(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"core/shipped/gru.safetensors", "core/shipped/rnn.safetensors", "migrations/env.py"} <= names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert {f"migrations/versions/{p.name}" for p in (ROOT / "migrations/versions").glob("0*.py")} <= names
 
 
