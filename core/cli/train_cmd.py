@@ -28,26 +28,26 @@ DEFAULT_MODEL_DIR = Path("data/models")
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
+def whole_number(text: str, low: int, high: int | None = None) -> int:
+    """``text`` as an integer from ``low`` to ``high`` (no upper bound when None), or an argparse error."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    return whole_number(text, 1)
 
 
 def random_seed(text: str) -> int:
     """An argparse type: a random seed every generator training seeds accepts, 0 to 2**32 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
-    return value
+    return whole_number(text, 0, MAX_SEED)
 
 
 def non_negative_float(text: str) -> float:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bot.commands import nameorigin
+
 UNREACHABLE = "postgresql+asyncpg://bot:hunter2@127.0.0.1:1/bot"  # nothing listens on port 1
-
-
-def nameorigin(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k.split("_")[0] not in ("TELEGRAM", "DATABASE", "BOT", "NAMES")}
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        env={**clean, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_downgrade_needs_a_revision_rather_than_dropping_every_table(tmp_path: Path) -> None:

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 from bot.db import migrate
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.predict import shipped_checkpoint_path
+from tests.bot.commands import nameorigin
 
 
 def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k.split("_")[0] not in ("TELEGRAM", "DATABASE", "BOT", "NAMES")}
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", "doctor"],
-        env={**clean, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return nameorigin(cwd, "doctor", **env)
 
 
 def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Path) -> None:

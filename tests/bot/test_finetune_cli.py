@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from bot.finetune_job import LOCK_FILE
+from tests.bot.commands import nameorigin
 
 
 def finetune(tmp_path: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
+    return nameorigin(
+        tmp_path,
+        "finetune",
+        *args,
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
         MODEL_DIR=str(tmp_path / "models"),
         NAMES_DATA_DIR=str(data_dir),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", "finetune", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
 
 
