@@ -85,12 +85,15 @@ class AdminHandlers:
         message = update.effective_message
         if not await self._is_admin(update) or message is None:
             return
+        if self.runner.stopping:  # no run starts, and a running one's report is no longer sent
+            await message.reply_text(admin_views.STOPPING)
+            return
         if self._start(context.bot, force=True, requested_by={message.chat_id}):
             await message.reply_text(admin_views.STARTED)
             return
-        run = self._current
-        if run is None:  # nothing runs, so the runner refused because the bot is stopping
-            await message.reply_text(admin_views.STOPPING)
+        run = self._current  # the runner refused: a run this bot started is going
+        if run is None:
+            await message.reply_text(admin_views.ALREADY_RUNNING)
             return
         run.requested_by.add(message.chat_id)  # the run already going reports here too
         if run.scheduled:

@@ -53,8 +53,9 @@ class MicroBatcher(Generic[Item, Result]):
                     results = await self._run_batch([item for item, _ in batch])
                 except Exception as exc:  # fails this batch's requests, never the drainer
                     if len(batch) > 1 and self._retry_alone(exc):
-                        for single in batch:
-                            await self._run_alone(*single)
+                        for item, future in batch:
+                            if not future.done():  # a request cancelled meanwhile needs no retry
+                                await self._run_alone(item, future)
                     else:
                         for _, future in batch:
                             if not future.done():

@@ -42,7 +42,7 @@ class DatabaseSettings(BaseSettings):
         # from deep inside SQLAlchemy. The message never repeats the URL, which may hold a password.
         try:
             driver = make_url(value).drivername
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a bad port, whose message would quote the URL
             raise ValueError(f"is not a database URL; use e.g. {EXAMPLE_DATABASE_URLS}") from None
         if driver not in ASYNC_DATABASE_DRIVERS:
             raise ValueError(
@@ -127,6 +127,14 @@ class Settings(FinetuneSettings):
     def _secret_format(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @field_validator("webhook_secret", "log_salt")
+    @classmethod
+    def _not_the_example(cls, value: SecretStr | None) -> SecretStr | None:
+        # .env.example's text is public: as a secret or a salt it would protect nothing.
+        if value is not None and PLACEHOLDER_MARK in value.get_secret_value():
+            raise ValueError("is still the placeholder from .env.example: put in a long random string of your own")
         return value
 
     @field_validator("webhook_listen", "health_listen")

@@ -28,6 +28,12 @@ LOAD_RETRY_FIRST_S = 60.0
 LOAD_RETRY_MAX_S = 3600.0
 
 
+def load_retry_delay(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed load of a live version before the next try."""
+    # The exponent is capped: after some weeks of hourly failures 2 ** attempts would not fit a float.
+    return min(LOAD_RETRY_FIRST_S * 2.0 ** min(attempts - 1, 16), LOAD_RETRY_MAX_S)
+
+
 @dataclass(frozen=True)
 class _LoadFailure:
     attempts: int
@@ -104,7 +110,7 @@ class LiveModel:
                 predictor = await self._load(record)
             except CheckpointError as exc:
                 attempts = 1 if failure is None else failure.attempts + 1
-                delay = min(LOAD_RETRY_FIRST_S * 2 ** (attempts - 1), LOAD_RETRY_MAX_S)
+                delay = load_retry_delay(attempts)
                 self._load_failures[record.version] = _LoadFailure(attempts, self._clock() + delay)
                 logger.error(
                     "live version %s cannot be loaded (%s; attempt %d, next in %.0f s); still answering with %s",

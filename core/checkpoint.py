@@ -6,6 +6,7 @@ One file holds both, so a reader can never pair new weights with old metadata, a
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -212,21 +213,23 @@ def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = None) -> Checkpoint:
     """Load a checkpoint, check every tensor's name, shape, dtype and values, and return the model in eval mode.
 
-    The file is read once, so its metadata and weights come from one snapshot even while
-    ``save_checkpoint`` replaces it.
+    Metadata and weights are taken from one read of one open file, so they belong together even
+    while ``save_checkpoint`` replaces the path.
     """
     source = _existing_file(path)
     try:
         with source.open("rb") as stream:
-            # The header is checked before the rest is read: any large file that is no checkpoint fails
+            # The header is checked before the rest is read: a large file that is no checkpoint fails
             # without being read whole. One open file is one snapshot, even if the path is replaced meanwhile.
-            header = _read_header(source, stream)
-            _check_complete(source, header, data_start=stream.tell(), file_size=os.fstat(stream.fileno()).st_size)
+            _check_complete(
+                source, _read_header(source, stream), stream.tell(), file_size=os.fstat(stream.fileno()).st_size
+            )
             stream.seek(0)
             data = stream.read()
     except OSError as exc:
         raise CheckpointError(f"checkpoint {source} cannot be read: {exc}") from exc
-    metadata = _metadata(source, header)
+    # Metadata and weights both come from these bytes: the header read above served only to fail early.
+    metadata = _metadata(source, _read_header(source, io.BytesIO(data)))
     try:
         stored = load(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError, KeyError) as exc:

@@ -138,6 +138,7 @@ async def test_hostile_inputs_each_get_an_answer(
         assert "GRU" in by_chat[113] and "Elman RNN" in by_chat[113]
         assert "too long once written in Latin letters" in by_chat[114]
         assert "Jones" in by_chat[115]
+    assert await rows(settings, "SELECT raw_input FROM guesses WHERE user_id = 115") == [("Smith\ufffdJones",)]
     assert (await rows(settings, "SELECT COUNT(*) FROM guesses"))[0][0] >= 5
 
 

@@ -64,6 +64,7 @@ def test_settings_parse_and_fail_with_one_line(monkeypatch: pytest.MonkeyPatch, 
         ("nonsense", "DATABASE_URL is not a database URL; use e.g. sqlite+aiosqlite:///"),
         ("sqlite:///x.db", "DATABASE_URL uses the driver 'sqlite'; the bot needs one of sqlite+aiosqlite, "),
         ("postgresql://bot:hunter2@db/bot", "DATABASE_URL uses the driver 'postgresql'; the bot needs one of "),
+        ("postgresql+asyncpg://bot:p@ss:hunter2@db/bot", "DATABASE_URL is not a database URL"),  # a bad port
     ],
 )
 def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url: str, problem: str) -> None:
@@ -71,6 +72,12 @@ def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url:
         load_settings(DatabaseSettings, database_url=url)
     assert str(error.value).startswith(f"invalid configuration: {problem}")
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("setting", ["webhook_secret", "log_salt"])
+def test_the_env_example_placeholders_are_refused_as_secrets(setting: str) -> None:
+    with pytest.raises(SettingsError, match=f"{setting.upper()} is still the placeholder from .env.example"):
+        load_settings(Settings, telegram_bot_token="1:abc", **{setting: "replace-with-a-long-random-string"})
 
 
 def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

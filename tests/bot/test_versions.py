@@ -18,7 +18,14 @@ from bot.app import load_predictors
 from bot.config import Settings, load_settings
 from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
-from bot.live_model import LOAD_RETRY_FIRST_S, LiveModel, RollbackRefused, RolledBack
+from bot.live_model import (
+    LOAD_RETRY_FIRST_S,
+    LOAD_RETRY_MAX_S,
+    LiveModel,
+    RollbackRefused,
+    RolledBack,
+    load_retry_delay,
+)
 from bot.service import Predictors
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.predict import Predictor, shipped_checkpoint_path
@@ -156,6 +163,15 @@ async def test_a_live_version_that_failed_to_load_is_tried_again_later(
     assert await live.sync() == shipped.version  # not retried at every refresh
     now[0] = LOAD_RETRY_FIRST_S + 1
     assert await live.sync() == "gru-trained-1"  # but retried after a while
+
+
+def test_load_retries_back_off_to_an_hour_and_stay_there() -> None:
+    assert [load_retry_delay(n) for n in (1, 2, 3)] == [
+        LOAD_RETRY_FIRST_S,
+        2 * LOAD_RETRY_FIRST_S,
+        4 * LOAD_RETRY_FIRST_S,
+    ]
+    assert load_retry_delay(10) == load_retry_delay(5_000) == LOAD_RETRY_MAX_S  # weeks of failures, no overflow
 
 
 async def test_a_uniform_prediction_prior_holds_for_the_starting_and_every_swapped_in_model(
