@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.engine import create_engine
 from bot.db.models import Base
@@ -38,8 +40,27 @@ def _configure_and_run(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _transactional_sqlite_ddl(engine: AsyncEngine) -> None:
+    """Make SQLite run a migration as one transaction, DDL included (SQLAlchemy's recipe for the sqlite3 driver).
+
+    The driver opens a transaction only before INSERT, UPDATE or DELETE, so each CREATE or DROP
+    commits at once: a migration that failed (or was killed) midway left tables behind, and every
+    later upgrade, so every start of the bot, failed on them.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _driver_leaves_transactions_alone(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # takes the write lock now, not halfway through
+
+
 async def _run_online() -> None:
     engine = create_engine(_url())
+    if engine.dialect.name == "sqlite":
+        _transactional_sqlite_ddl(engine)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_configure_and_run)

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError
 
 from bot.db import migrate
 from bot.db.engine import create_engine
@@ -58,4 +60,29 @@ def test_concurrent_upgrades_are_safe(database_url: str, tmp_path: Path) -> None
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr.decode()
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+
+
+async def _execute(url: str, sql: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text(sql))
+    finally:
+        await engine.dispose()
+
+
+def test_a_migration_that_fails_midway_leaves_nothing_behind(database_url: str) -> None:
+    """A failed upgrade must roll back whole, on SQLite too, or no later upgrade (and no `serve`) can run."""
+    migrate.upgrade(database_url, "0001")
+    row = "INSERT INTO model_versions (version, kind, checkpoint_path, metrics, active, created_at) VALUES "
+    asyncio.run(_execute(database_url, row + "('gru-a', 'gru', 'a', '{}', true, CURRENT_TIMESTAMP)"))
+    asyncio.run(_execute(database_url, row + "('gru-b', 'gru', 'b', '{}', true, CURRENT_TIMESTAMP)"))
+    with pytest.raises(IntegrityError):  # 0002's one-live-model index, after its table copy has begun
+        migrate.upgrade(database_url)
+    assert table_names(database_url) == {"alembic_version", "guesses", "corrections", "model_versions"}
+    assert migrate.current_revision(database_url) == "0001"
+
+    asyncio.run(_execute(database_url, "UPDATE model_versions SET active = false WHERE version = 'gru-a'"))
+    migrate.upgrade(database_url)  # once the data is fixed, the same upgrade goes through
     assert migrate.current_revision(database_url) == migrate.head_revision()
