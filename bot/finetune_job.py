@@ -231,7 +231,11 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
             "feedback": inputs.counts,
             "seconds": seconds,
         }
-        promoted, reason = await _record(sessions, inputs, candidate, decision, metrics, started)
+        try:
+            promoted, reason = await _record(sessions, inputs, candidate, decision, metrics, started)
+        except BaseException:
+            path.unlink(missing_ok=True)  # no row will ever point at it
+            raise
         if decision.promoted and not promoted:
             path.unlink(missing_ok=True)
         status: Status = "promoted" if promoted else "rejected"

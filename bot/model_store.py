@@ -28,10 +28,14 @@ TRAINED_GRU = "gru.safetensors"  # a model trained with `nameorigin train --out 
 
 
 def resolve(model_dir: Path, stored: str) -> Path:
-    """The file a stored checkpoint path points at."""
+    """The file a stored checkpoint path points at; ``CheckpointError`` if it would lie outside ``model_dir``."""
     if stored.startswith(SHIPPED_PREFIX):
         return shipped_checkpoint_path(stored.removeprefix(SHIPPED_PREFIX))
-    return model_dir / stored
+    relative = Path(stored)
+    # Rows are written by this code, but the database is shared: a row must not open files elsewhere.
+    if relative.is_absolute() or ".." in relative.parts:
+        raise CheckpointError(f"stored checkpoint path {stored!r} does not lie inside MODEL_DIR")
+    return model_dir / relative
 
 
 def initial_checkpoint(model_dir: Path) -> str:
@@ -44,21 +48,30 @@ def candidate_checkpoint(version: str) -> str:
     return f"versions/{version}.safetensors"
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _copy_and_place(source: Path, model_dir: Path) -> tuple[Path, CheckpointMetadata]:
+    """Copy ``source`` to ``versions/<its version>.safetensors``, atomically; returns the path and metadata.
+
+    The metadata is read from the copy, not the source: a model retrained over the source meanwhile
+    cannot leave a file named after one version that holds another.
+    """
+    folder = model_dir / "versions"
+    folder.mkdir(parents=True, exist_ok=True)
     # A temporary name of its own: two bot processes adopting the same model must not write into one file.
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=folder, prefix=f".{source.name}.", suffix=".tmp")
     temporary = Path(name)
     try:
         with os.fdopen(handle, "wb") as copy, source.open("rb") as original:
             shutil.copyfileobj(original, copy)
             copy.flush()
             os.fsync(copy.fileno())  # on disk before the rename makes it visible
+        metadata = read_metadata(temporary)
         os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; save_checkpoint's files are readable by all
+        target = model_dir / candidate_checkpoint(metadata.version)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return target, metadata
 
 
 async def _register(
@@ -91,12 +104,17 @@ async def _adopt_trained_model(sessions: async_sessionmaker[AsyncSession], model
     if not trained.is_file():
         return
     metadata = await asyncio.to_thread(read_metadata, trained)
+    if await _known(sessions, metadata.version):
+        return  # already known (it may have been rolled back on purpose)
+    _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir)
+    if copied.version != metadata.version and await _known(sessions, copied.version):
+        return  # retrained meanwhile, into a version already known
+    await _register(sessions, copied, candidate_checkpoint(copied.version), f"trained model found at {trained}")
+
+
+async def _known(sessions: async_sessionmaker[AsyncSession], version: str) -> bool:
     async with sessions() as session:
-        if await versions.get_version(session=session, version=metadata.version) is not None:
-            return  # already known (it may have been rolled back on purpose)
-    stored = candidate_checkpoint(metadata.version)
-    await asyncio.to_thread(_copy_atomically, trained, model_dir / stored)
-    await _register(sessions, metadata, stored, f"trained model found at {trained}")
+        return await versions.get_version(session=session, version=version) is not None
 
 
 async def live_record(sessions: async_sessionmaker[AsyncSession], model_dir: Path) -> VersionRecord:

@@ -32,6 +32,7 @@ from core.metadata_fields import (
     model_config_field,
     string_field,
     temperature_field,
+    version_field,
     vocabulary_field,
 )
 from core.models import (
@@ -149,8 +150,8 @@ class CheckpointMetadata:
             metrics=metrics_field(data["metrics"]),
             dataset_sha256=string_field("dataset_sha256", data["dataset_sha256"]),
             split_seed=integer_field("split_seed", data["split_seed"]),
-            version=string_field("version", data["version"]),
-            parent_version=None if parent is None else string_field("parent_version", parent),
+            version=version_field("version", data["version"]),
+            parent_version=None if parent is None else version_field("parent_version", parent),
             created_at=string_field("created_at", data["created_at"]),
             class_prior=class_prior_field(data.get("class_prior")),
         )

@@ -7,6 +7,7 @@ checkpoint file may come from anywhere. Each check raises ``ValueError`` naming 
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 import typing
 from typing import Any
@@ -38,6 +39,21 @@ def string_field(name: str, value: Any) -> str:
     """``value``, which must be a string; raises ``ValueError`` naming the field."""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, got {reprlib.repr(value)}")
+    return value
+
+
+# A version names a file (versions/<version>.safetensors) and a database key of at most 64 characters.
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def version_field(name: str, value: Any) -> str:
+    """A model version: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."""
+    # No '/' or leading '.': a version from a crafted file must not lead a path out of MODEL_DIR.
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+        raise ValueError(
+            f"{name} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+            f"got {reprlib.repr(value)}"
+        )
     return value
 
 

@@ -280,7 +280,10 @@ def test_metrics_that_are_not_objects_of_numbers_are_rejected(tmp_path: Path, me
 @pytest.mark.parametrize(
     ("field", "value"),
     [("vocabulary", "aa"), ("vocabulary", ["a", "b"]), ("split_seed", "7"), ("split_seed", 7.5), ("version", 3),
-     ("dataset_sha256", None), ("parent_version", 5), ("created_at", 0)],
+     ("dataset_sha256", None), ("parent_version", 5), ("created_at", 0),
+     # A version names a file under MODEL_DIR/versions and a 64-character database key.
+     ("version", "../../escape"), ("version", "/etc/x"), ("version", ".hidden"), ("version", ""),
+     ("version", "g" * 65), ("parent_version", "../x")],
 )  # fmt: skip
 def test_other_fields_of_the_wrong_type_are_rejected_not_coerced(tmp_path: Path, field: str, value: object) -> None:
     path = save_with(tmp_path / "m.safetensors", {field: value})

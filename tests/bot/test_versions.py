@@ -27,7 +27,7 @@ from bot.live_model import (
     load_retry_delay,
 )
 from bot.service import Predictors
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, save_checkpoint
 from core.predict import Predictor, shipped_checkpoint_path
 
 
@@ -68,6 +68,34 @@ async def test_a_newly_trained_model_in_model_dir_is_adopted_and_copied(
     assert (await model_store.live_record(sessions, model_dir)).version == "gru-trained-2"
     assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
     assert (model_dir / "versions/gru-trained-1.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+async def test_a_model_retrained_during_adoption_is_recorded_as_what_the_copy_holds(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = tmp_path / "models"
+    await model_store.live_record(sessions, model_dir)
+    trained = trained_copy(model_dir / "gru.safetensors", "gru-a")
+    read = model_store.read_metadata
+
+    def read_then_retrain(path: Path) -> CheckpointMetadata:
+        metadata = read(path)
+        if path == trained:  # `nameorigin train` replaces the file just after the bot looked at it
+            trained_copy(trained, "gru-b")
+        return metadata
+
+    monkeypatch.setattr(model_store, "read_metadata", read_then_retrain)
+    adopted = await model_store.live_record(sessions, model_dir)
+    assert (adopted.version, adopted.checkpoint_path) == ("gru-b", "versions/gru-b.safetensors")
+    assert load_checkpoint(model_dir / "versions/gru-b.safetensors").metadata.version == "gru-b"
+    assert not (model_dir / "versions/gru-a.safetensors").exists()
+
+
+def test_a_stored_checkpoint_path_cannot_lead_out_of_model_dir(tmp_path: Path) -> None:
+    assert model_store.resolve(tmp_path, "versions/gru-a.safetensors") == tmp_path / "versions/gru-a.safetensors"
+    for stored in ("../elsewhere.safetensors", "versions/../../x.safetensors", "/etc/passwd"):
+        with pytest.raises(CheckpointError, match="does not lie inside MODEL_DIR"):
+            model_store.resolve(tmp_path, stored)
 
 
 async def test_a_trained_model_still_being_copied_is_not_adopted(
