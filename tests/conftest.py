@@ -12,6 +12,8 @@ import pytest
 from core.data import LANGUAGES
 from tests.databases import postgres_database, sqlite_database
 
+# Set by CI, so that a dataset missing there fails the run instead of skipping the fine-tuning and gate tests.
+REQUIRE_DATASET_ENV = "REQUIRE_DATASET"
 REAL_DATA_DIR = Path(os.environ.get("NAMES_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "names"))
 
 
@@ -45,8 +47,10 @@ def tiny_data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_data_dir() -> Path:
-    """The real dataset (``NAMES_DATA_DIR``); tests needing it skip when it is absent."""
+    """The real dataset (``NAMES_DATA_DIR``); tests needing it skip when it is absent, or fail under CI."""
     if not (REAL_DATA_DIR / "Russian.txt").is_file():
+        if os.environ.get(REQUIRE_DATASET_ENV):
+            pytest.fail(f"real dataset not found at {REAL_DATA_DIR}, and {REQUIRE_DATASET_ENV} is set")
         pytest.skip(f"real dataset not found at {REAL_DATA_DIR}")
     return REAL_DATA_DIR.resolve()  # absolute: tests run commands from other working directories
 

@@ -2,6 +2,7 @@ import hashlib
 import http.server
 import io
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -90,6 +91,20 @@ def test_downloads_and_verifies_the_official_archive(
 def test_tampered_archive_writes_nothing(tiny_data_dir: Path, archive_server: StaticServer, tmp_path: Path) -> None:
     archive_server.body = zip_of(tiny_data_dir)
     with pytest.raises(DownloadError, match="failed verification"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url)
+    assert not (tmp_path / "downloaded").exists()
+
+
+@pytest.mark.parametrize("language", ["Chinese", "Vietnamese"])  # not only the first file is checked
+def test_one_altered_file_among_real_ones_writes_nothing(
+    language: str, real_data_dir: Path, archive_server: StaticServer, tmp_path: Path
+) -> None:
+    altered = tmp_path / "altered"
+    shutil.copytree(real_data_dir, altered)
+    with (altered / f"{language}.txt").open("ab") as handle:
+        handle.write(b"\n")  # one byte more
+    archive_server.body = zip_of(altered)
+    with pytest.raises(DownloadError, match=f"{language}.txt failed verification"):
         download_dataset(tmp_path / "downloaded", url=archive_server.url)
     assert not (tmp_path / "downloaded").exists()
 

@@ -35,6 +35,7 @@ def test_gate_promotes_only_within_the_allowed_drop_and_without_feedback_loss() 
     worse_feedback = decide(live, GateScores(0.870, 0.6, 0.4), max_test_drop_points=0.5)
     assert not worse_feedback.promoted and "feedback" in worse_feedback.reason
     assert decide(live, GateScores(0.860, 0.6, None), max_test_drop_points=0.5).promoted
+    assert decide(live, GateScores(0.860, 0.6, 0.5), max_test_drop_points=0.5).promoted  # equal is "no worse"
 
 
 def trained_gru(dataset: Dataset, out: Path, epochs: int, hidden_size: int) -> Checkpoint:

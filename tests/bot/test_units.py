@@ -13,7 +13,7 @@ from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
 from bot.finetune_job import RunReport
-from bot.finetune_runner import child_command, failure_reason
+from bot.finetune_runner import child_command, child_environment, failure_reason
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text
@@ -193,3 +193,14 @@ def test_the_fine_tune_child_ignores_packages_in_the_bot_s_working_folder(tmp_pa
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: nameorigin finetune")
+
+
+def test_the_fine_tune_child_gets_its_settings_but_none_of_the_bot_s_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in [("TELEGRAM_BOT_TOKEN", "9:xyzzy-token"), ("telegram_bot_token", "9:xyzzy-token"),
+                        ("WEBHOOK_SECRET", "xyzzy-webhook"), ("LOG_SALT", "xyzzy-salt")]:  # fmt: skip
+        monkeypatch.setenv(name, value)
+    settings = load_settings(Settings, finetune_threads=2, prediction_prior="uniform")
+    environment = child_environment(settings)
+    assert not [value for value in environment.values() if "xyzzy" in value]
+    assert environment["FINETUNE_THREADS"] == environment["OMP_NUM_THREADS"] == "2"
+    assert environment["PREDICTION_PRIOR"] == "uniform"

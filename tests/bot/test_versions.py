@@ -77,18 +77,18 @@ async def test_a_model_retrained_during_adoption_is_recorded_as_what_the_copy_ho
     await model_store.live_record(sessions, model_dir)
     trained = trained_copy(model_dir / "gru.safetensors", "gru-a")
     read = model_store.read_metadata
+    retrains = iter("bcdef")
 
     def read_then_retrain(path: Path) -> CheckpointMetadata:
         metadata = read(path)
-        if path == trained:  # `nameorigin train` replaces the file just after the bot looked at it
-            trained_copy(trained, "gru-b")
+        if path == trained:  # `nameorigin train` replaces the file each time just after the bot looked at it
+            trained_copy(trained, f"gru-{next(retrains)}")
         return metadata
 
     monkeypatch.setattr(model_store, "read_metadata", read_then_retrain)
     adopted = await model_store.live_record(sessions, model_dir)
-    assert (adopted.version, adopted.checkpoint_path) == ("gru-b", "versions/gru-b.safetensors")
-    assert load_checkpoint(model_dir / "versions/gru-b.safetensors").metadata.version == "gru-b"
-    assert not (model_dir / "versions/gru-a.safetensors").exists()
+    assert adopted.checkpoint_path == f"versions/{adopted.version}.safetensors"
+    assert load_checkpoint(model_dir / adopted.checkpoint_path).metadata.version == adopted.version
 
 
 def test_a_stored_checkpoint_path_cannot_lead_out_of_model_dir(tmp_path: Path) -> None:
@@ -144,6 +144,24 @@ async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
     rolled = await live.rollback()
     assert rolled == RolledBack(version=shipped.version, previous="gru-trained-1")
     assert live.version == shipped.version
+
+    # Now the race inside rollback itself: while it loads its target, another replica makes a third version live.
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-2")
+    assert await live.sync() == "gru-trained-2"
+    load = live._load
+
+    async def load_while_another_replica_switches(record: versions.VersionRecord) -> Predictor:
+        predictor = await load(record)
+        async with sessions.begin() as session:
+            assert await versions.make_live(session=session, expected="gru-trained-2", version="gru-trained-1")
+        return predictor
+
+    live._load = load_while_another_replica_switches  # type: ignore[method-assign]
+    lost = await live.rollback(shipped.version)
+    assert isinstance(lost, RollbackRefused) and "changed meanwhile" in lost.reason
+    assert live.version == "gru-trained-2"  # nothing swapped in; the next sync follows the database
+    async with sessions() as session:
+        assert (await versions.active_version(session=session)).version == "gru-trained-1"  # type: ignore[union-attr]
 
 
 async def test_a_checkpoint_that_does_not_match_its_row_is_not_served(
