@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.db import migrate
 from bot.db.engine import create_engine
 from bot.db.models import Base
+from tests.databases import postgres_database
 
 
 async def _inspect(url: str, what: str) -> object:
@@ -86,3 +87,44 @@ def test_a_migration_that_fails_midway_leaves_nothing_behind(database_url: str) 
     asyncio.run(_execute(database_url, "UPDATE model_versions SET active = false WHERE version = 'gru-a'"))
     migrate.upgrade(database_url)  # once the data is fixed, the same upgrade goes through
     assert migrate.current_revision(database_url) == migrate.head_revision()
+
+
+async def _migrate_two_at_once_behind_a_barrier(url: str, cwd: Path) -> list[tuple[int, bytes]]:
+    """Start two `db upgrade` processes that both wait on a table lock this test holds, then release them together.
+
+    Left alone, two processes start a second or so apart and never overlap; the barrier makes them meet.
+    """
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as barrier:
+            await barrier.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            await barrier.commit()
+            await barrier.execute(sa.text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            env = dict(os.environ, DATABASE_URL=url)
+            processes = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "core.cli", "db", "upgrade", env=env, cwd=cwd, stderr=subprocess.PIPE
+                )
+                for _ in range(2)
+            ]
+            waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            async with engine.connect() as monitor:
+                for _ in range(600):  # until both wait: on the table lock, or on each other's migration lock
+                    if (await monitor.execute(waiting)).scalar_one() >= 2:
+                        break
+                    await monitor.rollback()  # pg_stat_activity holds one snapshot per transaction
+                    await asyncio.sleep(0.05)
+                else:
+                    raise TimeoutError("the two upgrades never reached the barrier")
+            await barrier.rollback()  # releases both at once
+            return [(await process.wait(), await process.stderr.read()) for process in processes if process.stderr]
+    finally:
+        await engine.dispose()
+
+
+def test_upgrades_that_meet_take_turns(tmp_path: Path) -> None:
+    """Two replicas migrating in the same instant: the migration lock makes the second find nothing to do."""
+    for url in postgres_database():
+        for returncode, stderr in asyncio.run(_migrate_two_at_once_behind_a_barrier(url, tmp_path)):
+            assert returncode == 0, stderr.decode()
+        assert migrate.current_revision(url) == migrate.head_revision()
