@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from bot import finetune_job
 from bot.db import migrate
 from bot.finetune_job import run_finetune
 from core.checkpoint import load_checkpoint
@@ -126,3 +129,36 @@ def test_the_gate_judges_under_the_prior_the_bot_answers_with(tmp_path: Path, re
     # The saved checkpoint keeps its own figures under the dataset prior, as `train` records them.
     promoted = load_checkpoint(settings.model_dir / "versions" / f"{report.version}.safetensors")
     assert promoted.metadata.metrics["test"] == evaluate_examples(promoted, test, cpu).headline()
+
+
+def test_test_split_names_are_not_learned_and_a_live_model_changed_meanwhile_wins(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir)
+    migrate.upgrade(settings.database_url)
+    test_names = [ex.name for ex in split_dataset(load_dataset(real_data_dir)).test[:5]]
+    verdicts = agreed(PORTUGUESE_AO, "Portuguese") + agreed(test_names, "Japanese", first_user=500)
+    asyncio.run(store_verdicts(settings.database_url, verdicts))
+    learned: list[str] = []
+    fine_tune = finetune_job.fine_tune
+
+    def fine_tune_while_another_replica_rolls_forward(live: Any, split: Any, feedback: Any, *args: Any) -> Any:
+        learned.extend(example.name for example in feedback)
+        candidate = fine_tune(live, split, feedback, *args)
+        with sqlite3.connect(settings.database_url.split("///", 1)[1]) as connection:  # another process's switch
+            connection.execute("UPDATE model_versions SET active = 0")
+            connection.execute(
+                "INSERT INTO model_versions (version, kind, checkpoint_path, metrics, active, created_at) "
+                "VALUES ('gru-elsewhere', 'gru', 'shipped:gru', '{}', 1, CURRENT_TIMESTAMP)"
+            )
+        return candidate
+
+    monkeypatch.setattr(finetune_job, "fine_tune", fine_tune_while_another_replica_rolls_forward)
+    report = run_finetune(settings)
+
+    assert report.feedback["in_test_split"] == len(test_names)  # the judge's names are never trained on
+    assert learned and not set(learned) & set(test_names)
+    assert report.status == "rejected" and report.message == "the live model changed during the run"
+    assert not list((settings.model_dir / "versions").glob("*.safetensors"))  # no file without a live row
+    rows = version_rows(settings.database_url)
+    assert [(r.version, r.active) for r in rows if r.active] == [("gru-elsewhere", True)]
