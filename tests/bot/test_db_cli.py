@@ -6,35 +6,63 @@ from pathlib import Path
 
 import pytest
 
+from core.cli import main
 from tests.bot.commands import nameorigin
 
 UNREACHABLE = "postgresql+asyncpg://bot:hunter2@127.0.0.1:1/bot"  # nothing listens on port 1
 
 
-def test_downgrade_needs_a_revision_rather_than_dropping_every_table(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    assert nameorigin(tmp_path, "db", "upgrade", DATABASE_URL=url).returncode == 0
-    refused = nameorigin(tmp_path, "db", "downgrade", DATABASE_URL=url)
-    assert refused.returncode == 2 and "the following arguments are required: revision" in refused.stderr
-    assert (
-        "database at revision base (empty)" in nameorigin(tmp_path, "db", "downgrade", "base", DATABASE_URL=url).stdout
-    )
+@pytest.fixture
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run commands in ``tmp_path``, away from any .env, and with no DATABASE_URL from the shell."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return tmp_path
 
 
-def test_current_on_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path: Path) -> None:
-    result = nameorigin(tmp_path, "db", "current", DATABASE_URL="sqlite+aiosqlite:///data/typo.db")
-    assert result.returncode == 2
-    assert result.stderr == (
+def test_downgrade_needs_a_revision_rather_than_dropping_every_table(
+    in_tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{in_tmp_path / 'bot.db'}")
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main(["db", "downgrade"])
+    assert refused.value.code == 2
+    assert "the following arguments are required: revision" in capsys.readouterr().err
+    assert main(["db", "downgrade", "base"]) == 0
+    assert capsys.readouterr().out == "database at revision base (empty)\n"
+
+
+def test_current_on_a_missing_sqlite_file_says_so_and_creates_nothing(
+    in_tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///data/typo.db")
+    assert main(["db", "current"]) == 2
+    assert capsys.readouterr().err == (
         "nameorigin db: error: there is no database at data/typo.db yet: "
         "`nameorigin db upgrade` or `serve` creates it\n"
     )
-    assert list(tmp_path.iterdir()) == []
+    assert list(in_tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("command", [("db", "current"), ("db", "upgrade"), ("serve",)])
-def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path, command: tuple[str, ...]) -> None:
-    result = nameorigin(tmp_path, *command, DATABASE_URL=UNREACHABLE, TELEGRAM_BOT_TOKEN="123:abc")
+@pytest.mark.parametrize("action", ["current", "upgrade"])
+def test_an_unreachable_database_is_one_line_without_its_password(
+    action: str, in_tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE)
+    assert main(["db", action]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "nameorigin db: error: cannot use the database postgresql+asyncpg://bot:***@127.0.0.1:1/bot: "
+    )
+    assert "hunter2" not in line
+
+
+def test_serve_with_an_unreachable_database_stops_in_one_line(tmp_path: Path) -> None:
+    # A process of its own: serve configures logging for a running service.
+    result = nameorigin(tmp_path, "serve", DATABASE_URL=UNREACHABLE, TELEGRAM_BOT_TOKEN="123:abc")
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
-    assert "cannot use the database postgresql+asyncpg://bot:***@127.0.0.1:1/bot: " in line, line
+    assert "cannot use the database postgresql+asyncpg://bot:***@127.0.0.1:1/bot: " in line
     assert "hunter2" not in result.stderr

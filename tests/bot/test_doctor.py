@@ -6,8 +6,12 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from bot.config import Settings
 from bot.db import migrate
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.cli import main
 from core.predict import shipped_checkpoint_path
 from tests.bot.commands import nameorigin
 
@@ -63,23 +67,35 @@ def test_a_model_that_cannot_apply_the_configured_prior_is_a_problem(tmp_path: P
     assert any(line.startswith("✓ model: gru-before-priors loads") for line in lines)
 
 
-def test_a_database_url_the_bot_cannot_use_stops_the_checks_that_need_it(tmp_path: Path) -> None:
-    result = doctor(tmp_path, TELEGRAM_BOT_TOKEN="123:abc", DATABASE_URL="sqlite:///bot.db")
-    assert result.returncode == 1
-    assert result.stdout.splitlines() == [
+@pytest.fixture
+def settings_only_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in ``tmp_path`` with no bot setting from the shell, for the in-process checks below."""
+    monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    return tmp_path
+
+
+def test_a_database_url_the_bot_cannot_use_stops_the_checks_that_need_it(
+    settings_only_from: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///bot.db")
+    assert main(["doctor"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
         "✗ configuration: DATABASE_URL uses the driver 'sqlite'; the bot needs one of sqlite+aiosqlite, "
         "postgresql+asyncpg, e.g. sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db",
         "✗ other checks: skipped until the configuration above is valid",
     ]
-    assert not result.stderr
 
 
-def test_the_env_example_copied_as_it_is_is_told_to_fill_in_the_token(tmp_path: Path) -> None:
+def test_the_env_example_copied_as_it_is_is_told_to_fill_in_the_token(
+    settings_only_from: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     example = Path(__file__).parents[2] / ".env.example"
-    (tmp_path / ".env").write_text(example.read_text())
-    result = doctor(tmp_path)
-    assert result.returncode == 1
-    assert result.stdout.splitlines()[0] == (
+    (settings_only_from / ".env").write_text(example.read_text())
+    assert main(["doctor"]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
         "✗ configuration: TELEGRAM_BOT_TOKEN is still the placeholder from .env.example: "
         "put in the token @BotFather gave you"
     )
