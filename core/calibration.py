@@ -38,6 +38,15 @@ def fit_temperature(logits: torch.Tensor, truth: torch.Tensor, max_iter: int = 2
     return float(log_t.detach().exp().clamp(MIN_TEMPERATURE, MAX_TEMPERATURE))
 
 
+def language_loss_weights(truth: torch.Tensor, power: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Each language's training loss weight ``(C,)`` before normalization: ``(count / largest count) ** -power``.
+
+    ``truth`` is the bool mask ``(N, C)`` of the training split; a language with no pair counts as one.
+    """
+    counts = truth.sum(dim=0).to(dtype).clamp(min=1.0)
+    return (counts / counts.max()).pow(-power)
+
+
 def class_prior(truth: torch.Tensor, weight_power: float = 0.0) -> tuple[float, ...]:
     """The language proportions a model trained on the bool mask ``truth`` ``(N, C)`` has learned.
 
@@ -47,7 +56,7 @@ def class_prior(truth: torch.Tensor, weight_power: float = 0.0) -> tuple[float, 
     as one, so its share, and its logarithm, stay finite.
     """
     counts = truth.sum(dim=0).double().clamp(min=1.0)
-    effective = counts * (counts / counts.max()).pow(-weight_power)
+    effective = counts * language_loss_weights(truth, weight_power, torch.float64)
     return tuple(float(share) for share in effective / effective.sum())
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from core.batching import EncodedExamples, bucketed_batches
-from core.calibration import set_log_likelihood_loss
+from core.calibration import language_loss_weights, set_log_likelihood_loss
 from core.encoding import PAD_ID, UNK_ID
 from core.inference import predict_logits
 from core.metrics import Metrics, compute_metrics
@@ -87,8 +87,7 @@ def seed_everything(seed: int) -> None:
 
 def class_weights(truth: torch.Tensor, power: float) -> torch.Tensor:
     """Per-class loss weights ``(C,)`` from training counts, normalized to mean 1 over examples."""
-    counts = truth.sum(dim=0).float().clamp(min=1.0)
-    weights = (counts / counts.max()).pow(-power)
+    weights = language_loss_weights(truth, power)
     per_example = example_weights(truth, weights)
     return weights / per_example.mean()
 
