@@ -62,3 +62,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield sqlite_database(tmp_path)
     else:
         yield from postgres_database()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Train a small GRU once per run on the synthetic dataset: (data dir, checkpoint path)."""
+    from core.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    data_dir = write_dataset(root / "names")
+    out = root / "models" / "gru.safetensors"
+    status = main(["train", "--model", "gru", "--data-dir", str(data_dir), "--epochs", "12", "--out", str(out),
+                   "--batch-size", "16", "--device", "cpu"])  # fmt: skip
+    assert status == 0
+    return data_dir, out
+
+
+def must_not_run(*args: object, **kwargs: object) -> None:
+    """Stands in for slow work (training, evaluation, download) that a command bound to fail must not start."""
+    raise AssertionError("slow work started although the command was bound to fail")
