@@ -75,15 +75,15 @@ def run_serve(args: argparse.Namespace) -> int:
     """Migrate the database, then run the bot until interrupted."""
     from bot.config import Settings
     from bot.db.migrate import DatabaseUnavailable
-    from bot.server import run
+    from bot.server import StartupError, run
     from core.checkpoint import CheckpointError
 
     settings = _settings(Settings)
     try:
         run(settings)
-    except CheckpointError as exc:  # a model that cannot load, or cannot answer under PREDICTION_PRIOR
-        raise CommandError(f"cannot start the bot: {exc}") from exc
-    except DatabaseUnavailable as exc:
+    # A model that cannot load (or answer under PREDICTION_PRIOR), a database out of reach, Telegram
+    # refusing the token or out of reach, a port taken: each is one line, never a traceback.
+    except (CheckpointError, DatabaseUnavailable, StartupError) as exc:
         raise CommandError(f"cannot start the bot: {exc}") from exc
     return 0
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import signal
 from typing import Any
 
 from aiohttp import web
 from telegram import Update
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
 from bot.app import SERVICE_KEY, build_application, load_predictors
@@ -22,6 +24,22 @@ logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_TIMEOUT_S = 2.0
+
+
+class StartupError(Exception):
+    """The bot could not start: Telegram refused it or was unreachable, or its HTTP port was taken."""
+
+
+def startup_failure(exc: TelegramError, settings: Settings) -> StartupError:
+    """A one-line account of a Bot API failure while starting, which never contains the token."""
+    if isinstance(exc, InvalidToken):
+        message = "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+    elif isinstance(exc, NetworkError):  # also TimedOut
+        message = f"cannot reach the Telegram Bot API at {settings.telegram_api_base_url}: {exc.message}"
+    else:  # e.g. setWebhook refusing WEBHOOK_URL
+        message = f"the Telegram Bot API refused to start the bot: {exc.message}"
+    token = settings.telegram_bot_token.get_secret_value()
+    return StartupError(message.replace(token, "<TELEGRAM_BOT_TOKEN>"))
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -82,7 +100,12 @@ async def _start_http(
     runner = web.AppRunner(http_app(application, settings), access_log=None)
     await runner.setup()
     host, port = _split_listen(listen)
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        await runner.cleanup()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {listen}: {reason}") from exc
     logger.info("listening on %s (%s)", listen, "webhook and /health" if settings.webhook_url else "/health")
     return runner
 
@@ -100,6 +123,7 @@ async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event 
     webhook = bool(settings.webhook_url)
     application = build_application(settings, predictors, webhook=webhook)
     http: web.AppRunner | None = None
+    started = False
     try:
         async with application:  # initialize() and, on the way out, shutdown()
             assert application.post_init is not None and application.post_shutdown is not None
@@ -108,6 +132,7 @@ async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event 
                 http = await _start_http(application, settings)
                 await _start_receiving(application, settings)
                 await application.start()
+                started = True
                 logger.info("serving with %s", "webhooks" if webhook else "long polling")
                 await stop.wait()
                 logger.info("stopping: finishing the updates in flight")
@@ -122,6 +147,10 @@ async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event 
                 await application.post_shutdown(application)
                 if http is not None:
                     await http.cleanup()
+    except TelegramError as exc:
+        if started:
+            raise
+        raise startup_failure(exc, settings) from exc
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

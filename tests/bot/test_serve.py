@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -96,6 +97,56 @@ async def test_serve_without_a_token_says_so_in_one_line(tmp_path: Path) -> None
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 2
     assert stderr.decode().strip() == ("nameorigin serve: error: invalid configuration: TELEGRAM_BOT_TOKEN is required")
+
+
+async def serve_until_it_exits(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """``nameorigin serve`` that is expected to give up; returns its exit status, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "serve", env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_a_rejected_token_is_one_line_that_never_shows_it(telegram: FakeTelegram, tmp_path: Path) -> None:
+    wrong = "999:Wrong-token-that-must-stay-secret"
+    status, stdout, stderr = await serve_until_it_exits(
+        {**serve_env(telegram, tmp_path), "TELEGRAM_BOT_TOKEN": wrong}, tmp_path
+    )
+    assert status == 2
+    assert stderr.strip().splitlines()[-1] == (
+        "nameorigin serve: error: cannot start the bot: "
+        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+    )
+    assert "Traceback" not in stderr
+    assert "Wrong-token" not in stdout + stderr
+
+
+async def test_an_unreachable_bot_api_is_one_line(telegram: FakeTelegram, tmp_path: Path) -> None:
+    env = {**serve_env(telegram, tmp_path), "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{free_port()}/bot"}
+    status, _, stderr = await serve_until_it_exits(env, tmp_path)
+    assert status == 2
+    unreachable = f"cannot reach the Telegram Bot API at {env['TELEGRAM_API_BASE_URL']}: "
+    assert stderr.strip().splitlines()[-1].startswith(f"nameorigin serve: error: cannot start the bot: {unreachable}")
+    assert "Traceback" not in stderr
+    assert telegram.token not in stderr
+
+
+async def test_a_taken_port_is_one_line(telegram: FakeTelegram, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        status, _, stderr = await serve_until_it_exits(
+            {**serve_env(telegram, tmp_path), "HEALTH_LISTEN": listen}, tmp_path
+        )
+    assert status == 2
+    assert stderr.strip().splitlines()[-1] == (
+        f"nameorigin serve: error: cannot start the bot: cannot listen on {listen}: Address already in use"
+    )
+    assert "Traceback" not in stderr
 
 
 async def test_db_upgrade_command(tmp_path: Path) -> None:
