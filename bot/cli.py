@@ -51,6 +51,8 @@ def _settings(kind: type[SettingsT]) -> SettingsT:
 
 def run_db(args: argparse.Namespace) -> int:
     """Apply, revert or show migrations on ``DATABASE_URL``."""
+    from alembic.util import CommandError as RevisionError
+
     from bot.config import DatabaseSettings
     from bot.db import migrate
 
@@ -67,6 +69,8 @@ def run_db(args: argparse.Namespace) -> int:
             revision = migrate.current_revision(url)
     except migrate.DatabaseUnavailable as exc:
         raise CommandError(str(exc)) from exc
+    except RevisionError as exc:  # an unknown id, or a step that leads nowhere from the current revision
+        raise CommandError(f"cannot {args.action} to {args.revision!r}: {exc}") from exc
     print(f"database at revision {revision or 'base (empty)'}")
     return 0
 
@@ -98,11 +102,15 @@ def run_finetune_command(args: argparse.Namespace) -> int:
 
     settings = _settings(FinetuneSettings)
     limit_resources(settings.finetune_threads, args.nice)
-    migrate.upgrade(settings.database_url)
     try:
+        with migrate.reaching(settings.database_url):
+            migrate.upgrade(settings.database_url)
         report = run_finetune(settings, force=args.force)
-    except (DatasetError, CheckpointError) as exc:
+    except (DatasetError, CheckpointError, migrate.DatabaseUnavailable) as exc:
         raise CommandError(f"cannot fine-tune: {exc}") from exc
+    except OSError as exc:  # MODEL_DIR missing, unwritable or full
+        where = f": {exc.filename}" if exc.filename else ""
+        raise CommandError(f"cannot fine-tune: {exc.strerror or exc}{where}") from exc
     if args.json:
         print(report.to_json())
     else:

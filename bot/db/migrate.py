@@ -74,8 +74,9 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    """Migrate the database down to ``revision``. Blocking: call it off the event loop."""
-    command.downgrade(alembic_config(database_url), revision)
+    """Migrate the database down to ``revision``, one process at a time. Blocking: call it off the event loop."""
+    with _sqlite_migration_lock(database_url):
+        command.downgrade(alembic_config(database_url), revision)
 
 
 def head_revision() -> str | None:
