@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.db import migrate
 from core.cli import main
 from tests.bot.commands import nameorigin
 
@@ -66,3 +67,28 @@ def test_serve_with_an_unreachable_database_stops_in_one_line(tmp_path: Path) ->
     [line] = result.stderr.splitlines()
     assert "cannot use the database postgresql+asyncpg://bot:***@127.0.0.1:1/bot: " in line
     assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("action", "revision", "reason"),
+    [
+        ("upgrade", "nonsense", "Can't locate revision identified by 'nonsense'"),
+        ("downgrade", "nonsense", "Can't locate revision identified by 'nonsense'"),
+        ("upgrade", "+1", "Relative revision +1 didn't produce 1 migrations"),
+    ],
+)
+def test_a_revision_that_leads_nowhere_is_one_line(
+    action: str,
+    revision: str,
+    reason: str,
+    in_tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{in_tmp_path / 'bot.db'}")
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["db", action, revision]) == 2
+    assert capsys.readouterr().err == f"nameorigin db: error: cannot {action} to {revision!r}: {reason}\n"
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().out == f"database at revision {migrate.head_revision()}\n"  # nothing changed

@@ -45,3 +45,34 @@ def test_a_second_run_while_one_holds_the_lock_exits_busy(tmp_path: Path, real_d
         result = finetune(tmp_path, real_data_dir, "--json")
     assert result.returncode == 75
     assert json.loads(result.stdout)["status"] == "busy"
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path, real_data_dir: Path) -> None:
+    result = nameorigin(
+        tmp_path,
+        "finetune",
+        DATABASE_URL="postgresql+asyncpg://bot:hunter2@127.0.0.1:1/bot",  # nothing listens on port 1
+        MODEL_DIR=str(tmp_path / "models"),
+        NAMES_DATA_DIR=str(real_data_dir),
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "nameorigin finetune: error: cannot fine-tune: cannot use the database postgresql+asyncpg://bot:***@"
+    )
+    assert "hunter2" not in result.stderr
+
+
+def test_an_unusable_model_dir_is_one_line(tmp_path: Path, real_data_dir: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = nameorigin(
+        tmp_path,
+        "finetune",
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        MODEL_DIR=str(tmp_path / "a-file" / "models"),
+        NAMES_DATA_DIR=str(real_data_dir),
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"nameorigin finetune: error: cannot fine-tune: Not a directory: {tmp_path / 'a-file' / 'models'}"
+    ]
