@@ -177,6 +177,9 @@ class Settings(FinetuneSettings):
             raise ValueError("must not be empty")
         if PLACEHOLDER_MARK in value.get_secret_value():  # .env.example copied, token not filled in
             raise ValueError("is still the placeholder from .env.example: put in the token @BotFather gave you")
+        # Checked here rather than by Telegram at start, where a mistake would cost a round trip or three.
+        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", value.get_secret_value()):
+            raise ValueError("must look like 123456789:AAH… (the bot's id, a colon, then letters, digits, _ and -)")
         return value
 
     @field_validator("telegram_api_base_url")

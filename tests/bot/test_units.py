@@ -80,6 +80,16 @@ def test_the_env_example_placeholders_are_refused_as_secrets(setting: str) -> No
         load_settings(Settings, telegram_bot_token="1:abc", **{setting: "replace-with-a-long-random-string"})
 
 
+@pytest.mark.parametrize("token", ["garbage", "abc:def", "123456:", ":secret", "123456:with space", "123456 :x"])
+def test_a_malformed_token_is_refused_without_repeating_it(token: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(Settings, telegram_bot_token=token)
+    assert str(error.value) == (
+        "invalid configuration: TELEGRAM_BOT_TOKEN must look like 123456789:AAH… "
+        "(the bot's id, a colon, then letters, digits, _ and -)"
+    )
+
+
 def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
