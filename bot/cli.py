@@ -6,9 +6,10 @@ Heavy imports (telegram, SQLAlchemy) happen inside the handlers, so core command
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
-from core.cli.common import CommandError
+from core.cli.common import CommandError, stdout_to_a_reader_that_may_leave
 
 if TYPE_CHECKING:
     from bot.config import SettingsT
@@ -71,7 +72,8 @@ def run_db(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     except RevisionError as exc:  # an unknown id, or a step that leads nowhere from the current revision
         raise CommandError(f"cannot {args.action} to {args.revision!r}: {exc}") from exc
-    print(f"database at revision {revision or 'base (empty)'}")
+    with stdout_to_a_reader_that_may_leave():
+        print(f"database at revision {revision or 'base (empty)'}", flush=True)
     return 0
 
 
@@ -111,15 +113,18 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     except OSError as exc:  # MODEL_DIR missing, unwritable or full
         where = f": {exc.filename}" if exc.filename else ""
         raise CommandError(f"cannot fine-tune: {exc.strerror or exc}{where}") from exc
-    if args.json:
-        print(report.to_json())
-    else:
-        print(f"{report.status}: {report.message}")
-        if report.live and report.candidate:
-            print(f"  under the {report.candidate.get('prior', 'dataset')} prior:")
-            for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):
-                print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
-        print(f"  feedback: {report.feedback}  ({report.seconds:.1f} s)")
+    with stdout_to_a_reader_that_may_leave():
+        if args.json:
+            print(report.to_json())
+        else:
+            print(f"{report.status}: {report.message}")
+            if report.live and report.candidate:
+                print(f"  under the {report.candidate.get('prior', 'dataset')} prior:")
+                for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):
+                    print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
+            counts = ", ".join(f"{key} {value}" for key, value in report.feedback.items())
+            print(f"  feedback: {counts}  ({report.seconds:.1f} s)")
+        sys.stdout.flush()
     return EXIT_BUSY if report.status == "busy" else 0
 
 
@@ -130,6 +135,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     from bot.doctor import Status, diagnose
 
     findings = asyncio.run(diagnose())
-    for finding in findings:
-        print(finding)
+    with stdout_to_a_reader_that_may_leave():  # `nameorigin doctor | head -1` ends quietly
+        for finding in findings:
+            print(finding)
+        sys.stdout.flush()
     return 1 if any(finding.status is Status.PROBLEM for finding in findings) else 0

@@ -16,6 +16,7 @@ from bot.db.engine import create_engine, session_factory
 from bot.db.versions import active_version
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DatasetError, load_dataset
+from core.paths import unwritable_reason
 
 
 class Status(Enum):
@@ -89,11 +90,24 @@ def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
     return Finding(Status.OK, "model", f"{metadata.version} loads from {stored}{figures}")
 
 
+def _model_dir(settings: FinetuneSettings) -> Finding:
+    reason = unwritable_reason(settings.model_dir)
+    if reason is not None:
+        return Finding(
+            Status.PROBLEM, "model folder", f"MODEL_DIR {settings.model_dir}: {reason} (fine-tuning writes there)"
+        )
+    state = "is writable" if settings.model_dir.is_dir() else "will be created by the first fine-tune"
+    return Finding(Status.OK, "model folder", f"{settings.model_dir} {state}")
+
+
 def _dataset(settings: FinetuneSettings) -> Finding:
     try:
         dataset = load_dataset(settings.names_data_dir)
     except DatasetError as exc:
-        return Finding(Status.PROBLEM, "dataset", f"{exc} (fine-tuning needs it; guessing does not)")
+        # Scheduled runs would fail every night; without a schedule only /retrain would.
+        scheduled = not isinstance(settings, Settings) or bool(settings.finetune_cron)
+        status = Status.PROBLEM if scheduled else Status.WARNING
+        return Finding(status, "dataset", f"{exc} (fine-tuning needs it; guessing does not)")
     return Finding(Status.OK, "dataset", f"{len(dataset.examples)} names in {settings.names_data_dir}")
 
 
@@ -103,8 +117,10 @@ def _admins(settings: FinetuneSettings) -> Finding:
     return Finding(Status.OK, "admins", f"{len(settings.bot_admin_ids)} admin id(s)")
 
 
-def _mode(settings: FinetuneSettings) -> Finding:
-    if not isinstance(settings, Settings) or not settings.webhook_url:
+def _mode(settings: FinetuneSettings) -> Finding | None:
+    if not isinstance(settings, Settings):
+        return None  # the bot's own settings did not load: which mode it would run in is unknown
+    if not settings.webhook_url:
         return Finding(Status.OK, "mode", "long polling")
     if not settings.webhook_url.startswith("https://"):
         return Finding(Status.WARNING, "mode", f"WEBHOOK_URL {settings.webhook_url} is not HTTPS: Telegram needs HTTPS")
@@ -119,11 +135,13 @@ async def diagnose() -> list[Finding]:
         skipped = Finding(Status.PROBLEM, "other checks", "skipped until the configuration above is valid")
         return [configuration, skipped]
     database, live_path = await _database(settings.database_url)
-    return [
+    findings = [
         configuration,
         _mode(settings),
         database,
         _model(settings, live_path),
+        _model_dir(settings),
         _dataset(settings),
         _admins(settings),
     ]
+    return [finding for finding in findings if finding is not None]

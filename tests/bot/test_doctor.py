@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +33,8 @@ def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Pat
         " (fine-tuning needs it; guessing does not)",
     ]
     assert "✓ database: data/nameorigin.db will be created at the first start" in lines
+    assert "✓ model folder: data/models will be created by the first fine-tune" in lines
+    assert not any(" mode: " in line for line in lines)  # unknown while the bot's own settings are invalid
     assert any(line.startswith("✓ model: gru-") and "shipped:gru" in line for line in lines)
     assert "! admins: BOT_ADMIN_IDS is empty: nobody can use /retrain, /models, /rollback" in lines
     assert not (tmp_path / "data").exists()  # checking created nothing
@@ -99,3 +103,34 @@ def test_the_env_example_copied_as_it_is_is_told_to_fill_in_the_token(
         "✗ configuration: TELEGRAM_BOT_TOKEN is still the placeholder from .env.example: "
         "put in the token @BotFather gave you"
     )
+
+
+def test_an_unusable_model_folder_is_a_problem_and_without_a_schedule_a_missing_dataset_only_limits(
+    settings_only_from: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (settings_only_from / "a-file").write_text("not a folder")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("MODEL_DIR", "a-file/models")
+    monkeypatch.setenv("NAMES_DATA_DIR", "nowhere")
+    monkeypatch.setenv("FINETUNE_CRON", "")
+    assert main(["doctor"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "✓ mode: long polling" in lines
+    assert "✗ model folder: MODEL_DIR a-file/models: a-file is not a folder (fine-tuning writes there)" in lines
+    [dataset] = [line for line in lines if " dataset: " in line]
+    assert dataset.startswith("! dataset: dataset folder nowhere does not exist")
+
+
+def test_doctor_stops_quietly_when_the_reader_has_left(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `nameorigin doctor | head -0`
+    clean = {k: v for k, v in os.environ.items() if k.upper() not in {n.upper() for n in Settings.model_fields}}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "core.cli", "doctor"], env=clean, cwd=tmp_path,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert result.stderr == ""
