@@ -31,6 +31,7 @@ from bot.live_model import LiveModel
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
 from bot.update_log import LoggingApplication, user_hasher
+from core.checkpoint import CheckpointError
 from core.predict import Predictor
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ def load_predictors(settings: Settings) -> Predictors:
     threshold, prior = settings.uncertain_below, settings.prediction_prior
     initial = model_store.resolve(settings.model_dir, model_store.initial_checkpoint(settings.model_dir))
     gru = Predictor.from_path(initial, uncertain_below=threshold, prior=prior)
+    problem = model_store.not_a_gru(gru.checkpoint.metadata, initial)
+    if problem is not None:
+        raise CheckpointError(problem)
     rnn = Predictor.shipped("rnn", uncertain_below=threshold, prior=prior)
     logger.info("live model %s", gru.version)
     return Predictors(gru=gru, rnn=rnn)

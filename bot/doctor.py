@@ -85,6 +85,9 @@ def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
             metadata.logit_shift(settings.prediction_prior)  # `serve` refuses a model that cannot apply it
     except CheckpointError as exc:
         return Finding(Status.PROBLEM, "model", str(exc))
+    problem = model_store.not_a_gru(metadata, path)
+    if problem is not None:  # `serve` refuses it too
+        return Finding(Status.PROBLEM, "model", problem)
     accuracy = metadata.metrics.get("test", {}).get("accuracy")
     figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
     return Finding(Status.OK, "model", f"{metadata.version} loads from {stored}{figures}")

@@ -38,6 +38,13 @@ def resolve(model_dir: Path, stored: str) -> Path:
     return model_dir / relative
 
 
+def not_a_gru(metadata: CheckpointMetadata, path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be the bot's GRU, or None when it is a GRU."""
+    if metadata.kind == "gru":
+        return None
+    return f"{path} holds a {metadata.kind} model ({metadata.version}), but the bot answers and fine-tunes with a GRU"
+
+
 def initial_checkpoint(model_dir: Path) -> str:
     """The stored path of the GRU to start from when no version is live yet: a trained one, else the shipped one."""
     return TRAINED_GRU if (model_dir / TRAINED_GRU).is_file() else f"{SHIPPED_PREFIX}gru"
@@ -104,6 +111,10 @@ async def _adopt_trained_model(sessions: async_sessionmaker[AsyncSession], model
     if not trained.is_file():
         return
     metadata = await asyncio.to_thread(read_metadata, trained)
+    problem = not_a_gru(metadata, trained)
+    if problem is not None:  # `serve` refuses to start with it; a running bot keeps its model and says why
+        logger.warning("not adopting it: %s", problem)
+        return
     if await _known(sessions, metadata.version):
         return  # already known (it may have been rolled back on purpose)
     _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir)

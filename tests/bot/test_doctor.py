@@ -134,3 +134,15 @@ def test_doctor_stops_quietly_when_the_reader_has_left(tmp_path: Path) -> None:
         os.close(write_end)
     assert result.returncode == 141
     assert result.stderr == ""
+
+
+def test_a_model_in_model_dir_that_is_no_gru_is_a_problem(
+    settings_only_from: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (settings_only_from / "models").mkdir()
+    (settings_only_from / "models" / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("MODEL_DIR", "models")
+    assert main(["doctor"]) == 1
+    [model] = [line for line in capsys.readouterr().out.splitlines() if " model: " in line]
+    assert model.startswith("✗ model: models/gru.safetensors holds a rnn model (rnn-")

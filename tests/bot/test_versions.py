@@ -115,6 +115,22 @@ async def test_a_trained_model_still_being_copied_is_not_adopted(
     assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
 
 
+async def test_a_model_in_model_dir_that_is_no_gru_is_neither_adopted_nor_started_with(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir)
+    model_dir.mkdir()
+    rnn = load_checkpoint(shipped_checkpoint_path("rnn")).metadata.version
+    (model_dir / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())  # trained --model rnn
+    assert (await model_store.live_record(sessions, model_dir)).version == shipped.version
+    assert f"holds a rnn model ({rnn}), but the bot answers and fine-tunes with a GRU" in caplog.text
+    assert not (model_dir / "versions").exists()
+    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=model_dir)
+    with pytest.raises(CheckpointError, match="holds a rnn model"):
+        load_predictors(settings)
+
+
 async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
