@@ -10,6 +10,7 @@ from bot.finetune_job import RunReport
 from bot.finetune_runner import RunFailed, RunOutcome
 from bot.live_model import RollbackRefused, RolledBack
 from bot.views import escape
+from core.gate import change_in_points
 
 NOT_ADMIN = "Sorry, only the bot's admins can do that."
 ALREADY_RUNNING = "A fine-tune is already running. I'll report to you when it ends."
@@ -35,7 +36,7 @@ def _under_prior(scores: dict[str, Any]) -> str:
 
 
 def _figures(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str, int]) -> list[str]:
-    change = (candidate["test_accuracy"] - live["test_accuracy"]) * 100
+    change = change_in_points(live["test_accuracy"], candidate["test_accuracy"])  # the gate's own figure
     return [
         f"Test accuracy{_under_prior(candidate)}: {_percent(live['test_accuracy'])} → "
         f"{_percent(candidate['test_accuracy'])} ({change:+.2f} pts)",

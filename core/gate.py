@@ -25,7 +25,7 @@ class GateScores:
     def as_dict(self) -> dict[str, float | str | None]:
         """Rounded figures (and the prior they were measured under) for the model-versions table and reports."""
         return {
-            "test_accuracy": round(self.test_accuracy, 4),
+            "test_accuracy": round(self.test_accuracy, 4),  # the figure change_in_points works from
             "test_macro_f1": round(self.test_macro_f1, 4),
             "feedback_accuracy": None if self.feedback_accuracy is None else round(self.feedback_accuracy, 4),
             "prior": self.prior,
@@ -58,9 +58,18 @@ def score(
     return GateScores(test_metrics.accuracy, test_metrics.macro_f1, feedback, prior)
 
 
+def change_in_points(before: float, after: float) -> float:
+    """``after - before`` in percentage points, from the 4-place figures reports show, to 0.01 points.
+
+    The gate decides on this same figure, so a report never shows a change within the limit for a
+    run the gate refused (or the other way round) through rounding or float error.
+    """
+    return round((round(after, 4) - round(before, 4)) * 100, 2)
+
+
 def decide(live: GateScores, candidate: GateScores, max_test_drop_points: float) -> GateDecision:
     """Promote when test accuracy falls by at most ``max_test_drop_points`` and feedback accuracy does not fall."""
-    drop = (live.test_accuracy - candidate.test_accuracy) * 100
+    drop = -change_in_points(live.test_accuracy, candidate.test_accuracy)
     if drop > max_test_drop_points:
         reason = f"test accuracy would drop {drop:.2f} points (limit {max_test_drop_points:.2f})"
         return GateDecision(live, candidate, promoted=False, reason=reason)

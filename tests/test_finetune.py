@@ -10,7 +10,7 @@ import torch
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.data import Dataset, Example, load_dataset
 from core.finetune import FinetuneConfig, fine_tune, split_feedback
-from core.gate import GateScores, decide
+from core.gate import GateScores, change_in_points, decide
 from core.models import GRUConfig
 from core.pipeline import train_and_save
 from core.split import split_dataset
@@ -36,6 +36,26 @@ def test_gate_promotes_only_within_the_allowed_drop_and_without_feedback_loss() 
     assert not worse_feedback.promoted and "feedback" in worse_feedback.reason
     assert decide(live, GateScores(0.860, 0.6, None), max_test_drop_points=0.5).promoted
     assert decide(live, GateScores(0.860, 0.6, 0.5), max_test_drop_points=0.5).promoted  # equal is "no worse"
+
+
+@pytest.mark.parametrize(
+    ("live", "candidate", "limit", "promoted", "reason"),
+    [
+        # (0.860 - 0.855) * 100 is 0.5000000000000004 in floats: a drop of exactly the limit.
+        (0.860, 0.855, 0.5, True, "test accuracy -0.50 points; feedback no worse"),
+        # 1529 and 1524 of 1,741 names: 0.2872 points exactly, 0.28 between the 4-place figures shown.
+        (1529 / 1741, 1524 / 1741, 0.28, True, "test accuracy -0.28 points; feedback no worse"),
+        (1529 / 1741, 1523 / 1741, 0.28, False, "test accuracy would drop 0.34 points (limit 0.28)"),
+    ],
+)
+def test_the_gate_decides_on_the_figures_reports_show(
+    live: float, candidate: float, limit: float, promoted: bool, reason: str
+) -> None:
+    decision = decide(GateScores(live, 0.6, None), GateScores(candidate, 0.6, None), max_test_drop_points=limit)
+    assert (decision.promoted, decision.reason) == (promoted, reason)
+    before, after = decision.live.as_dict()["test_accuracy"], decision.candidate.as_dict()["test_accuracy"]
+    assert isinstance(before, float) and isinstance(after, float)
+    assert f"{abs(change_in_points(before, after)):.2f} points" in reason  # what a report shows
 
 
 def trained_gru(dataset: Dataset, out: Path, epochs: int, hidden_size: int) -> Checkpoint:

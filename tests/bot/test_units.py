@@ -18,6 +18,7 @@ from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text
 from core.data import LANGUAGES
+from core.gate import GateScores, decide
 from core.predict import Guess, LanguageGuess
 from core.text import parse_query
 
@@ -179,6 +180,14 @@ def test_fine_tune_reports_name_a_prior_other_than_the_dataset_s() -> None:
     assert "Test accuracy (uniform prior): 78.06% → 78.10% (+0.04 pts)" in report("uniform")
     assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report("dataset")
     assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report(None)  # runs recorded before the prior was
+
+
+def test_a_fine_tune_report_shows_the_change_the_gate_decided_on() -> None:
+    live, candidate = GateScores(1529 / 1741, 0.6, None), GateScores(1524 / 1741, 0.6, None)
+    decision = decide(live, candidate, max_test_drop_points=0.5)
+    report = RunReport("promoted", "ok", "gru-a", "gru-b", live.as_dict(), candidate.as_dict(), {"holdout": 0}, 1.0)
+    assert decision.reason.startswith("test accuracy -0.28 points")
+    assert "Test accuracy: 87.82% → 87.54% (-0.28 pts)" in run_report(report)
 
 
 def test_a_failed_fine_tune_is_reported_by_its_error_line_not_a_trailing_link() -> None:
