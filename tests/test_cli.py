@@ -109,9 +109,12 @@ def test_train_dry_run_for_the_rnn(tiny_data_dir: Path, tmp_path: Path, capsys: 
     assert "saved rnn-" in capsys.readouterr().out
 
 
-def test_train_rejects_bad_settings(tiny_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--epochs", "0", "--data-dir", str(tiny_data_dir)]) == 2
-    assert "at least 1" in capsys.readouterr().err
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--patience"])
+def test_train_names_the_option_that_is_out_of_range(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["train", option, "0"])
+    assert refused.value.code == 2
+    assert f"error: argument {option}: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_train_checks_where_it_saves_before_training(

@@ -69,8 +69,12 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--data-dir", type=non_empty_path, help="dataset folder (default: $NAMES_DATA_DIR or data/names)"
     )
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"maximum epochs ({defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="names per batch")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=defaults.epochs, help="maximum epochs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=defaults.batch_size, help="names per batch (default: %(default)s)"
+    )
     parser.add_argument("--out", type=non_empty_path, help="checkpoint path (default: data/models/<model>.safetensors)")
     parser.add_argument(
         "--class-weight-power",
@@ -86,13 +90,18 @@ def register(commands: Subparsers) -> None:
     )
     parser.add_argument(
         "--patience",
-        type=int,
+        type=positive_int,
         default=defaults.patience,
-        help="epochs without improvement before stopping (%(default)s)",
+        help="epochs without improvement before stopping (default: %(default)s)",
     )
     parser.add_argument("--seed", type=random_seed, default=defaults.seed, help="random seed (default: 0)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--dry-run", action="store_true", help="smoke test: one epoch of a tiny model")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="smoke test: one epoch of a tiny model, saved like any other "
+        "(default: data/models/<model>-dry-run.safetensors)",
+    )
     add_device_option(parser)
     parser.set_defaults(handler=run)
 
