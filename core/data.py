@@ -95,11 +95,20 @@ def _decode_lines(path: Path, raw: bytes) -> list[str]:
     return text.splitlines()
 
 
-def _check_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        raise DatasetError(
+def _missing_folder(folder: Path, data_dir: str | os.PathLike[str] | None) -> DatasetError:
+    # The hint fits where the path came from: nobody who typed a path wants to be told to set a variable.
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV):
+        return DatasetError(
             f"dataset folder {folder} does not exist: set {DATA_DIR_ENV} or run 'nameorigin data download'"
         )
+    origin = f" ({DATA_DIR_ENV})" if data_dir is None else ""
+    hint = f"check the path, or fetch the files there with 'nameorigin data download --dir {folder}'"
+    return DatasetError(f"dataset folder {folder}{origin} does not exist: {hint}")
+
+
+def _check_folder(folder: Path, data_dir: str | os.PathLike[str] | None) -> None:
+    if not folder.is_dir():
+        raise _missing_folder(folder, data_dir)
     present = {p.stem for p in folder.glob("*.txt")}
     missing = sorted(set(LANGUAGES) - present)
     unexpected = sorted(present - set(LANGUAGES))
@@ -117,7 +126,7 @@ def load_dataset(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
     several languages keeps all of them. Raises ``DatasetError`` on any bad file.
     """
     folder = resolve_data_dir(data_dir)
-    _check_folder(folder)
+    _check_folder(folder, data_dir)
     digest = hashlib.sha256()
     languages_by_key: dict[str, set[str]] = defaultdict(set)
     display_by_key: dict[str, str] = {}

@@ -33,9 +33,25 @@ def test_transliterates_and_keeps_name_punctuation(tiny_data_dir: Path) -> None:
     assert {"O'Brien", "Mac Giolla", "Leveque", "Abdel-Malek"} <= names
 
 
-def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="does not exist.*NAMES_DATA_DIR"):
-        load_dataset(tmp_path / "nowhere")
+def test_a_missing_folder_is_a_clear_error_with_a_hint_that_fits_where_the_path_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = tmp_path / "nowhere"
+    fetch = f"check the path, or fetch the files there with 'nameorigin data download --dir {nowhere}'"
+    with pytest.raises(DatasetError) as given:
+        load_dataset(nowhere)
+    assert str(given.value) == f"dataset folder {nowhere} does not exist: {fetch}"
+    monkeypatch.setenv("NAMES_DATA_DIR", str(nowhere))
+    with pytest.raises(DatasetError) as from_env:
+        load_dataset()
+    assert str(from_env.value) == f"dataset folder {nowhere} (NAMES_DATA_DIR) does not exist: {fetch}"
+    monkeypatch.delenv("NAMES_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError) as by_default:
+        load_dataset()
+    assert str(by_default.value) == (
+        "dataset folder data/names does not exist: set NAMES_DATA_DIR or run 'nameorigin data download'"
+    )
 
 
 def test_missing_file_is_named(tiny_data_dir: Path) -> None:

@@ -29,8 +29,8 @@ def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Pat
     problems = [line for line in lines if line.startswith("✗")]
     assert problems == [
         "✗ configuration: TELEGRAM_BOT_TOKEN is required",
-        "✗ dataset: dataset folder data/names does not exist: set NAMES_DATA_DIR or run 'nameorigin data download'"
-        " (fine-tuning needs it; guessing does not)",
+        "✗ dataset: dataset folder data/names does not exist: check the path, or fetch the files there with "
+        "'nameorigin data download --dir data/names' (fine-tuning needs it; guessing does not)",
     ]
     assert "✓ database: data/nameorigin.db will be created at the first start" in lines
     assert "✓ model folder: data/models will be created by the first fine-tune" in lines
