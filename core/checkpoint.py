@@ -50,6 +50,9 @@ _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 # A language's smallest believable share of the class prior. Far below any real one (about 1 in 20,000
 # here), and far above float32's smallest number, whose log would otherwise be -inf and every answer NaN.
 MIN_PRIOR_SHARE = 1e-12
+# The largest weight a checkpoint may hold. Trained ones stay far below (the shipped models: under 6);
+# up to here the logits stay finite for any input, so no answer can be NaN.
+MAX_ABS_WEIGHT = 1e4
 
 
 def utc_timestamp() -> str:
@@ -284,7 +287,7 @@ def _check_complete(source: Path, header: dict[str, Any], data_start: int, file_
         data_end = max(
             (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"), default=0
         )
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:  # OverflowError: 1e999 is JSON
         raise CheckpointError(f"checkpoint {source} is corrupt: unreadable tensor offsets ({exc!r})") from exc
     if data_start + data_end != file_size:
         raise CheckpointError(
@@ -335,11 +338,16 @@ def _check_names_and_shapes(source: Path, stored: dict[str, torch.Tensor], expec
 
 
 def _checked_weight(source: Path, name: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``tensor`` in the model's ``dtype``, provided it holds floating-point numbers, all finite."""
+    """``tensor`` in the model's ``dtype``, provided it holds floating-point numbers, finite and of sane size."""
     # load_state_dict would cast integers silently, and one NaN or Inf makes every prediction NaN.
     if not tensor.dtype.is_floating_point:
         raise CheckpointError(f"checkpoint {source}: {name} holds {tensor.dtype}, not floating-point weights")
     weight = tensor.to(dtype)  # checked after the cast: float64 values beyond float32's range become Inf
     if not bool(torch.isfinite(weight).all()):
         raise CheckpointError(f"checkpoint {source}: {name} holds NaN or infinite values")
+    # Finite but huge weights overflow the logits to Inf, and the probabilities to NaN.
+    if weight.numel() and float(weight.abs().max()) > MAX_ABS_WEIGHT:
+        raise CheckpointError(
+            f"checkpoint {source}: {name} holds values beyond ±{MAX_ABS_WEIGHT:g}: not a trained model"
+        )
     return weight

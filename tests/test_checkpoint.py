@@ -1,5 +1,6 @@
 import json
 import resource
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def test_truncated_file_is_rejected(tmp_path: Path) -> None:
     path.write_bytes(whole + b"\0")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         read_metadata(path)
+
+
+@pytest.mark.parametrize("offset", ["1e999", "Infinity", "-1", '"8"'])
+def test_tensor_offsets_that_are_no_byte_counts_are_rejected(tmp_path: Path, offset: str) -> None:
+    header = f'{{"a":{{"dtype":"F32","shape":[1],"data_offsets":[0,{offset}]}}}}'.encode()
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        read_metadata(path)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x00" * 64])
@@ -263,7 +275,8 @@ def test_a_temperature_outside_the_fitted_range_is_rejected(tmp_path: Path, temp
     ("dtype", "value", "problem"),
     [(torch.int8, 1, "not floating-point"), (torch.int64, 1, "not floating-point"), (torch.bool, True, "not floating"),
      (torch.float32, float("nan"), "NaN or infinite"), (torch.float16, float("-inf"), "NaN or infinite"),
-     (torch.float64, 1e300, "NaN or infinite")],  # beyond float32: Inf once cast to the model's dtype
+     (torch.float64, 1e300, "NaN or infinite"),  # beyond float32: Inf once cast to the model's dtype
+     (torch.float32, 3e38, "values beyond ±10000"), (torch.float32, -1e5, "values beyond ±10000")],  # logits: Inf
 )  # fmt: skip
 def test_weights_that_are_not_finite_floats_are_rejected(
     tmp_path: Path, dtype: torch.dtype, value: object, problem: str
