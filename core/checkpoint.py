@@ -185,6 +185,8 @@ class Checkpoint:
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: CheckpointMetadata) -> Path:
     """Write ``model``'s weights and ``metadata`` to ``path`` atomically; returns the path."""
     target = Path(path)
+    if target.exists() and not target.is_file():  # os.replace would put a file where a device or pipe was
+        raise CheckpointError(f"cannot save the checkpoint to {target}: it is not a regular file")
     target.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

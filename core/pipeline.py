@@ -71,6 +71,8 @@ def check_output_path(out: str | os.PathLike[str]) -> Path:
     target = Path(out)
     if target.is_dir():
         raise CheckpointError(f"cannot save the checkpoint to {target}: it is a folder; give a file path")
+    if target.exists() and not target.is_file():  # saving would replace /dev/null or a pipe with a file
+        raise CheckpointError(f"cannot save the checkpoint to {target}: it is a device, pipe or socket, not a file")
     reason = unwritable_reason(target.parent)
     if reason is not None:
         raise CheckpointError(f"cannot save the checkpoint to {target}: {reason}")

@@ -1,5 +1,7 @@
 import json
+import os
 import resource
+import stat
 import struct
 from dataclasses import replace
 from pathlib import Path
@@ -79,6 +81,16 @@ def test_a_save_that_fails_midway_leaves_the_old_checkpoint_whole(
         save_checkpoint(path, build_model(config), second)
     assert load_checkpoint(path).metadata.version == "gru-test"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_save_never_replaces_a_device_or_pipe(tmp_path: Path) -> None:
+    vocabulary = Vocabulary.from_names(["ab"])
+    config = GRUConfig(vocab_size=vocabulary.size, num_classes=3, hidden_size=4, embedding_dim=2)
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(CheckpointError, match="is not a regular file"):
+        save_checkpoint(tmp_path / "pipe", build_model(config), metadata_for(config, vocabulary))
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_truncated_file_is_rejected(tmp_path: Path) -> None:

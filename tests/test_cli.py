@@ -5,6 +5,7 @@ import io
 import json
 import os
 import select
+import stat
 import subprocess
 import sys
 from dataclasses import replace
@@ -129,6 +130,10 @@ def test_train_checks_where_it_saves_before_training(
     err = capsys.readouterr().err
     assert "afile is not a folder" in err and err.count("\n") == 1
     assert (tmp_path / "afile").read_text() == "keep me\n"
+    os.mkfifo(tmp_path / "pipe")
+    assert main([*train, str(tmp_path / "pipe")]) == 2
+    assert "pipe: it is a device, pipe or socket, not a file" in capsys.readouterr().err
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
 
 
 def test_train_reports_a_failed_save_in_one_line(
