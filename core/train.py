@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 SelectionMetric = Literal["accuracy", "macro_f1"]
 SELECTION_METRICS: tuple[SelectionMetric, ...] = ("accuracy", "macro_f1")
+# 1 fully inverts the imbalance; 2 inverts it twice over. Far beyond, the weights overflow float32 and a
+# rare language's share of the class prior falls below what a checkpoint may hold.
+MAX_CLASS_WEIGHT_POWER = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,10 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and patience must be at least 1")
         if not 0.0 <= self.char_dropout < 1.0:
             raise ValueError(f"char_dropout must be in [0, 1), got {self.char_dropout}")
-        if self.class_weight_power < 0:
-            raise ValueError(f"class_weight_power must be non-negative, got {self.class_weight_power}")
+        if not 0 <= self.class_weight_power <= MAX_CLASS_WEIGHT_POWER:  # also refuses NaN
+            raise ValueError(
+                f"class_weight_power must be from 0 to {MAX_CLASS_WEIGHT_POWER:g}, got {self.class_weight_power}"
+            )
         if self.select_on not in SELECTION_METRICS:
             raise ValueError(f"select_on must be one of {', '.join(SELECTION_METRICS)}, got {self.select_on!r}")
         if self.learning_rate <= 0:

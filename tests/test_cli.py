@@ -233,7 +233,8 @@ def test_predict_json_stays_valid_utf8_on_bytes_that_are_not(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("option", "value"),
     [("--class-weight-power", "nan"), ("--class-weight-power", "inf"), ("--class-weight-power", "-1"),
-     ("--seed", "-1"), ("--seed", str(2**32)), ("--seed", "1.5")],
+     ("--class-weight-power", "2.01"), ("--class-weight-power", "20"),  # a prior no checkpoint can hold; overflow
+     ("--seed", "-1"), ("--seed", str(2**32)), ("--seed", "1.5"), ("--threads", "1025")],  # 65536 crashed OpenMP
 )  # fmt: skip
 def test_train_rejects_settings_that_would_fail_after_training(
     option: str, value: str, tiny_data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

@@ -22,10 +22,11 @@ from core.cli.common import (
 from core.data import load_dataset
 from core.models import MODEL_KINDS
 from core.pipeline import train_and_save
-from core.train import SELECTION_METRICS, TrainConfig
+from core.train import MAX_CLASS_WEIGHT_POWER, SELECTION_METRICS, TrainConfig
 
 DEFAULT_MODEL_DIR = Path("data/models")
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
+MAX_THREADS = 1024
 
 
 def whole_number(text: str, low: int, high: int | None = None) -> int:
@@ -50,14 +51,19 @@ def random_seed(text: str) -> int:
     return whole_number(text, 0, MAX_SEED)
 
 
-def non_negative_float(text: str) -> float:
-    """An argparse type: a finite number of at least 0 (``nan`` would pass a ``< 0`` check and poison training)."""
+def thread_count(text: str) -> int:
+    """An argparse type: torch threads, 1 to ``MAX_THREADS`` (tens of thousands crash OpenMP outright)."""
+    return whole_number(text, 1, MAX_THREADS)
+
+
+def class_weight_power(text: str) -> float:
+    """An argparse type: a finite power from 0 to ``MAX_CLASS_WEIGHT_POWER`` (``nan`` passes a ``< 0`` check)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text!r}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_CLASS_WEIGHT_POWER:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to {MAX_CLASS_WEIGHT_POWER:g}, got {text!r}")
     return value
 
 
@@ -78,7 +84,7 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--out", type=non_empty_path, help="checkpoint path (default: data/models/<model>.safetensors)")
     parser.add_argument(
         "--class-weight-power",
-        type=non_negative_float,
+        type=class_weight_power,
         default=defaults.class_weight_power,
         help="class-imbalance weighting: 0 none, 1 inverse frequency (default: %(default)s)",
     )
@@ -95,7 +101,7 @@ def register(commands: Subparsers) -> None:
         help="epochs without improvement before stopping (default: %(default)s)",
     )
     parser.add_argument("--seed", type=random_seed, default=defaults.seed, help="random seed (default: 0)")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument(
         "--dry-run",
         action="store_true",
