@@ -7,13 +7,13 @@ import hashlib
 import http.client
 import logging
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
+from typing import IO
 
 from core.data import LANGUAGES
 from core.paths import unwritable_reason
@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 ARCHIVE_URL = "https://download.pytorch.org/tutorial/data.zip"
 ARCHIVE_FOLDER = "data/names/"
-# The largest language file (Russian.txt) is about 100 KB.
+# The largest language file (Russian.txt) is about 100 KB, the whole archive about 2.9 MB.
 MAX_MEMBER_BYTES = 10 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 64 * 1024 * 1024  # a wrong or hostile server must not fill the disk
 
 # SHA-256 of each file as published in the official archive.
 EXPECTED_SHA256: dict[str, str] = {
@@ -52,10 +53,22 @@ class DownloadError(Exception):
     """The archive could not be fetched, read or verified; nothing was written to the target."""
 
 
+def _copy_at_most(response: IO[bytes], out: IO[bytes], limit: int) -> None:
+    """Copy ``response`` to ``out``; ``DownloadError`` as soon as it exceeds ``limit`` bytes."""
+    copied = 0
+    while chunk := response.read(1 << 16):
+        copied += len(chunk)
+        if copied > limit:
+            raise DownloadError(f"the download exceeds {limit:,} bytes; the official archive is about 2.9 MB")
+        out.write(chunk)
+
+
 def _fetch(url: str, destination: Path, timeout: float) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as out:
-            shutil.copyfileobj(response, out)
+            _copy_at_most(response, out, MAX_ARCHIVE_BYTES)
+    except ValueError as exc:  # urllib's word for a malformed URL
+        raise DownloadError(f"cannot download {url!r}: {exc}") from exc
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(exc, http.client.HTTPException):  # e.g. IncompleteRead: the server hung up mid-archive
@@ -91,6 +104,20 @@ def _extract_verified(archive: Path) -> dict[str, bytes]:
     return contents
 
 
+def _holds_the_verified_files(target: Path) -> bool:
+    """Whether ``target`` already holds all 18 files, each with its published hash."""
+    for language, expected in EXPECTED_SHA256.items():
+        path = target / f"{language}.txt"
+        try:
+            if not path.is_file() or path.stat().st_size > MAX_MEMBER_BYTES:
+                return False
+            if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+                return False
+        except OSError:  # unreadable: downloading will say why it cannot be replaced, if it cannot
+            return False
+    return True
+
+
 def _check_target(target: Path) -> None:
     """Fail before downloading if ``target`` cannot become a folder of files we can write."""
     reason = unwritable_reason(target)
@@ -121,9 +148,13 @@ def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL,
     """Download the archive, verify all 18 files, then write them into ``target_dir``.
 
     Every file is verified before any is written, and each is written atomically, so a
-    failed download never leaves a half-updated dataset behind.
+    failed download never leaves a half-updated dataset behind. A folder that already holds
+    the 18 verified files is left as it is, with no download.
     """
     target = Path(target_dir)
+    if _holds_the_verified_files(target):  # nothing to fetch, so it works offline too
+        logger.info("%s already holds the 18 verified files", target)
+        return target
     _check_target(target)
     with tempfile.TemporaryDirectory(prefix="nameorigin-download-") as scratch:
         archive = Path(scratch) / "data.zip"

@@ -190,3 +190,36 @@ def test_the_download_command_stops_quietly_when_the_reader_has_left(
         os.close(write_end)
     assert result.returncode == 141 and not result.stderr, result.stderr.decode()
     assert load_dataset(target).audit.raw_lines == 20074  # the reader left after the work was done
+
+
+def test_a_download_larger_than_any_archive_is_cut_off(
+    archive_server: StaticServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.download.MAX_ARCHIVE_BYTES", 1000)
+    archive_server.body = b"\0" * 1001  # as from a server that never stops sending
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    with pytest.raises(DownloadError, match="the download exceeds 1,000 bytes"):
+        download_dataset(tmp_path / "downloaded", url=archive_server.url)
+    assert not (tmp_path / "downloaded").exists()
+    assert list((tmp_path / "scratch").iterdir()) == []  # the partial archive is gone too
+
+
+@pytest.mark.parametrize("url", ["foo", "http://[::1/data.zip"])
+def test_a_malformed_url_is_a_clear_error(url: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="cannot download"):
+        download_dataset(tmp_path / "downloaded", url=url)
+
+
+def test_a_folder_that_already_holds_the_verified_files_needs_no_download(
+    real_data_dir: Path, archive_server: StaticServer, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(real_data_dir, copy)
+    assert download_dataset(copy, url="http://127.0.0.1:9/data.zip", timeout=5) == copy  # offline, yet fine
+    with (copy / "Greek.txt").open("ab") as handle:
+        handle.write(b"\n")  # one file no longer matches: the archive is fetched to replace it
+    archive_server.body = zip_of(real_data_dir)
+    download_dataset(copy, url=archive_server.url)
+    assert archive_server.requests == 1
+    assert hashlib.sha256((copy / "Greek.txt").read_bytes()).hexdigest() == EXPECTED_SHA256["Greek"]
