@@ -48,6 +48,16 @@ def test_predict_json_format_for_good_and_bad_input(
         assert set(bad) == {"name", "error"} and bad["error"]
 
 
+def test_predict_text_shows_each_name_on_one_line_with_no_terminal_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "Fyodor\nDostoevsky", "\x1b[31mSmith", "O\u2028Brien"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "Fyodor\\nDostoevsky (as Dostoevsky)",
+        "\\x1b[31mSmith (as mSmith)",
+        "O\\u2028Brien (as Brien)",
+    ]
+
+
 def test_predict_reads_stdin_in_order_without_skipping(
     tiny_checkpoint: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -58,12 +58,20 @@ def to_json(result: Guess | Rejected) -> str:
     return json.dumps(payload)  # ASCII: no encoding can fail, and no U+2028 splits the line for a reader
 
 
+def escaped(text: str) -> str:
+    """``text`` with every unprintable character (line breaks, terminal escapes, U+2028) as a ``\\`` escape.
+
+    One input then stays one line of output, and nothing in a name can drive the terminal.
+    """
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def to_text(result: Guess | Rejected) -> str:
     """A human-readable line for one result."""
     if isinstance(result, Rejected):
         return f"{displayable(result.raw)!r}: error: {result.reason}"
     ranked = ", ".join(f"{g.language} {g.probability:.1%}" for g in result.predictions)
-    label = result.query.raw.strip()
+    label = escaped(displayable(result.query.raw.strip()))
     if result.query.from_full_name or result.query.surname != label:
         label = f"{label} (as {result.query.surname})"
     note = "  [uncertain]" if result.uncertain else ""
