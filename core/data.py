@@ -92,7 +92,10 @@ def _decode_lines(path: Path, raw: bytes) -> list[str]:
     except UnicodeDecodeError as exc:
         line_number = raw[: exc.start].count(b"\n") + 1
         raise DatasetError(f"{path}: line {line_number} is not valid UTF-8 ({exc.reason})") from exc
-    return text.splitlines()
+    # Lines end at "\n" (after an optional "\r") only, as for `predict`: str.splitlines would also
+    # break a name at U+2028, U+0085 or a form feed, and count lines differently from the error above.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _missing_folder(folder: Path, data_dir: str | os.PathLike[str] | None) -> DatasetError:
