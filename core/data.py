@@ -80,6 +80,8 @@ def _read_bytes(path: Path) -> bytes:
         raise DatasetError(
             f"{path}: is a broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
         )
+    if path.exists() and not path.is_file():  # reading a pipe would wait forever
+        raise DatasetError(f"{path}: is a device, pipe or socket, not a file of names")
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -110,6 +112,8 @@ def _missing_folder(folder: Path, data_dir: str | os.PathLike[str] | None) -> Da
 
 
 def _check_folder(folder: Path, data_dir: str | os.PathLike[str] | None) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"dataset folder {folder} is not a folder: give the folder that holds the 18 files")
     if not folder.is_dir():
         raise _missing_folder(folder, data_dir)
     present = {p.stem for p in folder.glob("*.txt")}

@@ -19,7 +19,9 @@ class PlotError(Exception):
 def _supported_formats() -> dict[str, str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    return dict(FigureCanvasAgg.get_supported_filetypes())
+    formats = dict(FigureCanvasAgg.get_supported_filetypes())
+    formats.pop("pgf", None)  # needs a LaTeX installation, found missing only after the whole evaluation
+    return formats
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> str:
@@ -31,6 +33,8 @@ def check_plot_path(path: str | os.PathLike[str]) -> str:
         given = f"unsupported format {image_format!r}" if image_format else "no file extension"
         raise PlotError(f"cannot write a plot to {target}: {given}; use one of .{', .'.join(sorted(formats))}")
     folder = target.parent
+    if folder.exists() and not folder.is_dir():
+        raise PlotError(f"cannot write a plot to {target}: {folder} is not a folder")
     if not folder.is_dir():
         raise PlotError(f"cannot write a plot to {target}: folder {folder} does not exist")
     if target.is_dir():

@@ -62,12 +62,15 @@ def test_eval_text_report(tiny_checkpoint: tuple[Path, Path], capsys: pytest.Cap
 
 @pytest.mark.parametrize(
     ("plot", "message"),
-    [("nowhere/c.png", "folder .*nowhere does not exist"), ("c.txt", "unsupported format 'txt'"), ("c", "no file")],
-)
+    [("nowhere/c.png", "folder .*nowhere does not exist"), ("c.txt", "unsupported format 'txt'"), ("c", "no file"),
+     ("c.pgf", "unsupported format 'pgf'"),  # needs LaTeX, found missing only at the end
+     ("afile/c.png", "afile is not a folder")],
+)  # fmt: skip
 def test_eval_checks_the_plot_path_before_evaluating(
     plot: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("core.cli.eval_cmd.evaluate_examples", must_not_run)
+    (tmp_path / "afile").write_text("keep me\n")
     assert main(["eval", "--data-dir", str(tmp_path / "unused"), "--plot", str(tmp_path / plot)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -1,3 +1,5 @@
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,27 @@ def test_a_broken_link_is_an_error(tiny_data_dir: Path) -> None:
     (tiny_data_dir / "Greek.txt").symlink_to(tiny_data_dir / "gone.txt")
     with pytest.raises(DatasetError, match="Greek.txt: is a broken symbolic link"):
         load_dataset(tiny_data_dir)
+
+
+def test_a_pipe_named_like_a_language_file_is_an_error_not_a_wait(tiny_data_dir: Path) -> None:
+    pipe = tiny_data_dir / "Greek.txt"
+    pipe.unlink()
+    os.mkfifo(pipe)  # a reader waits until something writes
+    # Should the loader read it after all, this writer ends the wait in a few seconds rather than never.
+    writer = threading.Timer(5.0, lambda: os.close(os.open(pipe, os.O_WRONLY)))
+    writer.daemon = True  # never keeps the test run alive
+    writer.start()
+    try:
+        with pytest.raises(DatasetError, match="Greek.txt: is a device, pipe or socket, not a file of names"):
+            load_dataset(tiny_data_dir)
+    finally:
+        writer.cancel()
+
+
+def test_a_file_given_as_the_dataset_folder_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "names.txt").write_text("Smith\n")
+    with pytest.raises(DatasetError, match="names.txt is not a folder: give the folder that holds the 18 files"):
+        load_dataset(tmp_path / "names.txt")
 
 
 def test_data_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
