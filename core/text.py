@@ -32,6 +32,14 @@ SURNAME_PARTICLES = frozenset(
         "el", "la", "le", "st", "te", "ten", "ter", "van", "von", "zu",
     }
 )  # fmt: skip
+# Words after a surname that are no part of it ("Martin Luther King Jr."). Roman numerals only in capitals:
+# "Ii" is a Japanese surname.
+GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
+ROMAN_NUMERAL_SUFFIXES = frozenset({"II", "III", "IV"})
+
+
+def _is_suffix(word: str) -> bool:
+    return word.lower() in GENERATIONAL_SUFFIXES or word in ROMAN_NUMERAL_SUFFIXES
 
 
 class InvalidNameError(ValueError):
@@ -75,7 +83,8 @@ def parse_query(raw: str) -> SurnameQuery:
     """Validate user input and pick the surname to classify.
 
     A full name ("Fyodor Dostoevsky") uses its last word, together with any
-    particles before it ("Maria de la Cruz" → "de la Cruz"). Each word is transliterated as one
+    particles before it ("Maria de la Cruz" → "de la Cruz") and without a generational suffix
+    after it ("Martin Luther King Jr." → "King"). Each word is transliterated as one
     word: unidecode spaces out CJK syllables, and "中村" must stay one surname ("ZhongCun"), not "Cun".
     Raises ``InvalidNameError`` for empty, over-long, undecodable or letterless input.
     """
@@ -92,6 +101,9 @@ def parse_query(raw: str) -> SurnameQuery:
     if not _LETTER.search(cleaned):
         raise InvalidNameError("no letters: a surname needs at least one letter")
     words = cleaned.split(" ")
+    given = len(words)
+    while len(words) > 1 and _is_suffix(words[-1]):
+        words.pop()
     start = len(words) - 1
     while start > 0 and words[start - 1].lower() in SURNAME_PARTICLES:
         start -= 1
@@ -103,4 +115,4 @@ def parse_query(raw: str) -> SurnameQuery:
         raise InvalidNameError(
             f"too long once written in Latin letters: {len(surname)} characters, at most {MAX_INPUT_CHARS}"
         )
-    return SurnameQuery(raw=raw, surname=surname, from_full_name=start > 0)
+    return SurnameQuery(raw=raw, surname=surname, from_full_name=start > 0 or len(words) < given)

@@ -20,6 +20,11 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("中村", "ZhongCun", False),  # one word stays one surname, though unidecode spaces out its syllables
         ("王小明", "WangXiaoMing", False),
         ("Ivan 🙂 Petrov", "Petrov", True),
+        ("Martin Luther King Jr.", "King", True),
+        ("Smith, Sr", "Smith", True),
+        ("John Smith III", "Smith", True),
+        ("Naosuke Ii", "Ii", True),  # a Japanese surname, not a numeral
+        ("Jr", "Jr", False),  # nothing else to take
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:
