@@ -123,7 +123,8 @@ def test_compose_runs_the_bot_by_default_with_postgres_and_finetune_as_profiles(
         assert "/app/data/" in services[name]["environment"]["DATABASE_URL"]  # the default: SQLite in the volume
     assert services["finetune"]["command"] == ["nameorigin", "finetune"]
     assert nameorigin("finetune", "--help").returncode == 0
-    assert services["bot"]["depends_on"]["postgres"]["required"] is False
+    for name in ("bot", "finetune"):  # each waits for a healthy server when the postgres profile is on
+        assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy", "required": False}
     assert services["bot"]["ports"] == ["${BOT_HTTP_PORT:-8080}:8080"]
     assert set(compose["volumes"]) == {"data", "pgdata"}
 
