@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from core.cli.common import CommandError, stdout_to_a_reader_that_may_leave
+from core.cli.common import CommandError, stdout_to_a_reader_that_may_leave, whole_number
 
 if TYPE_CHECKING:
     from bot.config import SettingsT
@@ -35,10 +35,17 @@ def register(commands: Any) -> None:
     )
     finetune.add_argument("--force", action="store_true", help="run even with fewer than FINETUNE_MIN_NEW new verdicts")
     finetune.add_argument("--json", action="store_true", help="print the report as one JSON line")
-    finetune.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
+    finetune.add_argument(
+        "--nice", type=niceness, default=0, help="lower this process's CPU priority by N, 0 to 19 (default: 0)"
+    )
     finetune.set_defaults(handler=run_finetune_command)
     doctor = commands.add_parser("doctor", help="check settings, database, model and dataset; name what is missing")
     doctor.set_defaults(handler=run_doctor)
+
+
+def niceness(text: str) -> int:
+    """An argparse type: how much to lower the CPU priority, 0 to 19 (raising it is not a fine-tune's business)."""
+    return whole_number(text, 0, 19)
 
 
 def _settings(kind: type[SettingsT]) -> SettingsT:

@@ -201,6 +201,8 @@ def load_settings(kind: type[SettingsT], **overrides: Any) -> SettingsT:
         problems = []
         for error in exc.errors():
             message = "is required" if error["type"] == "missing" else error["msg"].removeprefix("Value error, ")
+            # pydantic's own checks say "Input should be ...": worded like ours, "X must be ...".
+            message = message.replace("Input should be", "must be", 1)
             # A check across fields has no location; its message names the settings itself.
             problems.append(f"{str(error['loc'][0]).upper()} {message}" if error["loc"] else message)
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

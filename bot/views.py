@@ -87,7 +87,7 @@ def stats_text(stats: Stats, model_version: str) -> str:
     right = f"{share:.0%} of {stats.corrections} verdicts" if share is not None else "no verdicts yet"
     return (
         "<b>Statistics</b>\n"
-        f"Guesses: {stats.guesses} from {stats.users} users\n"
+        f"Guesses: {stats.guesses} from {stats.users} user{'' if stats.users == 1 else 's'}\n"
         f"Corrections and confirmations: {stats.corrections}\n"
         f"Confirmed right: {right}\n"
         f"Live model: <code>{escape(model_version)}</code>"

@@ -61,6 +61,18 @@ def non_empty_path(text: str) -> str:
     return text
 
 
+def whole_number(text: str, low: int, high: int | None = None) -> int:
+    """``text`` as an integer from ``low`` to ``high`` (no upper bound when None), or an argparse error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+    return value
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the library's expected failures into one-line ``CommandError``s."""

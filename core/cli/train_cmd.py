@@ -18,6 +18,7 @@ from core.cli.common import (
     non_empty_path,
     stdout_to_a_reader_that_may_leave,
     user_errors,
+    whole_number,
 )
 from core.data import load_dataset
 from core.models import MODEL_KINDS
@@ -27,18 +28,6 @@ from core.train import MAX_CLASS_WEIGHT_POWER, SELECTION_METRICS, TrainConfig
 DEFAULT_MODEL_DIR = Path("data/models")
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
 MAX_THREADS = 1024
-
-
-def whole_number(text: str, low: int, high: int | None = None) -> int:
-    """``text`` as an integer from ``low`` to ``high`` (no upper bound when None), or an argparse error."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-    return value
 
 
 def positive_int(text: str) -> int:

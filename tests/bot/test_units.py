@@ -12,11 +12,13 @@ from bot.admin_views import run_report
 from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
+from bot.db.repository import Stats
 from bot.finetune_job import RunReport
 from bot.finetune_runner import child_command, child_environment, failure_reason
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.service import VerdictRecorded
-from bot.views import bar, guess_text, recorded_text
+from bot.views import bar, guess_text, recorded_text, stats_text
+from core.cli import main
 from core.data import LANGUAGES
 from core.gate import GateScores, decide
 from core.predict import Guess, LanguageGuess
@@ -89,6 +91,30 @@ def test_a_malformed_token_is_refused_without_repeating_it(token: str) -> None:
         "invalid configuration: TELEGRAM_BOT_TOKEN must look like 123456789:AAH… "
         "(the bot's id, a colon, then letters, digits, _ and -)"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("abc", "must be a valid integer, unable to parse string as an integer"),
+     ("0", "must be greater than or equal to 1")],
+)  # fmt: skip
+def test_pydantic_s_own_checks_read_like_the_others(value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(Settings, telegram_bot_token="1:abc", guesses_per_minute=value)
+    assert str(error.value) == f"invalid configuration: GUESSES_PER_MINUTE {problem}"
+
+
+def test_stats_count_one_user_in_the_singular() -> None:
+    assert "Guesses: 1 from 1 user\n" in stats_text(Stats(guesses=1, corrections=0, confirmed=0, users=1), "gru-a")
+    assert "Guesses: 5 from 2 users\n" in stats_text(Stats(guesses=5, corrections=0, confirmed=0, users=2), "gru-a")
+
+
+def test_finetune_may_lower_its_priority_but_not_raise_it(capsys: pytest.CaptureFixture[str]) -> None:
+    for refused in ("-5", "20"):
+        with pytest.raises(SystemExit) as exited:
+            main(["finetune", "--nice", refused])
+        assert exited.value.code == 2
+        assert f"argument --nice: must be between 0 and 19, got {int(refused)}" in capsys.readouterr().err
 
 
 def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
