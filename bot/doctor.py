@@ -1,4 +1,4 @@
-"""``nameorigin doctor``: check the configuration, database, model and dataset, and say what is missing."""
+"""``nameorigin doctor``: check the configuration, Telegram, database, model and dataset; say what is missing."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from enum import Enum
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from telegram import Bot
+from telegram.error import TelegramError
+from telegram.request import HTTPXRequest
 
 from bot import model_store
 from bot.config import FinetuneSettings, Settings, SettingsError, load_settings
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
 from bot.db.versions import active_version
+from bot.server import startup_failure
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DatasetError, load_dataset
 from core.paths import unwritable_reason
+
+TELEGRAM_TIMEOUT_S = 10.0
 
 
 class Status(Enum):
@@ -114,6 +120,19 @@ def _dataset(settings: FinetuneSettings) -> Finding:
     return Finding(Status.OK, "dataset", f"{len(dataset.examples)} names in {settings.names_data_dir}")
 
 
+async def _telegram(settings: FinetuneSettings) -> Finding | None:
+    """Whether the Bot API accepts the token: the one setting no local check can confirm."""
+    if not isinstance(settings, Settings):
+        return None  # no valid token to try
+    request = HTTPXRequest(connect_timeout=TELEGRAM_TIMEOUT_S, read_timeout=TELEGRAM_TIMEOUT_S)
+    bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_base_url, request=request)
+    try:
+        async with bot:  # initialize() asks getMe
+            return Finding(Status.OK, "telegram", f"the token belongs to @{bot.username}")
+    except TelegramError as exc:  # the same words `serve` would stop with, never the token
+        return Finding(Status.PROBLEM, "telegram", str(startup_failure(exc, settings)))
+
+
 def _admins(settings: FinetuneSettings) -> Finding:
     if not settings.bot_admin_ids:
         return Finding(Status.WARNING, "admins", "BOT_ADMIN_IDS is empty: nobody can use /retrain, /models, /rollback")
@@ -140,6 +159,7 @@ async def diagnose() -> list[Finding]:
     database, live_path = await _database(settings.database_url)
     findings = [
         configuration,
+        await _telegram(settings),
         _mode(settings),
         database,
         _model(settings, live_path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,10 +17,14 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cli import main
 from core.predict import shipped_checkpoint_path
 from tests.bot.commands import nameorigin
+from tests.fake_telegram import FakeTelegram
+
+# Nothing listens on port 9 of loopback: doctor's Telegram check stays on this machine unless a test says otherwise.
+NO_BOT_API = "http://127.0.0.1:9/bot"
 
 
 def doctor(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return nameorigin(cwd, "doctor", **env)
+    return nameorigin(cwd, "doctor", **{"TELEGRAM_API_BASE_URL": NO_BOT_API, **env})
 
 
 def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Path) -> None:
@@ -40,23 +45,43 @@ def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Pat
     assert not (tmp_path / "data").exists()  # checking created nothing
 
 
-def test_a_complete_setup_passes_and_an_unreachable_database_is_named(tmp_path: Path, real_data_dir: Path) -> None:
+async def test_a_complete_setup_passes_and_an_unreachable_database_is_named(
+    telegram: FakeTelegram, tmp_path: Path, real_data_dir: Path
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    migrate.upgrade(url)
+    await asyncio.to_thread(migrate.upgrade, url)
     settings = {
-        "TELEGRAM_BOT_TOKEN": "123:abc",
+        "TELEGRAM_BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_BASE_URL": telegram.base_url,
         "DATABASE_URL": url,
         "NAMES_DATA_DIR": str(real_data_dir),
         "BOT_ADMIN_IDS": "1",
     }
-    result = doctor(tmp_path, **settings)
+    result = await asyncio.to_thread(doctor, tmp_path, **settings)  # the fake Bot API answers meanwhile
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(line.startswith("✓") for line in result.stdout.splitlines()), result.stdout
+    assert "✓ telegram: the token belongs to @nameorigin_bot" in result.stdout.splitlines()
 
-    broken = doctor(tmp_path, **{**settings, "DATABASE_URL": "postgresql+asyncpg://bot:secret@127.0.0.1:1/bot"})
+    unreachable = {**settings, "DATABASE_URL": "postgresql+asyncpg://bot:secret@127.0.0.1:1/bot"}
+    broken = await asyncio.to_thread(doctor, tmp_path, **unreachable)
     assert broken.returncode == 1
     [line] = [line for line in broken.stdout.splitlines() if line.startswith("✗")]
     assert line.startswith("✗ database: cannot connect to postgresql+asyncpg://bot:***@127.0.0.1:1/bot")
+
+
+async def test_a_token_telegram_rejects_or_a_bot_api_out_of_reach_is_named_without_the_token(
+    telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    rejected = await asyncio.to_thread(
+        doctor, tmp_path, TELEGRAM_BOT_TOKEN="999:Revoked-secret", TELEGRAM_API_BASE_URL=telegram.base_url
+    )
+    assert rejected.returncode == 1
+    rejection = "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+    assert f"✗ telegram: {rejection}" in rejected.stdout.splitlines()
+    out_of_reach = await asyncio.to_thread(doctor, tmp_path, TELEGRAM_BOT_TOKEN="999:Revoked-secret")
+    [line] = [line for line in out_of_reach.stdout.splitlines() if " telegram: " in line]
+    assert line.startswith(f"✗ telegram: cannot reach the Telegram Bot API at {NO_BOT_API}: ")
+    assert "Revoked-secret" not in rejected.stdout + rejected.stderr + out_of_reach.stdout + out_of_reach.stderr
 
 
 def test_a_model_that_cannot_apply_the_configured_prior_is_a_problem(tmp_path: Path) -> None:
@@ -77,6 +102,7 @@ def settings_only_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", NO_BOT_API)
     return tmp_path
 
 
