@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from core.text import clean_surname
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "NAMES_DATA_DIR"
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
 DEFAULT_DATA_DIR = Path("data/names")
 
 LANGUAGES: tuple[str, ...] = (
@@ -92,11 +95,11 @@ def _decode_lines(path: Path, raw: bytes) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line_number = raw[: exc.start].count(b"\n") + 1
+        line_number = len(_LINE_END_BYTES.findall(raw[: exc.start])) + 1
         raise DatasetError(f"{path}: line {line_number} is not valid UTF-8 ({exc.reason})") from exc
-    # Lines end at "\n" (after an optional "\r") only, as for `predict`: str.splitlines would also
-    # break a name at U+2028, U+0085 or a form feed, and count lines differently from the error above.
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    # Lines end at "\n", "\r\n" or a lone "\r" (old Mac files) and nothing else: str.splitlines would also
+    # break a name at U+2028, U+0085 or a form feed.
+    lines = _LINE_END.split(text)
     return lines[:-1] if lines[-1] == "" else lines
 
 

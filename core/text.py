@@ -32,14 +32,17 @@ SURNAME_PARTICLES = frozenset(
         "el", "la", "le", "st", "te", "ten", "ter", "van", "von", "zu",
     }
 )  # fmt: skip
-# Words after a surname that are no part of it ("Martin Luther King Jr."). Roman numerals only in capitals:
-# "Ii" is a Japanese surname.
+# Words after a surname that are no part of it ("Martin Luther King Jr.", "John Smith III").
 GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
-ROMAN_NUMERAL_SUFFIXES = frozenset({"II", "III", "IV"})
+ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})
 
 
-def _is_suffix(word: str) -> bool:
-    return word.lower() in GENERATIONAL_SUFFIXES or word in ROMAN_NUMERAL_SUFFIXES
+def _is_suffix(word: str, words: list[str]) -> bool:
+    if word.lower() in GENERATIONAL_SUFFIXES or word in ROMAN_NUMERAL_SUFFIXES:
+        return True
+    # "II" is also the Japanese surname Ii: a numeral only in capitals, and only in a name not all in capitals
+    # ("Naosuke Ii" and "NAOSUKE II" keep it, "John Smith II" drops it).
+    return word == "II" and not all(other.isupper() for other in words)
 
 
 class InvalidNameError(ValueError):
@@ -102,7 +105,7 @@ def parse_query(raw: str) -> SurnameQuery:
         raise InvalidNameError("no letters: a surname needs at least one letter")
     words = cleaned.split(" ")
     given = len(words)
-    while len(words) > 1 and _is_suffix(words[-1]):
+    while len(words) > 1 and _is_suffix(words[-1], words):
         words.pop()
     start = len(words) - 1
     while start > 0 and words[start - 1].lower() in SURNAME_PARTICLES:

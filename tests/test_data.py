@@ -28,13 +28,15 @@ def test_dedupes_pairs_and_keeps_every_language(tiny_data_dir: Path) -> None:
     assert dataset.audit.multi_language_names == 1
 
 
-def test_lines_end_at_line_feeds_only_as_in_predict(tiny_data_dir: Path) -> None:
+def test_lines_end_at_line_feeds_and_carriage_returns_only(tiny_data_dir: Path) -> None:
     before = load_dataset(tiny_data_dir).audit.raw_lines
     greek = tiny_data_dir / "Greek.txt"
     greek.write_bytes(greek.read_bytes() + "Alpha\u2028Beta\r\nGamma\x0cDelta\x85\n".encode())
     dataset = load_dataset(tiny_data_dir)
     assert dataset.audit.raw_lines == before + 2
     assert not {"Alpha", "Beta", "Gamma", "Delta"} & {ex.name for ex in dataset.examples}
+    greek.write_bytes(b"\r".join(greek.read_bytes().splitlines()))  # an old Mac file: a lone CR ends each line
+    assert load_dataset(tiny_data_dir).audit.raw_lines == before + 2
 
 
 def test_transliterates_and_keeps_name_punctuation(tiny_data_dir: Path) -> None:

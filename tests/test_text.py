@@ -24,6 +24,9 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("Smith, Sr", "Smith", True),
         ("John Smith III", "Smith", True),
         ("Naosuke Ii", "Ii", True),  # a Japanese surname, not a numeral
+        ("NAOSUKE II", "II", True),  # all in capitals: no telling, so the surname stays
+        ("John Smith II", "Smith", True),
+        ("JOHN SMITH III", "SMITH", True),
         ("Jr", "Jr", False),  # nothing else to take
     ],
 )
