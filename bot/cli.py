@@ -77,8 +77,9 @@ def run_db(args: argparse.Namespace) -> int:
             revision = migrate.current_revision(url)
     except migrate.DatabaseUnavailable as exc:
         raise CommandError(str(exc)) from exc
-    except RevisionError as exc:  # an unknown id, or a step that leads nowhere from the current revision
-        raise CommandError(f"cannot {args.action} to {args.revision!r}: {exc}") from exc
+    except RevisionError as exc:  # an unknown id, a step that leads nowhere, or a version table Alembic cannot read
+        doing = "read the revision" if args.action == "current" else f"{args.action} to {args.revision!r}"
+        raise CommandError(f"cannot {doing}: {exc}") from exc
     with stdout_to_a_reader_that_may_leave():
         print(f"database at revision {revision or 'base (empty)'}", flush=True)
     return 0

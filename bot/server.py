@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from telegram import Update
@@ -15,7 +16,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
 from bot.app import SERVICE_KEY, build_application, load_predictors
-from bot.config import Settings
+from bot.config import DEFAULT_API_BASE_URL, Settings
 from bot.db import migrate
 from bot.service import GuessService, Predictors
 from bot.update_log import UPDATE_LOGGER
@@ -30,12 +31,24 @@ class StartupError(Exception):
     """The bot could not start: Telegram refused it or was unreachable, or its HTTP port was taken."""
 
 
+def _without_password(url: str) -> str:
+    """``url`` with any password in it shown as ``***``, as database URLs are."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+
+
 def startup_failure(exc: TelegramError, settings: Settings) -> StartupError:
-    """A one-line account of a Bot API failure while starting, which never contains the token."""
+    """A one-line account of a Bot API failure while starting, which never contains the token or a password."""
+    api = _without_password(settings.telegram_api_base_url)
     if isinstance(exc, InvalidToken):
         message = "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+        if settings.telegram_api_base_url != DEFAULT_API_BASE_URL:  # PTB says InvalidToken for any 404 too
+            message += f", or TELEGRAM_API_BASE_URL {api} is no Bot API"
     elif isinstance(exc, NetworkError):  # also TimedOut
-        message = f"cannot reach the Telegram Bot API at {settings.telegram_api_base_url}: {exc.message}"
+        message = f"cannot reach the Telegram Bot API at {api}: {exc.message}"
     else:  # e.g. setWebhook refusing WEBHOOK_URL
         message = f"the Telegram Bot API refused to start the bot: {exc.message}"
     token = settings.telegram_bot_token.get_secret_value()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,16 @@ def test_a_revision_that_leads_nowhere_is_one_line(
     assert capsys.readouterr().err == f"nameorigin db: error: cannot {action} to {revision!r}: {reason}\n"
     assert main(["db", "current"]) == 0
     assert capsys.readouterr().out == f"database at revision {migrate.head_revision()}\n"  # nothing changed
+
+
+def test_a_version_table_alembic_cannot_read_is_one_line(
+    in_tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{in_tmp_path / 'bot.db'}")
+    assert main(["db", "upgrade"]) == 0
+    with sqlite3.connect(in_tmp_path / "bot.db") as connection:
+        connection.execute("INSERT INTO alembic_version VALUES ('0001')")  # two rows: two heads at once
+    capsys.readouterr()
+    assert main(["db", "current"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("nameorigin db: error: cannot read the revision: Version table 'alembic_version' has ")

@@ -76,7 +76,10 @@ async def test_a_token_telegram_rejects_or_a_bot_api_out_of_reach_is_named_witho
         doctor, tmp_path, TELEGRAM_BOT_TOKEN="999:Revoked-secret", TELEGRAM_API_BASE_URL=telegram.base_url
     )
     assert rejected.returncode == 1
-    rejection = "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+    rejection = (
+        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one), "
+        f"or TELEGRAM_API_BASE_URL {telegram.base_url} is no Bot API"  # a self-hosted or test server
+    )
     assert f"✗ telegram: {rejection}" in rejected.stdout.splitlines()
     out_of_reach = await asyncio.to_thread(doctor, tmp_path, TELEGRAM_BOT_TOKEN="999:Revoked-secret")
     [line] = [line for line in out_of_reach.stdout.splitlines() if " telegram: " in line]

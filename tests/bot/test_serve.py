@@ -118,7 +118,8 @@ async def test_a_rejected_token_is_one_line_that_never_shows_it(telegram: FakeTe
     assert status == 2
     assert stderr.strip().splitlines()[-1] == (
         "nameorigin serve: error: cannot start the bot: "
-        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one), "
+        f"or TELEGRAM_API_BASE_URL {telegram.base_url} is no Bot API"
     )
     assert "Traceback" not in stderr
     assert "Wrong-token" not in stdout + stderr

@@ -7,15 +7,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from telegram.error import InvalidToken, NetworkError
 
 from bot.admin_views import run_report
 from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
-from bot.config import DatabaseSettings, Settings, SettingsError, load_settings
+from bot.config import DEFAULT_API_BASE_URL, DatabaseSettings, Settings, SettingsError, load_settings
 from bot.db.repository import Stats
 from bot.finetune_job import RunReport
 from bot.finetune_runner import child_command, child_environment, failure_reason
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
+from bot.server import startup_failure
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text, stats_text
 from core.cli import main
@@ -115,6 +117,22 @@ def test_finetune_may_lower_its_priority_but_not_raise_it(capsys: pytest.Capture
             main(["finetune", "--nice", refused])
         assert exited.value.code == 2
         assert f"argument --nice: must be between 0 and 19, got {int(refused)}" in capsys.readouterr().err
+
+
+def test_bot_api_failures_name_the_url_without_its_password_and_never_the_token() -> None:
+    token = "123:Very-secret"
+    settings = load_settings(
+        Settings, telegram_bot_token=token, telegram_api_base_url="https://bot:hunter2@api.example/bot"
+    )
+    unreachable = str(startup_failure(NetworkError(f"connection to .../bot{token}/getMe failed"), settings))
+    assert unreachable == (
+        "cannot reach the Telegram Bot API at https://bot:***@api.example/bot: "
+        "connection to .../bot<TELEGRAM_BOT_TOKEN>/getMe failed"
+    )
+    official = load_settings(Settings, telegram_bot_token=token, telegram_api_base_url=DEFAULT_API_BASE_URL)
+    assert str(startup_failure(InvalidToken(), official)) == (
+        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
+    )
 
 
 def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
