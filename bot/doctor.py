@@ -18,7 +18,7 @@ from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
 from bot.db.versions import active_version
 from bot.server import startup_failure
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 from core.data import DatasetError, load_dataset
 from core.paths import unwritable_reason
 
@@ -82,21 +82,31 @@ async def _database(url: str) -> tuple[Finding, str | None]:
     return Finding(Status.OK, "database", f"reachable, schema at {head}"), live.checkpoint_path if live else None
 
 
-def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
-    stored = stored or model_store.initial_checkpoint(settings.model_dir)
-    path = model_store.resolve(settings.model_dir, stored)
+def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | str:
+    """The metadata of the GRU at ``path``, or why `serve` would refuse it."""
     try:
         metadata = load_checkpoint(path).metadata
         if isinstance(settings, Settings):
             metadata.logit_shift(settings.prediction_prior)  # `serve` refuses a model that cannot apply it
     except CheckpointError as exc:
-        return Finding(Status.PROBLEM, "model", str(exc))
-    problem = model_store.not_a_gru(metadata, path)
-    if problem is not None:  # `serve` refuses it too
-        return Finding(Status.PROBLEM, "model", problem)
-    accuracy = metadata.metrics.get("test", {}).get("accuracy")
+        return str(exc)
+    return model_store.not_a_gru(metadata, path) or metadata
+
+
+def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
+    # `serve` starts with MODEL_DIR/gru.safetensors when it is there, before it syncs to the live version.
+    trained = settings.model_dir / model_store.TRAINED_GRU
+    if stored is not None and stored != model_store.TRAINED_GRU and trained.is_file():
+        starting = _servable(trained, settings)
+        if isinstance(starting, str):
+            return Finding(Status.PROBLEM, "model", f"{starting} (`serve` starts with it)")
+    stored = stored or model_store.initial_checkpoint(settings.model_dir)
+    live = _servable(model_store.resolve(settings.model_dir, stored), settings)
+    if isinstance(live, str):
+        return Finding(Status.PROBLEM, "model", live)
+    accuracy = live.metrics.get("test", {}).get("accuracy")
     figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
-    return Finding(Status.OK, "model", f"{metadata.version} loads from {stored}{figures}")
+    return Finding(Status.OK, "model", f"{live.version} loads from {stored}{figures}")
 
 
 def _model_dir(settings: FinetuneSettings) -> Finding:

@@ -79,6 +79,7 @@ class LiveModel:
         self._swap_lock = asyncio.Lock()
         self._clock = clock
         self._load_failures: dict[str, _LoadFailure] = {}  # live versions that failed to load, by version
+        self._refused: set[str] = set()  # versions in MODEL_DIR/gru.safetensors already warned about, not a GRU
 
     @property
     def version(self) -> str:
@@ -100,7 +101,7 @@ class LiveModel:
         again after ``LOAD_RETRY_FIRST_S``, then at doubling intervals.
         """
         async with self._swap_lock:
-            record = await model_store.live_record(self._sessions, self._model_dir)
+            record = await model_store.live_record(self._sessions, self._model_dir, self._refused)
             if record.version == self.version:
                 return self.version
             failure = self._load_failures.get(record.version)
@@ -144,7 +145,7 @@ class LiveModel:
     async def rollback(self, version: str | None = None) -> RolledBack | RollbackRefused:
         """Make ``version`` live (default: the live model's parent), after checking its checkpoint loads."""
         async with self._swap_lock:
-            live = await model_store.live_record(self._sessions, self._model_dir)
+            live = await model_store.live_record(self._sessions, self._model_dir, self._refused)
             if version is None:
                 target = await self._rollback_target(live)
                 if target is None:

@@ -105,7 +105,9 @@ async def _register(
         logger.info("version %s was registered by another process", metadata.version)
 
 
-async def _adopt_trained_model(sessions: async_sessionmaker[AsyncSession], model_dir: Path) -> None:
+async def _adopt_trained_model(
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, refused: set[str] | None
+) -> None:
     """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing."""
     trained = model_dir / TRAINED_GRU
     if not trained.is_file():
@@ -113,7 +115,10 @@ async def _adopt_trained_model(sessions: async_sessionmaker[AsyncSession], model
     metadata = await asyncio.to_thread(read_metadata, trained)
     problem = not_a_gru(metadata, trained)
     if problem is not None:  # `serve` refuses to start with it; a running bot keeps its model and says why
-        logger.warning("not adopting it: %s", problem)
+        if refused is None or metadata.version not in refused:  # once per file, not at every refresh
+            logger.warning("not adopting it: %s", problem)
+        if refused is not None:
+            refused.add(metadata.version)
         return
     if await _known(sessions, metadata.version):
         return  # already known (it may have been rolled back on purpose)
@@ -128,12 +133,16 @@ async def _known(sessions: async_sessionmaker[AsyncSession], version: str) -> bo
         return await versions.get_version(session=session, version=version) is not None
 
 
-async def live_record(sessions: async_sessionmaker[AsyncSession], model_dir: Path) -> VersionRecord:
+async def live_record(
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, refused: set[str] | None = None
+) -> VersionRecord:
     """The live version, after adopting a newly trained ``MODEL_DIR/gru.safetensors``.
 
     With neither a live version nor a trained model, the shipped GRU is registered as the live one.
+    A caller that asks again and again passes ``refused``, the versions it was already warned it
+    cannot adopt (not a GRU), so each is warned about once.
     """
-    await _adopt_trained_model(sessions, model_dir)
+    await _adopt_trained_model(sessions, model_dir, refused)
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bot import model_store
 from bot.config import Settings
 from bot.db import migrate
+from bot.db.engine import create_engine, session_factory
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cli import main
 from core.predict import shipped_checkpoint_path
@@ -165,13 +167,29 @@ def test_doctor_stops_quietly_when_the_reader_has_left(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+@pytest.mark.parametrize("live_in_database", [False, True])
 def test_a_model_in_model_dir_that_is_no_gru_is_a_problem(
-    settings_only_from: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    live_in_database: bool,
+    settings_only_from: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (settings_only_from / "models").mkdir()
-    (settings_only_from / "models" / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
     monkeypatch.setenv("MODEL_DIR", "models")
+    if live_in_database:  # a bot that has run: the shipped GRU is live, and `serve` still starts with the file
+        url = f"sqlite+aiosqlite:///{settings_only_from / 'data' / 'nameorigin.db'}"
+        migrate.upgrade(url)
+        asyncio.run(register_the_live_model(url, settings_only_from / "models"))
+    (settings_only_from / "models").mkdir(exist_ok=True)
+    (settings_only_from / "models" / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())
     assert main(["doctor"]) == 1
     [model] = [line for line in capsys.readouterr().out.splitlines() if " model: " in line]
     assert model.startswith("✗ model: models/gru.safetensors holds a rnn model (rnn-")
+
+
+async def register_the_live_model(url: str, model_dir: Path) -> None:
+    engine = create_engine(url)
+    try:
+        await model_store.live_record(session_factory(engine), model_dir)
+    finally:
+        await engine.dispose()
