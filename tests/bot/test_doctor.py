@@ -47,60 +47,6 @@ def test_a_fresh_install_is_told_the_token_and_dataset_are_missing(tmp_path: Pat
     assert not (tmp_path / "data").exists()  # checking created nothing
 
 
-async def test_a_complete_setup_passes_and_an_unreachable_database_is_named(
-    telegram: FakeTelegram, tmp_path: Path, real_data_dir: Path
-) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    await asyncio.to_thread(migrate.upgrade, url)
-    settings = {
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "TELEGRAM_API_BASE_URL": telegram.base_url,
-        "DATABASE_URL": url,
-        "NAMES_DATA_DIR": str(real_data_dir),
-        "BOT_ADMIN_IDS": "1",
-    }
-    result = await asyncio.to_thread(doctor, tmp_path, **settings)  # the fake Bot API answers meanwhile
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert all(line.startswith("✓") for line in result.stdout.splitlines()), result.stdout
-    assert "✓ telegram: the token belongs to @nameorigin_bot" in result.stdout.splitlines()
-
-    unreachable = {**settings, "DATABASE_URL": "postgresql+asyncpg://bot:secret@127.0.0.1:1/bot"}
-    broken = await asyncio.to_thread(doctor, tmp_path, **unreachable)
-    assert broken.returncode == 1
-    [line] = [line for line in broken.stdout.splitlines() if line.startswith("✗")]
-    assert line.startswith("✗ database: cannot connect to postgresql+asyncpg://bot:***@127.0.0.1:1/bot")
-
-
-async def test_a_token_telegram_rejects_or_a_bot_api_out_of_reach_is_named_without_the_token(
-    telegram: FakeTelegram, tmp_path: Path
-) -> None:
-    rejected = await asyncio.to_thread(
-        doctor, tmp_path, TELEGRAM_BOT_TOKEN="999:Revoked-secret", TELEGRAM_API_BASE_URL=telegram.base_url
-    )
-    assert rejected.returncode == 1
-    rejection = (
-        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one), "
-        f"or TELEGRAM_API_BASE_URL {telegram.base_url} is no Bot API"  # a self-hosted or test server
-    )
-    assert f"✗ telegram: {rejection}" in rejected.stdout.splitlines()
-    out_of_reach = await asyncio.to_thread(doctor, tmp_path, TELEGRAM_BOT_TOKEN="999:Revoked-secret")
-    [line] = [line for line in out_of_reach.stdout.splitlines() if " telegram: " in line]
-    assert line.startswith(f"✗ telegram: cannot reach the Telegram Bot API at {NO_BOT_API}: ")
-    assert "Revoked-secret" not in rejected.stdout + rejected.stderr + out_of_reach.stdout + out_of_reach.stderr
-
-
-def test_a_model_that_cannot_apply_the_configured_prior_is_a_problem(tmp_path: Path) -> None:
-    shipped = load_checkpoint(shipped_checkpoint_path("gru"))
-    older = replace(shipped.metadata, version="gru-before-priors", class_prior=None)
-    save_checkpoint(tmp_path / "models" / "gru.safetensors", shipped.model, older)
-    env = {"TELEGRAM_BOT_TOKEN": "1:x", "MODEL_DIR": str(tmp_path / "models")}
-    lines = doctor(tmp_path, **env, PREDICTION_PRIOR="uniform").stdout.splitlines()
-    [model] = [line for line in lines if " model: " in line]
-    assert model.startswith("✗ model: model gru-before-priors does not record its training class prior")
-    lines = doctor(tmp_path, **env, PREDICTION_PRIOR="dataset").stdout.splitlines()
-    assert any(line.startswith("✓ model: gru-before-priors loads") for line in lines)
-
-
 @pytest.fixture
 def settings_only_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in ``tmp_path`` with no bot setting from the shell, for the in-process checks below."""
@@ -109,6 +55,75 @@ def settings_only_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", NO_BOT_API)
     return tmp_path
+
+
+async def run_doctor(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], **env: str) -> list[str]:
+    """``nameorigin doctor`` in this process with ``env`` set; its lines. Off the loop: it runs one of its own."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    status = await asyncio.to_thread(main, ["doctor"])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == (1 if any(line.startswith("✗") for line in lines) else 0)
+    return lines
+
+
+async def test_a_complete_setup_passes_and_an_unreachable_database_is_named(
+    telegram: FakeTelegram,
+    settings_only_from: Path,
+    real_data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"sqlite+aiosqlite:///{settings_only_from / 'bot.db'}"
+    await asyncio.to_thread(migrate.upgrade, url)
+    settings = {
+        "TELEGRAM_BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_BASE_URL": telegram.base_url,
+        "DATABASE_URL": url,
+        "NAMES_DATA_DIR": str(real_data_dir),
+        "BOT_ADMIN_IDS": "1",
+    }
+    lines = await run_doctor(monkeypatch, capsys, **settings)  # the fake Bot API answers meanwhile
+    assert all(line.startswith("✓") for line in lines), lines
+    assert "✓ telegram: the token belongs to @nameorigin_bot" in lines
+
+    broken = await run_doctor(monkeypatch, capsys, DATABASE_URL="postgresql+asyncpg://bot:secret@127.0.0.1:1/bot")
+    [line] = [line for line in broken if line.startswith("✗")]
+    assert line.startswith("✗ database: cannot connect to postgresql+asyncpg://bot:***@127.0.0.1:1/bot")
+
+
+async def test_a_token_telegram_rejects_or_a_bot_api_out_of_reach_is_named_without_the_token(
+    telegram: FakeTelegram,
+    settings_only_from: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = {"TELEGRAM_BOT_TOKEN": "999:Revoked-secret"}
+    rejected = await run_doctor(monkeypatch, capsys, **token, TELEGRAM_API_BASE_URL=telegram.base_url)
+    rejection = (
+        "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one), "
+        f"or TELEGRAM_API_BASE_URL {telegram.base_url} is no Bot API"  # a self-hosted or test server
+    )
+    assert f"✗ telegram: {rejection}" in rejected
+    out_of_reach = await run_doctor(monkeypatch, capsys, **token, TELEGRAM_API_BASE_URL=NO_BOT_API)
+    [line] = [line for line in out_of_reach if " telegram: " in line]
+    assert line.startswith(f"✗ telegram: cannot reach the Telegram Bot API at {NO_BOT_API}: ")
+    assert "Revoked-secret" not in "\n".join(rejected + out_of_reach)
+
+
+async def test_a_model_that_cannot_apply_the_configured_prior_is_a_problem(
+    settings_only_from: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = load_checkpoint(shipped_checkpoint_path("gru"))
+    older = replace(shipped.metadata, version="gru-before-priors", class_prior=None)
+    save_checkpoint(settings_only_from / "models" / "gru.safetensors", shipped.model, older)
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "MODEL_DIR": "models"}
+    lines = await run_doctor(monkeypatch, capsys, **env, PREDICTION_PRIOR="uniform")
+    [model] = [line for line in lines if " model: " in line]
+    assert model.startswith("✗ model: model gru-before-priors does not record its training class prior")
+    lines = await run_doctor(monkeypatch, capsys, **env, PREDICTION_PRIOR="dataset")
+    assert any(line.startswith("✓ model: gru-before-priors loads") for line in lines)
 
 
 def test_a_database_url_the_bot_cannot_use_stops_the_checks_that_need_it(

@@ -125,16 +125,6 @@ async def test_a_rejected_token_is_one_line_that_never_shows_it(telegram: FakeTe
     assert "Wrong-token" not in stdout + stderr
 
 
-async def test_an_unreachable_bot_api_is_one_line(telegram: FakeTelegram, tmp_path: Path) -> None:
-    env = {**serve_env(telegram, tmp_path), "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{free_port()}/bot"}
-    status, _, stderr = await serve_until_it_exits(env, tmp_path)
-    assert status == 2
-    unreachable = f"cannot reach the Telegram Bot API at {env['TELEGRAM_API_BASE_URL']}: "
-    assert stderr.strip().splitlines()[-1].startswith(f"nameorigin serve: error: cannot start the bot: {unreachable}")
-    assert "Traceback" not in stderr
-    assert telegram.token not in stderr
-
-
 async def test_a_taken_port_is_one_line(telegram: FakeTelegram, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
