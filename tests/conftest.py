@@ -14,7 +14,9 @@ from tests.databases import postgres_database, sqlite_database
 
 # Set by CI, so that a dataset missing there fails the run instead of skipping the fine-tuning and gate tests.
 REQUIRE_DATASET_ENV = "REQUIRE_DATASET"
+# Made absolute once, from the folder pytest starts in: tests that change folder still find a relative one.
 REAL_DATA_DIR = Path(os.environ.get("NAMES_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "names"))
+REAL_DATA_DIR = REAL_DATA_DIR.absolute()
 
 
 def synthetic_names(language: str, count: int, seed: int = 0) -> list[str]:
