@@ -111,6 +111,11 @@ def print_report(report: dict[str, Any]) -> None:
             f"{score['language']:<12}{names:>7}{score['precision']:>11.3f}{score['recall']:>8.3f}"
             f"{score['f1']:>7.3f}{score['support']:>9}"
         )
+    # Support depends on the model: without this line, Scottish's 0 looks like an empty test split.
+    print(
+        "support: test names counted for the language, once each; a name filed under several languages counts\n"
+        "for the one predicted when it is among them, else for the one the model ranks highest"
+    )
     print("\nmost frequent confusions (true → predicted):")
     for pair in report["top_confusions"]:
         print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
