@@ -14,6 +14,7 @@ from bot import admin_views
 from bot.finetune_job import RunReport
 from bot.finetune_runner import FinetuneRunner, RunOutcome
 from bot.live_model import LiveModel
+from core.metadata_fields import is_version_name
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class AdminHandlers:
             try:
                 await bot.send_message(chat_id, text, parse_mode="HTML")
             except TelegramError as exc:  # e.g. an admin who never opened a chat with the bot
-                logger.warning("could not send the fine-tune report to %s: %s", chat_id, exc)
+                # No chat id: logs name users only by a keyed hash, admins too.
+                logger.warning("could not send the fine-tune report to one of its %d chats: %s", len(chats), exc)
 
     async def retrain(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/retrain: start a fine-tune now; the figures follow when it ends."""
@@ -114,6 +116,9 @@ class AdminHandlers:
         if not await self._is_admin(update) or update.effective_message is None:
             return
         version = context.args[0] if context.args else None
+        if version is not None and not is_version_name(version):  # never echo arbitrary text (or 4,000 characters)
+            await update.effective_message.reply_html(admin_views.NOT_A_VERSION)
+            return
         outcome = await self.live.rollback(version)
         await update.effective_message.reply_html(admin_views.rollback_text(outcome))
 

@@ -20,6 +20,7 @@ SCHEDULED_RUNNING = (
     "either way I'll report to you when it ends."
 )
 STOPPING = "The bot is stopping, so no fine-tune can start now. Try again once it is back."
+NOT_A_VERSION = "That is not a version name (1-64 letters, digits, '.', '_' or '-'). /models lists them."
 
 
 def _percent(value: float | None) -> str:

@@ -16,6 +16,7 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    Defaults,
     MessageHandler,
     filters,
 )
@@ -146,6 +147,8 @@ def build_application(
         .base_url(settings.telegram_api_base_url)
         .rate_limiter(outgoing_limiter(settings.telegram_messages_per_second))
         .concurrent_updates(True)  # many users at once: one slow reply never queues the others
+        # A reply quotes its message in groups; one deleted meanwhile must not cost the user the answer.
+        .defaults(Defaults(allow_sending_without_reply=True))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
     )

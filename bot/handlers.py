@@ -6,7 +6,7 @@ import logging
 
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
 from bot import views
@@ -22,6 +22,19 @@ SLOW_DOWN = "You're sending names faster than I can take them. Please wait a min
 PRESSING_TOO_FAST = "You're pressing buttons faster than I can record them. Please wait a minute."
 EMPTY_GUESS = "Send a surname after the command, for example: <code>/guess Nakamura</code>"
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
+async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: bool = False) -> None:
+    """Answer a button press; one Telegram no longer takes (answered too late, after a backlog) is only logged.
+
+    Whatever the press did is stored by then, and the message is still brought up to date after it.
+    """
+    try:
+        await query.answer(text, show_alert=show_alert)
+    except BadRequest as exc:
+        if "query is too old" not in exc.message and "query id is invalid" not in exc.message:
+            raise
+        logger.info("button press answered too late: %s", exc.message)
 
 
 class Handlers:
@@ -78,26 +91,26 @@ class Handlers:
         if query is None:
             return
         if not self.button_limiter.allow(query.from_user.id):
-            await query.answer(PRESSING_TOO_FAST, show_alert=True)
+            await answer(query, PRESSING_TOO_FAST, show_alert=True)
             return
         chat_id = query.message.chat.id if query.message else None
         try:
             payload = decode(query.data)
         except MalformedCallback:
             logger.warning("malformed callback data")  # the update's log line carries the hashed user
-            await query.answer("That button is not one of mine.", show_alert=True)
+            await answer(query, "That button is not one of mine.", show_alert=True)
             return
         if chat_id is None:
-            await query.answer("That message is too old to change.", show_alert=True)
+            await answer(query, "That message is too old to change.", show_alert=True)
             return
         if payload.action is Action.VERDICT:
             await self._record_verdict(query, payload, chat_id)
             return
         languages = await self.service.guess_languages(guess_id=payload.guess_id, chat_id=chat_id)
         if languages is None:
-            await query.answer("I can't find that guess any more. Send the name again?", show_alert=True)
+            await answer(query, "I can't find that guess any more. Send the name again?", show_alert=True)
             return
-        await query.answer()
+        await answer(query)
         keyboard = (
             views.full_keyboard(payload.guess_id)
             if payload.action is Action.OTHER
@@ -114,15 +127,20 @@ class Handlers:
             guess_id=payload.guess_id, chat_id=chat_id, user_id=query.from_user.id, language=payload.language
         )
         if isinstance(verdict, VerdictRefused):
-            await query.answer(verdict.reason, show_alert=True)
+            await answer(query, verdict.reason, show_alert=True)
             return
-        await query.answer("Recorded, thank you!")
-        original = query.message.text_html if isinstance(query.message, Message) else ""
+        await answer(query, "Recorded, thank you!")
+        message = query.message
+        # Telegram may send the message without its text (too old to show the bot): then only the buttons change.
+        original = message.text_html if isinstance(message, Message) and message.text is not None else None
         markup = views.short_keyboard(payload.guess_id, verdict.top_languages)
         try:
-            await query.edit_message_text(
-                views.recorded_text(original, verdict), parse_mode=ParseMode.HTML, reply_markup=markup
-            )
+            if original is None:
+                await query.edit_message_reply_markup(reply_markup=markup)
+            else:
+                await query.edit_message_text(
+                    views.recorded_text(original, verdict), parse_mode=ParseMode.HTML, reply_markup=markup
+                )
         except BadRequest as exc:  # the same verdict pressed again: the text is already right
             logger.info("message unchanged: %s", exc)
 
@@ -155,9 +173,12 @@ class Handlers:
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the failure and apologize to the user, if there is one."""
-        logger.error("update failed: %r", context.error, exc_info=context.error)
         if isinstance(context.application, LoggingApplication):
             context.application.mark_failed(update)
+        if isinstance(context.error, Forbidden):  # the user blocked the bot, or it left the group: no one to tell
+            logger.info("could not reply: %s", context.error.message)
+            return
+        logger.error("update failed: %r", context.error, exc_info=context.error)
         if not isinstance(update, Update):
             return
         if update.callback_query is not None:

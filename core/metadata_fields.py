@@ -46,6 +46,11 @@ def string_field(name: str, value: Any) -> str:
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def is_version_name(text: str) -> bool:
+    """Whether ``text`` could name a model version (see ``version_field``)."""
+    return _VERSION.fullmatch(text) is not None
+
+
 def version_field(name: str, value: Any) -> str:
     """A model version: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."""
     # No '/' or leading '.': a version from a crafted file must not lead a path out of MODEL_DIR.

@@ -87,9 +87,18 @@ class FakeTelegram:
 
     # ---- scripting -------------------------------------------------------------------------------
 
-    def fail_next(self, method: str, status: int, *, times: int = 1, retry_after: int | None = None) -> None:
-        """Answer the next ``times`` calls of ``method`` with an error ``status``."""
-        body: dict[str, Any] = {"ok": False, "error_code": status, "description": f"Injected error {status}"}
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` with an error ``status`` (and Telegram's ``description``)."""
+        text = description or f"Injected error {status}"
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": text}
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
         self._failures.setdefault(method, []).extend([(status, body)] * times)
@@ -147,8 +156,12 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
         return self._push({"message": message})
 
-    def inject_callback(self, user_id: int, chat_id: int, message_id: int, data: str) -> int:
-        """A user presses a button carrying ``data`` under message ``message_id``."""
+    def inject_callback(self, user_id: int, chat_id: int, message_id: int, data: str, *, with_text: bool = True) -> int:
+        """A user presses a button carrying ``data`` under message ``message_id``.
+
+        ``with_text=False`` sends the message as Telegram does once it no longer shows it to the bot:
+        chat and id only, date 0.
+        """
         message = self.messages.get((chat_id, message_id)) or {
             "message_id": message_id,
             "date": int(time.time()),
@@ -156,6 +169,8 @@ class FakeTelegram:
             "from": BOT_USER,
             "text": "old message",
         }
+        if not with_text:
+            message = {"message_id": message_id, "date": 0, "chat": message["chat"]}
         query = {
             "id": str(next(self._query_ids)),
             "from": self.user(user_id),
