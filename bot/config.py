@@ -187,6 +187,12 @@ class Settings(FinetuneSettings):
     def _url_scheme(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+            host = None
+        if not host:
+            raise ValueError("must be a URL with a host, e.g. https://api.telegram.org/bot")
         return value
 
 

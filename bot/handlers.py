@@ -32,7 +32,9 @@ async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: b
     try:
         await query.answer(text, show_alert=show_alert)
     except BadRequest as exc:
-        if "query is too old" not in exc.message and "query id is invalid" not in exc.message:
+        # PTB drops "Bad Request: " and capitalizes the rest: "Query is too old ... or query id is invalid".
+        reason = exc.message.lower()
+        if "query is too old" not in reason and "query id is invalid" not in reason:
             raise
         logger.info("button press answered too late: %s", exc.message)
 

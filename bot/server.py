@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 import os
+import re
 import signal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,9 +34,12 @@ class StartupError(Exception):
 
 def _without_password(url: str) -> str:
     """``url`` with any password in it shown as ``***``, as database URLs are."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:  # a URL urlsplit cannot read: hide whatever stands before an "@"
+        return re.sub(r"//[^/]*@", "//***@", url)
     netloc = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
 

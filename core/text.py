@@ -40,9 +40,9 @@ ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})
 def _is_suffix(word: str, words: list[str]) -> bool:
     if word.lower() in GENERATIONAL_SUFFIXES or word in ROMAN_NUMERAL_SUFFIXES:
         return True
-    # "II" is also the Japanese surname Ii: a numeral only in capitals, and only in a name not all in capitals
-    # ("Naosuke Ii" and "NAOSUKE II" keep it, "John Smith II" drops it).
-    return word == "II" and not all(other.isupper() for other in words)
+    # "II" is also the Japanese surname Ii: a numeral only in capitals, and in a name all in capitals only
+    # after two other words ("Naosuke Ii" and "NAOSUKE II" keep it; "John Smith II", "JOHN SMITH II" drop it).
+    return word == "II" and (len(words) >= 3 or not all(other.isupper() for other in words))
 
 
 class InvalidNameError(ValueError):

@@ -27,6 +27,7 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("NAOSUKE II", "II", True),  # all in capitals: no telling, so the surname stays
         ("John Smith II", "Smith", True),
         ("JOHN SMITH III", "SMITH", True),
+        ("JOHN SMITH II", "SMITH", True),
         ("Jr", "Jr", False),  # nothing else to take
     ],
 )

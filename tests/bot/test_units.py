@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError
 
 from bot.admin_views import run_report
 from bot.app import outgoing_limiter
@@ -16,6 +16,7 @@ from bot.config import DEFAULT_API_BASE_URL, DatabaseSettings, Settings, Setting
 from bot.db.repository import Stats
 from bot.finetune_job import RunReport
 from bot.finetune_runner import child_command, child_environment, failure_reason
+from bot.handlers import answer
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.server import startup_failure
 from bot.service import VerdictRecorded
@@ -129,10 +130,33 @@ def test_bot_api_failures_name_the_url_without_its_password_and_never_the_token(
         "cannot reach the Telegram Bot API at https://bot:***@api.example/bot: "
         "connection to .../bot<TELEGRAM_BOT_TOKEN>/getMe failed"
     )
+    unreadable = settings.model_copy(update={"telegram_api_base_url": "http://bot:hunter2@[::1/bot"})  # unchecked
+    assert "hunter2" not in str(startup_failure(NetworkError("boom"), unreadable))
     official = load_settings(Settings, telegram_bot_token=token, telegram_api_base_url=DEFAULT_API_BASE_URL)
     assert str(startup_failure(InvalidToken(), official)) == (
         "Telegram rejected TELEGRAM_BOT_TOKEN (mistyped or revoked? @BotFather shows the current one)"
     )
+
+
+@pytest.mark.parametrize("url", ["http://[::1/bot", "https:///bot", "http://"])
+def test_a_bot_api_url_without_a_readable_host_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="TELEGRAM_API_BASE_URL must be a URL with a host"):
+        load_settings(Settings, telegram_bot_token="1:abc", telegram_api_base_url=url)
+
+
+async def test_a_press_answered_too_late_is_only_logged_and_other_refusals_still_raise() -> None:
+    class Query:
+        def __init__(self, refusal: str) -> None:
+            self.refusal = refusal
+
+        async def answer(self, text: str | None = None, show_alert: bool = False) -> None:
+            raise BadRequest(self.refusal)
+
+    # Telegram's own words, as PTB receives them; PTB rewrites them ("Query is too old ...").
+    for late in ("Bad Request: query is too old and response timeout expired", "Bad Request: query ID is invalid"):
+        await answer(Query(late))  # type: ignore[arg-type]
+    with pytest.raises(BadRequest):
+        await answer(Query("Bad Request: message text is empty"))  # type: ignore[arg-type]
 
 
 def test_settings_read_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
