@@ -10,13 +10,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.text import clean_surname
+from core.text import LINE_END, clean_surname
 
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "NAMES_DATA_DIR"
-_LINE_END = re.compile(r"\r\n|\r|\n")
-_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+_LINE_END_BYTES = re.compile(LINE_END.pattern.encode())  # the same ends, counted in the raw bytes
 DEFAULT_DATA_DIR = Path("data/names")
 
 LANGUAGES: tuple[str, ...] = (
@@ -97,9 +96,7 @@ def _decode_lines(path: Path, raw: bytes) -> list[str]:
     except UnicodeDecodeError as exc:
         line_number = len(_LINE_END_BYTES.findall(raw[: exc.start])) + 1
         raise DatasetError(f"{path}: line {line_number} is not valid UTF-8 ({exc.reason})") from exc
-    # Lines end at "\n", "\r\n" or a lone "\r" (old Mac files) and nothing else: str.splitlines would also
-    # break a name at U+2028, U+0085 or a form feed.
-    lines = _LINE_END.split(text)
+    lines = LINE_END.split(text)
     return lines[:-1] if lines[-1] == "" else lines
 
 

@@ -32,6 +32,10 @@ SURNAME_PARTICLES = frozenset(
         "el", "la", "le", "st", "te", "ten", "ter", "van", "von", "zu",
     }
 )  # fmt: skip
+# Where a line of names ends, for the dataset's files and `predict`'s input alike: "\n", "\r\n" or a lone "\r"
+# (old Mac files), and nothing else. str.splitlines would also break a name at U+2028, U+0085 or a form feed.
+LINE_END = re.compile(r"\r\n|\r|\n")
+
 # Words after a surname that are no part of it ("Martin Luther King Jr.", "John Smith III").
 GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
 ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})

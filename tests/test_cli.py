@@ -203,6 +203,11 @@ def test_stdin_chunks_rejoin_lines_and_characters_split_between_reads() -> None:
     assert chunks == [["Smith"], ["Dvořák", "Bad\udcff"], [""], ["Last"]]
     big = iter([b"a\n" * 5, b""])
     assert list(chunks_as_they_arrive(lambda: next(big), size=2)) == [["a", "a"], ["a", "a"], ["a"]]
+    # A lone CR ends a line too (old Mac files), as in the dataset's files; a CRLF split between reads is one end.
+    mac = iter([b"Rossi\r", b"\nSmith\rKim\r", "Nguyen\u2028".encode(), b""])
+    assert [name for chunk in chunks_as_they_arrive(lambda: next(mac)) for name in chunk] == [
+        "Rossi", "Smith", "Kim", "Nguyen\u2028"
+    ]  # fmt: skip
 
 
 def test_predict_answers_each_line_as_it_arrives(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from core.cli.common import (
     user_errors,
 )
 from core.predict import Guess, Predictor, Rejected
-from core.text import displayable
+from core.text import LINE_END, displayable
 
 # Lines are classified in chunks so stdin of any length streams with bounded memory.
 CHUNK = 512
@@ -110,7 +110,7 @@ def read_stdin(descriptor: int) -> bytes:
 
 
 def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Iterator[list[str]]:
-    """The lines that ``read`` returns (``b""`` at the end), in chunks of at most ``size``.
+    """The lines that ``read`` returns (``b""`` at the end), in chunks of at most ``size``; see ``LINE_END``.
 
     A read from a pipe or terminal returns what has arrived, without waiting for more: a long file
     still comes in full chunks, yet a name typed at a terminal, or written by a program that waits
@@ -122,14 +122,15 @@ def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Itera
     while True:
         data = read()
         text = decoder.decode(data, final=not data)
-        if data and "\n" not in text:
+        if data and "\n" not in text and "\r" not in text:
             pieces.append(text)
             continue
-        lines = "".join([*pieces, text]).split("\n")
-        pieces = [lines.pop()]  # the text after the last line end
+        joined = "".join([*pieces, text])
+        held = "\r" if data and joined.endswith("\r") else ""  # its "\n" may come with the next read
+        lines = LINE_END.split(joined.removesuffix(held) if held else joined)
+        pieces = [lines.pop() + held]  # the text after the last line end
         if not data and pieces[0]:
             lines.append(pieces[0])  # the last line had no line end
-        lines = [line.removesuffix("\r") for line in lines]
         for start in range(0, len(lines), size):
             yield lines[start : start + size]
         if not data:
