@@ -23,6 +23,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from core.calibration import PRIORS, Prior, uniform_prior_shift
+from core.checkpoint_tensors import TensorMismatch, checked_weights
 from core.encoding import Vocabulary
 from core.metadata_fields import (
     class_prior_field,
@@ -37,7 +38,6 @@ from core.metadata_fields import (
 )
 from core.models import (
     Classifier,
-    GRUConfig,
     ModelConfig,
     build_model,
     config_to_dict,
@@ -50,9 +50,6 @@ _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 # A language's smallest believable share of the class prior. Far below any real one (about 1 in 20,000
 # here), and far above float32's smallest number, whose log would otherwise be -inf and every answer NaN.
 MIN_PRIOR_SHARE = 1e-12
-# The largest weight a checkpoint may hold. Trained ones stay far below (the shipped models: under 6);
-# up to here the logits stay finite for any input, so no answer can be NaN.
-MAX_ABS_WEIGHT = 1e4
 
 
 def utc_timestamp() -> str:
@@ -240,9 +237,10 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = 
         stored = load(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {source} is corrupt: {exc}") from exc
-    expected = _expected_tensors(source, metadata.model_config, len(stored))
-    _check_names_and_shapes(source, stored, expected)
-    weights = {name: _checked_weight(source, name, stored[name], like.dtype) for name, like in expected.items()}
+    try:
+        weights = checked_weights(source, metadata.model_config, stored)
+    except TensorMismatch as exc:
+        raise CheckpointError(str(exc)) from exc
     # Only now is memory allocated: the shapes match the file's tensors, so the model is no bigger than the file.
     model = build_model(metadata.model_config)
     model.load_state_dict(weights)
@@ -304,52 +302,3 @@ def _metadata(source: Path, header: dict[str, Any]) -> CheckpointMetadata:
     if not isinstance(text, str):
         raise CheckpointError(f"checkpoint {source} has no nameorigin metadata")
     return CheckpointMetadata.from_json(text)
-
-
-def _expected_tensors(source: Path, config: ModelConfig, stored_count: int) -> dict[str, torch.Tensor]:
-    """The state_dict ``config`` describes, on the meta device: every name, shape and dtype, no memory.
-
-    A corrupt config can describe a model of many gigabytes; comparing it with the file's
-    tensors first means only a model the file actually holds is ever allocated.
-    """
-    # Building nn.GRU takes time quadratic in its layers, even on the meta device (10,000 layers: over a
-    # minute). Each layer has four tensors per direction, so the file's tensor count bounds the layers.
-    if isinstance(config, GRUConfig) and config.num_layers * 4 * (2 if config.bidirectional else 1) > stored_count:
-        raise CheckpointError(
-            f"checkpoint {source}: model_config.num_layers is {config.num_layers}, "
-            f"more layers than the file's {stored_count} tensors can hold"
-        )
-    try:
-        with torch.device("meta"):
-            return dict(build_model(config).state_dict())
-    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
-        raise CheckpointError(f"checkpoint {source}: its model config describes no valid model: {exc}") from exc
-
-
-def _check_names_and_shapes(source: Path, stored: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    missing = sorted(set(expected) - set(stored))
-    extra = sorted(set(stored) - set(expected))
-    if missing or extra:
-        raise CheckpointError(f"checkpoint {source} does not match its model: missing {missing}, unexpected {extra}")
-    for name, tensor in expected.items():
-        if stored[name].shape != tensor.shape:
-            raise CheckpointError(
-                f"checkpoint {source}: {name} has shape {tuple(stored[name].shape)}, "
-                f"the model needs {tuple(tensor.shape)}"
-            )
-
-
-def _checked_weight(source: Path, name: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``tensor`` in the model's ``dtype``, provided it holds floating-point numbers, finite and of sane size."""
-    # load_state_dict would cast integers silently, and one NaN or Inf makes every prediction NaN.
-    if not tensor.dtype.is_floating_point:
-        raise CheckpointError(f"checkpoint {source}: {name} holds {tensor.dtype}, not floating-point weights")
-    weight = tensor.to(dtype)  # checked after the cast: float64 values beyond float32's range become Inf
-    if not bool(torch.isfinite(weight).all()):
-        raise CheckpointError(f"checkpoint {source}: {name} holds NaN or infinite values")
-    # Finite but huge weights overflow the logits to Inf, and the probabilities to NaN.
-    if weight.numel() and float(weight.abs().max()) > MAX_ABS_WEIGHT:
-        raise CheckpointError(
-            f"checkpoint {source}: {name} holds values beyond ±{MAX_ABS_WEIGHT:g}: not a trained model"
-        )
-    return weight
