@@ -175,14 +175,7 @@ class GRUClassifier(nn.Module):
         if self.bigram_embedding is not None:
             previous = torch.nn.functional.pad(tokens[:, :-1], (1, 0))  # (B, T), 0 before the first character
             embedded = embedded + self.bigram_embedding(previous * self.config.vocab_size + tokens)
-        embedded = self.dropout(embedded)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, h_n = self.gru(packed)  # h_n: (layers * directions, B, H)
-        directions = 2 if self.config.bidirectional else 1
-        last_layer = h_n[-directions:]  # (directions, B, H)
-        features = last_layer.transpose(0, 1).reshape(tokens.shape[0], -1)  # (B, directions * H)
-        if self.config.max_pool:
-            features = torch.cat([features, max_over_time(outputs)], dim=1)  # (B, 2 * directions * H)
+        features = self.features(self.dropout(embedded), lengths)
         if self.ngram_embedding is not None:
             # Dropped here and again with the other features below: an effective rate of about 0.5 in
             # training. The shipped GRU was trained (and chosen) this way; applying dropout to them
@@ -190,6 +183,35 @@ class GRUClassifier(nn.Module):
             features = torch.cat([features, self.dropout(self.ngrams(tokens, lengths))], dim=1)
         logits: torch.Tensor = self.head(self.dropout(features))  # (B, C)
         return logits
+
+    def features(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The GRU's read-out ``(B, F)`` of embedded names ``(B, T, E)``: the top layer's final state(s),
+        then, with ``max_pool``, their max over each name's real steps.
+
+        ``nn.GRU`` runs fastest on a plain tensor: on CPU it then projects every step's input in one
+        matrix product, where a packed sequence costs a product per step. A packed sequence is used
+        only when it changes the answer: names of different lengths read backwards as well.
+        """
+        batch, steps, _ = embedded.shape
+        directions = 2 if self.config.bidirectional else 1
+        if bool((lengths == steps).all()):  # no padding at all
+            outputs, h_n = self.gru(embedded)  # outputs: (B, T, directions * H); h_n: (layers * directions, B, H)
+            last = h_n[-directions:].transpose(0, 1).reshape(batch, -1)  # (B, directions * H)
+            pooled = outputs.amax(dim=1) if self.config.max_pool else None
+        elif directions == 1:
+            # Reading forwards, a name's outputs are complete before its padding starts; the padding steps
+            # after them change nothing that is read.
+            outputs, _ = self.gru(embedded)  # (B, T, H)
+            ends = lengths.to(outputs.device).view(batch, 1, 1) - 1
+            last = outputs.gather(1, ends.expand(-1, 1, outputs.shape[2])).squeeze(1)  # (B, H)
+            padding = torch.arange(steps, device=outputs.device).view(1, steps, 1) > ends  # (B, T, 1)
+            pooled = outputs.masked_fill(padding, float("-inf")).amax(dim=1) if self.config.max_pool else None
+        else:
+            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_outputs, h_n = self.gru(packed)
+            last = h_n[-directions:].transpose(0, 1).reshape(batch, -1)
+            pooled = max_over_time(packed_outputs) if self.config.max_pool else None
+        return last if pooled is None else torch.cat([last, pooled], dim=1)  # (B, (1 or 2) * directions * H)
 
     def ngrams(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean embedding ``(B, ngram_dim)`` of each name's hashed character n-grams."""

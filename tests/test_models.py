@@ -108,6 +108,30 @@ def test_hashed_ngrams_cover_every_order_and_ignore_padding() -> None:
     assert set(unpadded[unpadded >= 0].tolist()) == present[0]
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        # Names of mixed lengths go packed (read backwards too), one name alone goes as a plain tensor.
+        GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, hidden_size=10, num_layers=2, dropout=0.0),
+        # Forwards only, a padded batch runs as a plain tensor and reads each name's last real step.
+        GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, hidden_size=10, num_layers=2, bidirectional=False),
+        GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, hidden_size=10, bidirectional=False, max_pool=False),
+    ],
+)
+def test_gru_answers_a_name_the_same_in_any_batch(config: GRUConfig) -> None:
+    torch.manual_seed(0)
+    model = GRUClassifier(config).eval()
+    tokens, lengths = random_batch(batch=12, steps=9, seed=4)
+    assert len(set(lengths.tolist())) > 2
+    alone = torch.cat([model(tokens[row : row + 1, : lengths[row]], lengths[row : row + 1]) for row in range(12)])
+    torch.testing.assert_close(model(tokens, lengths), alone)
+    # Several names of one length, trimmed to it: a batch without any padding.
+    same_length = (lengths == lengths.mode().values).nonzero().squeeze(1)
+    assert len(same_length) > 1
+    width = int(lengths[same_length[0]])
+    torch.testing.assert_close(model(tokens[same_length, :width], lengths[same_length]), alone[same_length])
+
+
 def test_a_negative_ngram_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="ngram_buckets"):
         GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, ngram_buckets=-1)

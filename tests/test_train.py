@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.batching import bucketed_batches, encode_examples
+from core.batching import bucketed_batches, encode_examples, equal_length_batches
 from core.calibration import class_prior
 from core.data import load_dataset
 from core.encoding import PAD_ID, UNK_ID, Vocabulary
@@ -13,7 +13,7 @@ from core.metrics import compute_metrics
 from core.models import GRUConfig, build_model
 from core.pipeline import train_and_save
 from core.split import split_dataset
-from core.train import SelectionMetric, TrainConfig, class_weights, drop_characters, train_model
+from core.train import SelectionMetric, TrainConfig, class_weights, drop_characters, make_optimizer, train_model
 
 
 def tiny_training(data_dir: Path, out: Path, seed: int) -> dict[str, torch.Tensor]:
@@ -84,6 +84,36 @@ def test_buckets_cover_every_index_once_with_similar_lengths() -> None:
     assert sorted(torch.cat(batches).tolist()) == list(range(1000))
     spread = sum(int(lengths[b].max() - lengths[b].min()) for b in batches) / len(batches)
     assert spread < 3  # a random batch of 32 would span most of 1..19
+
+
+def test_equal_length_batches_cover_every_index_once_one_length_each() -> None:
+    lengths = torch.randint(1, 20, (1000,), generator=torch.Generator().manual_seed(0))
+    batches = list(equal_length_batches(lengths, 32))
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    assert all(len(batch) <= 32 and len(set(lengths[batch].tolist())) == 1 for batch in batches)
+    # Only the last batch of each length may be short.
+    assert len(batches) == sum(-(-int(count) // 32) for count in torch.bincount(lengths) if count)
+    assert [int(lengths[batch[0]]) for batch in batches] == sorted(int(lengths[batch[0]]) for batch in batches)
+
+
+def test_predictions_come_back_in_input_order_whatever_the_batching(tiny_data_dir: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    vocabulary = Vocabulary.from_names(ex.name for ex in dataset.examples)
+    examples = encode_examples(dataset.examples, vocabulary, dataset.labels)
+    torch.manual_seed(0)
+    model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4))
+    batched = predict_logits(model, examples, torch.device("cpu"), batch_size=3)
+    assert len(set(examples.lengths.tolist())) > 3  # several lengths, so several batches and a reordering
+    model.eval()
+    with torch.no_grad():
+        one_by_one = torch.cat([model(*examples.batch(torch.tensor([row]))[:2]) for row in range(len(examples))])
+    torch.testing.assert_close(batched, one_by_one)
+
+
+def test_adamw_uses_the_fused_kernel_on_cpu() -> None:
+    model = build_model(GRUConfig(vocab_size=10, num_classes=3, hidden_size=4, embedding_dim=2))
+    optimizer, _ = make_optimizer(model, TrainConfig(epochs=1), examples=10)
+    assert optimizer.defaults["fused"] is True
 
 
 def test_class_weights_favour_rare_languages() -> None:
