@@ -8,7 +8,7 @@ current one sums 64 names' losses per step, which measured about 8% slower here)
 network shape (a 2-layer unidirectional GRU, hidden size 64, the same read-out; a learned 32-wide
 character embedding where the tutorial feeds one-hot vectors) through ``core.train`` with its
 defaults. A third loop steps our model one name at a time, to separate what batching buys from what
-the model's own per-call work (packing, embedding) costs. All run for one epoch of the same training
+the model's own per-call work (embedding, read-out) costs. All run for one epoch of the same training
 split, in this one process, and the script prints names/s for each and the ratios.
 
 Run: python benchmarks/train_speed.py [--data-dir DIR] [--device cpu|cuda] [--limit N] [--repeats R]
@@ -192,7 +192,7 @@ def main() -> None:
     rows = [
         ("tutorial's code: one name per step", sum(tutorial_seconds)),
         ("our model: one name per step", sum(ours_seconds)),
-        ("batched trainer (buckets, batch 64)", batched_seconds),
+        (f"batched trainer (buckets, batch {TrainConfig().batch_size})", batched_seconds),
     ]
     print(f"device {device}, torch threads {torch.get_num_threads()}, {names} training names, one epoch each")
     print(f"{'loop':<38}{'seconds':>9}{'names/s':>11}")

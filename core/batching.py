@@ -60,13 +60,6 @@ def bucketed_batches(
         yield batches[i]
 
 
-def equal_length_batches(lengths: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield index batches, shortest names first, in which every name has the same length.
-
-    A batch without padding lets a recurrent model skip packing (see ``GRUClassifier.features``);
-    at most one batch per length is smaller than ``batch_size``.
-    """
-    order = torch.argsort(lengths, stable=True)
-    _, counts = torch.unique_consecutive(lengths[order], return_counts=True)
-    for same_length in torch.split(order, counts.tolist()):
-        yield from torch.split(same_length, batch_size)
+def sequential_batches(count: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Yield index batches in order, for evaluation."""
+    yield from torch.split(torch.arange(count), batch_size)

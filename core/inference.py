@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.batching import EncodedExamples, equal_length_batches
+from core.batching import EncodedExamples, sequential_batches
 
 
 @torch.inference_mode()
@@ -15,15 +15,14 @@ def predict_logits(
     """Logits ``(N, C)`` on the CPU for every encoded example, in order; restores the model's mode."""
     was_training = model.training
     model.eval()
-    # Batches of one length each: no padding, so no packing either (see GRUClassifier.features).
-    batches = list(equal_length_batches(examples.lengths, batch_size))
     outputs = []
-    for indices in batches:
-        tokens, lengths, _ = examples.batch(indices)
+    # Sorting by length keeps padding small; the inverse permutation restores input order.
+    order = torch.argsort(examples.lengths, stable=True)
+    for indices in sequential_batches(len(examples), batch_size):
+        tokens, lengths, _ = examples.batch(order[indices])
         outputs.append(model(tokens.to(device), lengths).float().cpu())
     model.train(was_training)
-    if not outputs:
-        return torch.empty(0)
-    logits = torch.empty(len(examples), outputs[0].shape[1])
-    logits[torch.cat(batches)] = torch.cat(outputs)
-    return logits
+    logits = torch.cat(outputs) if outputs else torch.empty(0)
+    restored = torch.empty_like(logits)
+    restored[order] = logits
+    return restored

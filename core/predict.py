@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import torch
 
-from core.batching import equal_length_batches
 from core.calibration import Prior, calibrated_probabilities
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.models import MODEL_KINDS
@@ -137,11 +136,12 @@ class Predictor:
     def _classify(self, queries: Sequence[SurnameQuery], top_k: int) -> list[Guess]:
         if not queries:
             return []
-        # Chunks of one length each: no recurrent step is spent on padding, and the GRU needs no packing.
-        lengths = torch.tensor([len(query.surname) for query in queries])
+        # Chunks of similar lengths: each runs only as many recurrent steps as its own names need.
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i].surname))
+        ordered = [queries[i].surname for i in order]
+        chunks = [self.probabilities(ordered[i : i + CHUNK_SIZE]) for i in range(0, len(ordered), CHUNK_SIZE)]
         probabilities = torch.empty(len(queries), len(self.labels))
-        for indices in equal_length_batches(lengths, CHUNK_SIZE):
-            probabilities[indices] = self.probabilities([queries[i].surname for i in indices.tolist()])
+        probabilities[torch.tensor(order)] = torch.cat(chunks)
         top = probabilities.topk(top_k, dim=1)
         # Locals and map(): this loop builds three tuples per name and is a fifth of batched prediction time.
         language_of, threshold = self.labels.__getitem__, self.uncertain_below
