@@ -136,7 +136,7 @@ def hashed_ngrams(tokens: torch.Tensor, lengths: torch.Tensor, order: int, bucke
 
 
 class GRUClassifier(nn.Module):
-    """Embedding, a (bidirectional) ``nn.GRU`` over packed sequences, and a linear read-out.
+    """Embedding, a (bidirectional) ``nn.GRU`` over the characters, and a linear read-out.
 
     With ``ngram_buckets`` set, the read-out also sees the mean embedding of the name's hashed
     character n-grams: the local spelling evidence a character n-gram SVM uses, learned jointly.
@@ -186,11 +186,13 @@ class GRUClassifier(nn.Module):
 
     def features(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The GRU's read-out ``(B, F)`` of embedded names ``(B, T, E)``: the top layer's final state(s),
-        then, with ``max_pool``, their max over each name's real steps.
+        then, with ``max_pool``, the max of its outputs over each name's real steps.
 
         ``nn.GRU`` runs fastest on a plain tensor: on CPU it then projects every step's input in one
         matrix product, where a packed sequence costs a product per step. A packed sequence is used
-        only when it changes the answer: names of different lengths read backwards as well.
+        only where skipping it would change the answer: names of different lengths read backwards too.
+        (Between stacked layers, training dropout then draws its mask over the padded tensor: the same
+        distribution, but other random numbers than a packed run.)
         """
         batch, steps, _ = embedded.shape
         directions = 2 if self.config.bidirectional else 1

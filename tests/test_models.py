@@ -132,6 +132,44 @@ def test_gru_answers_a_name_the_same_in_any_batch(config: GRUConfig) -> None:
     torch.testing.assert_close(model(tokens[same_length, :width], lengths[same_length]), alone[same_length])
 
 
+def packed_features(model: GRUClassifier, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The GRU's read-out computed the plain way: always through a packed sequence."""
+    from core.models import max_over_time
+
+    packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+    outputs, h_n = model.gru(packed)
+    directions = 2 if model.config.bidirectional else 1
+    last = h_n[-directions:].transpose(0, 1).reshape(embedded.shape[0], -1)
+    return torch.cat([last, max_over_time(outputs)], dim=1) if model.config.max_pool else last
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("max_pool", [False, True])
+@pytest.mark.parametrize("extra_padding", [0, 3])
+def test_gru_features_and_gradients_match_a_packed_run(bidirectional: bool, max_pool: bool, extra_padding: int) -> None:
+    torch.manual_seed(0)
+    config = GRUConfig(
+        vocab_size=VOCAB, num_classes=CLASSES, embedding_dim=6, hidden_size=10, num_layers=2, dropout=0.0,
+        bidirectional=bidirectional, max_pool=max_pool,
+    )  # fmt: skip
+    model = GRUClassifier(config).double().train()
+    _, lengths = random_batch(batch=9, steps=6, seed=2)
+    for rows in (torch.arange(9), (lengths == 6).nonzero().squeeze(1)):  # mixed lengths; one length, no padding
+        width = int(lengths[rows].max()) + extra_padding
+        embedded = torch.randn(len(rows), width, 6, dtype=torch.float64, requires_grad=True)
+        weights = torch.randn(len(rows), 40, dtype=torch.float64)  # a fixed random loss: sum of weighted features
+        results = []
+        for features in (model.features, lambda e, n: packed_features(model, e, n)):
+            model.zero_grad()
+            embedded.grad = None
+            out = features(embedded, lengths[rows])
+            (out * weights[:, : out.shape[1]]).sum().backward()
+            assert embedded.grad is not None and model.gru.weight_hh_l0.grad is not None
+            results.append((out.detach(), embedded.grad.clone(), model.gru.weight_hh_l0.grad.clone()))
+        for ours, reference in zip(*results, strict=True):
+            torch.testing.assert_close(ours, reference)
+
+
 def test_a_negative_ngram_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="ngram_buckets"):
         GRUConfig(vocab_size=VOCAB, num_classes=CLASSES, ngram_buckets=-1)
