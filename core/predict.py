@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,6 +45,23 @@ class Rejected:
 
     raw: str
     reason: str
+
+
+@contextmanager
+def garbage_collection_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a burst of small objects is built.
+
+    Thousands of new tuples trigger collections that walk the whole heap, torch's objects included:
+    they took four fifths of the time to build 40,000 guesses. Nothing built meanwhile forms a cycle,
+    so reference counting frees all of it as before. The collector's state is restored on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def shipped_checkpoint_path(kind: str = "gru") -> Path:
@@ -143,9 +162,10 @@ class Predictor:
         probabilities = torch.empty(len(queries), len(self.labels))
         probabilities[torch.tensor(order)] = torch.cat(chunks)
         top = probabilities.topk(top_k, dim=1)
-        # Locals and map(): this loop builds three tuples per name and is a fifth of batched prediction time.
+        # Locals and map(): this loop builds five small objects per name, by the thousand.
         language_of, threshold = self.labels.__getitem__, self.uncertain_below
-        return [
-            Guess(query, tuple(map(LanguageGuess, map(language_of, indices), values)), uncertain=values[0] < threshold)
-            for query, values, indices in zip(queries, top.values.tolist(), top.indices.tolist(), strict=True)
-        ]
+        with garbage_collection_paused():
+            return [
+                Guess(query, tuple(map(LanguageGuess, map(language_of, idx), values)), uncertain=values[0] < threshold)
+                for query, values, idx in zip(queries, top.values.tolist(), top.indices.tolist(), strict=True)
+            ]

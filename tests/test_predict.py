@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 import torch
 
@@ -6,7 +8,7 @@ from core.checkpoint import Checkpoint, CheckpointMetadata
 from core.data import LANGUAGES
 from core.encoding import Vocabulary
 from core.models import GRUConfig, build_model
-from core.predict import Guess, Predictor, Rejected
+from core.predict import Guess, Predictor, Rejected, garbage_collection_paused
 from core.text import InvalidNameError
 
 # Russian holds half the training pairs, the other 17 languages share the rest equally.
@@ -74,3 +76,22 @@ def test_a_uniform_prior_divides_out_the_training_proportions() -> None:
     assert (uniform[:, 14] < dataset[:, 14]).all()  # the language the data over-represents loses mass
     with pytest.raises(ValueError, match="prior must be one of"):
         untrained_predictor(prior="balanced")  # type: ignore[arg-type]
+
+
+def test_the_garbage_collector_is_paused_only_while_guesses_are_built() -> None:
+    assert gc.isenabled()
+    with garbage_collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), garbage_collection_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()  # a caller that turned it off keeps it off
+    try:
+        with garbage_collection_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(untrained_predictor().predict_many(["Smith", "Ng", ""])) == 3
+    assert gc.isenabled()
