@@ -12,11 +12,12 @@ dropout, a GRU with the n-gram branch changed ~30 test answers per run and lost 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -106,6 +107,29 @@ def _mixed_training_set(
     return mixed, targets
 
 
+@contextlib.contextmanager
+def training_without_dropout(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in training mode with every dropout off; in evaluation mode again on leaving.
+
+    Training mode, because cuDNN's recurrent backward pass requires it. Off are the ``nn.Dropout``
+    layers and the recurrent layers' own dropout between stacked layers, which ``nn.GRU`` applies
+    whenever it is in training mode; their rates are restored on leaving.
+    """
+    recurrent = [(module, module.dropout) for module in model.modules() if isinstance(module, nn.RNNBase)]
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    for module, _ in recurrent:
+        module.dropout = 0.0  # nn.GRU reads the rate at every call
+    try:
+        yield
+    finally:
+        for module, rate in recurrent:
+            module.dropout = rate
+        model.eval()
+
+
 def _train_towards(
     model: nn.Module,
     examples: EncodedExamples,
@@ -118,14 +142,9 @@ def _train_towards(
 ) -> float:
     """One epoch of soft-target cross-entropy over length-bucketed batches; returns the mean loss.
 
-    Dropout stays off: a replayed name's loss then starts at its minimum, so its gradient is zero
-    until the model drifts. Only the corrections push; the replay pulls back. The rest of the model
-    is in training mode, which cuDNN's recurrent backward pass requires.
+    Call it inside ``training_without_dropout``: a replayed name's loss then starts at its minimum,
+    so its gradient is zero until the model drifts. Only the corrections push; the replay pulls back.
     """
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.eval()
 
     def batch_loss(indices: torch.Tensor) -> torch.Tensor:
         tokens, lengths, _ = examples.batch(indices)
@@ -167,10 +186,10 @@ def fine_tune(
         show_progress=False,
     )
     optimizer, schedule = make_optimizer(model, train_config, len(train_set))
-    for epoch in range(1, config.epochs + 1):
-        loss = _train_towards(model, train_set, targets, optimizer, schedule, config, generator, device)
-        logger.info("fine-tune epoch %d/%d: loss %.4f on %d names", epoch, config.epochs, loss, len(train_set))
-    model.eval()
+    with training_without_dropout(model):
+        for epoch in range(1, config.epochs + 1):
+            loss = _train_towards(model, train_set, targets, optimizer, schedule, config, generator, device)
+            logger.info("fine-tune epoch %d/%d: loss %.4f on %d names", epoch, config.epochs, loss, len(train_set))
     validation = encode_examples(split.validation, live.metadata.vocabulary, live.metadata.labels)
     temperature = fit_temperature(predict_logits(model, validation, device), validation.truth)
     metadata = replace(

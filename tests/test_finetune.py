@@ -9,9 +9,9 @@ import torch
 
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.data import Dataset, Example, load_dataset
-from core.finetune import FinetuneConfig, fine_tune, split_feedback
+from core.finetune import FinetuneConfig, fine_tune, split_feedback, training_without_dropout
 from core.gate import GateScores, change_in_points, decide
-from core.models import GRUConfig
+from core.models import GRUConfig, build_model
 from core.pipeline import train_and_save
 from core.split import split_dataset
 from core.train import TrainConfig
@@ -111,3 +111,24 @@ def test_fine_tune_without_replay_trains_on_the_corrections_alone(tiny_data_dir:
         if not torch.equal(tensor, live.model.state_dict()[name])
     ]
     assert changed  # it trained, on the one correction, without a replay sample to compute targets for
+
+
+def test_fine_tuning_turns_off_the_dropout_between_stacked_gru_layers() -> None:
+    config = GRUConfig(
+        vocab_size=20, num_classes=4, embedding_dim=8, hidden_size=16, num_layers=2, bidirectional=False,
+        dropout=0.5, max_pool=False, bigrams=False,
+    )  # fmt: skip
+    model = build_model(config)
+    tokens = torch.randint(2, 20, (6, 7), generator=torch.Generator().manual_seed(0))
+    lengths = torch.full((6,), 7)
+    model.train()
+    assert not torch.equal(model(tokens, lengths), model(tokens, lengths))  # the stacked GRU's own dropout is on
+    with training_without_dropout(model):
+        assert model.training
+        assert torch.equal(model(tokens, lengths), model(tokens, lengths))
+    assert not model.training
+    assert model.gru.dropout == 0.5  # the rate comes back for later training
+    with torch.no_grad():
+        evaluated = model(tokens, lengths)
+    with training_without_dropout(model), torch.no_grad():
+        assert torch.allclose(model(tokens, lengths), evaluated)
