@@ -20,7 +20,7 @@ from core.inference import predict_logits
 from core.metrics import Metrics, compute_metrics
 from core.models import ModelKind, build_model, default_config
 from core.paths import unwritable_reason
-from core.split import Split, SplitConfig, split_dataset
+from core.split import Split, split_dataset
 from core.train import TrainConfig, TrainResult, seed_everything, train_model
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,6 @@ def train_and_save(
     out: str | os.PathLike[str],
     train_config: TrainConfig,
     device: torch.device,
-    split_config: SplitConfig | None = None,
     model_overrides: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Split, train, fit the temperature on validation, score validation and test, save atomically.
@@ -95,7 +94,7 @@ def train_and_save(
     ``DatasetError`` when the dataset is too small to split.
     """
     check_output_path(out)
-    split: Split = split_dataset(dataset, split_config)
+    split: Split = split_dataset(dataset)  # the fixed split: eval and the fine-tune gate rebuild it from the seed
     vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
     train_set, validation_set, test_set = (
         encode_examples(part, vocabulary, dataset.labels) for part in (split.train, split.validation, split.test)
