@@ -143,7 +143,7 @@ def _load_fixed_split(settings: FinetuneSettings, live: Checkpoint) -> Split:
 
 async def _gather(settings: FinetuneSettings, sessions: async_sessionmaker[AsyncSession]) -> tuple[_Inputs, int]:
     """The live model, the fixed split and the trusted feedback; also how many verdicts are new."""
-    live_row = await model_store.live_record(sessions, settings.model_dir)
+    live_row = await model_store.live_record(sessions, settings.model_dir, prior=settings.prediction_prior)
     async with sessions() as session:
         votes = await repository.fetch_votes(session=session)
         since = await versions.last_run_started(session=session)

@@ -79,7 +79,7 @@ class LiveModel:
         self._swap_lock = asyncio.Lock()
         self._clock = clock
         self._load_failures: dict[str, _LoadFailure] = {}  # live versions that failed to load, by version
-        self._refused: set[str] = set()  # versions in MODEL_DIR/gru.safetensors already warned about, not a GRU
+        self._warned: set[str] = set()  # trained files in MODEL_DIR it could not adopt and has said so
 
     @property
     def version(self) -> str:
@@ -101,7 +101,9 @@ class LiveModel:
         again after ``LOAD_RETRY_FIRST_S``, then at doubling intervals.
         """
         async with self._swap_lock:
-            record = await model_store.live_record(self._sessions, self._model_dir, self._refused)
+            record = await model_store.live_record(
+                self._sessions, self._model_dir, prior=self._prior, warned=self._warned
+            )
             if record.version == self.version:
                 return self.version
             failure = self._load_failures.get(record.version)
@@ -145,7 +147,9 @@ class LiveModel:
     async def rollback(self, version: str | None = None) -> RolledBack | RollbackRefused:
         """Make ``version`` live (default: the live model's parent), after checking its checkpoint loads."""
         async with self._swap_lock:
-            live = await model_store.live_record(self._sessions, self._model_dir, self._refused)
+            live = await model_store.live_record(
+                self._sessions, self._model_dir, prior=self._prior, warned=self._warned
+            )
             if version is None:
                 target = await self._rollback_target(live)
                 if target is None:

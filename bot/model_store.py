@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import versions
 from bot.db.versions import VersionRecord
-from core.checkpoint import CheckpointError, CheckpointMetadata, read_metadata
+from core.calibration import Prior
+from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, read_metadata
 from core.predict import shipped_checkpoint_path
 
 logger = logging.getLogger(__name__)
@@ -55,9 +57,11 @@ def candidate_checkpoint(version: str) -> str:
     return f"versions/{version}.safetensors"
 
 
-def _copy_and_place(source: Path, model_dir: Path) -> tuple[Path, CheckpointMetadata]:
+def _copy_and_place(source: Path, model_dir: Path, prior: Prior) -> tuple[Path, CheckpointMetadata]:
     """Copy ``source`` to ``versions/<its version>.safetensors``, atomically; returns the path and metadata.
 
+    The copy is loaded in full first, weights included, and must be a GRU that can answer under
+    ``prior``; otherwise ``CheckpointError`` and nothing is placed, as no replica could serve it.
     The metadata is read from the copy, not the source: a model retrained over the source meanwhile
     cannot leave a file named after one version that holds another.
     """
@@ -71,7 +75,11 @@ def _copy_and_place(source: Path, model_dir: Path) -> tuple[Path, CheckpointMeta
             shutil.copyfileobj(original, copy)
             copy.flush()
             os.fsync(copy.fileno())  # on disk before the rename makes it visible
-        metadata = read_metadata(temporary)
+        metadata = load_checkpoint(temporary).metadata
+        problem = not_a_gru(metadata, source)
+        if problem is not None:
+            raise CheckpointError(problem)
+        metadata.logit_shift(prior)  # raises when the model cannot answer under the bot's prior
         os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; save_checkpoint's files are readable by all
         target = model_dir / candidate_checkpoint(metadata.version)
         os.replace(temporary, target)
@@ -105,24 +113,47 @@ async def _register(
         logger.info("version %s was registered by another process", metadata.version)
 
 
+def _warn_once(warned: set[str] | None, key: str, message: str) -> None:
+    """Warn ``message`` unless ``key`` is in ``warned``, the set a caller that asks at every refresh keeps."""
+    if warned is None or key not in warned:
+        logger.warning("%s", message)
+    if warned is not None:
+        warned.add(key)
+
+
 async def _adopt_trained_model(
-    sessions: async_sessionmaker[AsyncSession], model_dir: Path, refused: set[str] | None
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, prior: Prior, warned: set[str] | None
 ) -> None:
-    """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing."""
+    """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing.
+
+    A file that cannot serve (half copied, corrupt, not a GRU, no use under ``prior``) is not adopted,
+    and the live model stays; it is looked at again at the next call, so a finished copy is adopted then.
+    """
     trained = model_dir / TRAINED_GRU
-    if not trained.is_file():
+    try:
+        state = trained.stat()
+    except OSError:
         return
-    metadata = await asyncio.to_thread(read_metadata, trained)
+    if not stat.S_ISREG(state.st_mode):
+        return
+    try:
+        metadata = await asyncio.to_thread(read_metadata, trained)
+    except CheckpointError as exc:  # e.g. still being copied in; its size and time change until it is whole
+        _warn_once(warned, f"{state.st_size}:{state.st_mtime_ns}", f"not adopting {trained} (yet): {exc}")
+        return
+    if warned is not None and metadata.version in warned:
+        return  # refused before, and said why; a new training run writes a new version
     problem = not_a_gru(metadata, trained)
     if problem is not None:  # `serve` refuses to start with it; a running bot keeps its model and says why
-        if refused is None or metadata.version not in refused:  # once per file, not at every refresh
-            logger.warning("not adopting it: %s", problem)
-        if refused is not None:
-            refused.add(metadata.version)
+        _warn_once(warned, metadata.version, f"not adopting it: {problem}")
         return
     if await _known(sessions, metadata.version):
         return  # already known (it may have been rolled back on purpose)
-    _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir)
+    try:
+        _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir, prior)
+    except CheckpointError as exc:
+        _warn_once(warned, metadata.version, f"not adopting {trained}: {exc}")
+        return
     if copied.version != metadata.version and await _known(sessions, copied.version):
         return  # retrained meanwhile, into a version already known
     await _register(sessions, copied, candidate_checkpoint(copied.version), f"trained model found at {trained}")
@@ -134,15 +165,19 @@ async def _known(sessions: async_sessionmaker[AsyncSession], version: str) -> bo
 
 
 async def live_record(
-    sessions: async_sessionmaker[AsyncSession], model_dir: Path, refused: set[str] | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    model_dir: Path,
+    *,
+    prior: Prior = "dataset",
+    warned: set[str] | None = None,
 ) -> VersionRecord:
-    """The live version, after adopting a newly trained ``MODEL_DIR/gru.safetensors``.
+    """The live version, after adopting a newly trained ``MODEL_DIR/gru.safetensors`` that can answer under ``prior``.
 
     With neither a live version nor a trained model, the shipped GRU is registered as the live one.
-    A caller that asks again and again passes ``refused``, the versions it was already warned it
-    cannot adopt (not a GRU), so each is warned about once.
+    A caller that asks again and again passes the same ``warned`` set each time, so a trained file it
+    cannot adopt is warned about once, not at every call.
     """
-    await _adopt_trained_model(sessions, model_dir, refused)
+    await _adopt_trained_model(sessions, model_dir, prior, warned)
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:

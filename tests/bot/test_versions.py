@@ -99,15 +99,18 @@ def test_a_stored_checkpoint_path_cannot_lead_out_of_model_dir(tmp_path: Path) -
 
 
 async def test_a_trained_model_still_being_copied_is_not_adopted(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model_dir = tmp_path / "models"
     shipped = await model_store.live_record(sessions, model_dir)
     whole = trained_copy(tmp_path / "whole.safetensors", "gru-trained-1").read_bytes()
     model_dir.mkdir()
     (model_dir / "gru.safetensors").write_bytes(whole[: len(whole) // 2])  # `cp` half done
-    with pytest.raises(CheckpointError, match="truncated"):
-        await model_store.live_record(sessions, model_dir)
+    warned: set[str] = set()
+    for _ in range(3):  # a running bot asks at every refresh, and keeps answering with its model
+        assert (await model_store.live_record(sessions, model_dir, warned=warned)).version == shipped.version
+    assert caplog.text.count("not adopting") == 1
+    assert "truncated" in caplog.text
     async with sessions() as session:
         assert [r.version for r in await versions.list_versions(session=session, limit=10)] == [shipped.version]
     (model_dir / "gru.safetensors").write_bytes(whole)
@@ -125,7 +128,7 @@ async def test_a_model_in_model_dir_that_is_no_gru_is_neither_adopted_nor_starte
     (model_dir / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())  # trained --model rnn
     refused: set[str] = set()
     for _ in range(3):  # a running bot asks at every refresh
-        assert (await model_store.live_record(sessions, model_dir, refused)).version == shipped.version
+        assert (await model_store.live_record(sessions, model_dir, warned=refused)).version == shipped.version
     warning = f"holds a rnn model ({rnn}), but the bot answers and fine-tunes with a GRU"
     assert caplog.text.count(warning) == 1
     assert not (model_dir / "versions").exists()
@@ -273,3 +276,26 @@ def test_serve_refuses_a_prior_its_model_cannot_apply_in_one_line(tmp_path: Path
     assert result.returncode == 2, result.stderr
     assert "cannot start the bot" in result.stderr and "gru-before-priors" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flaw", ["weights that are not numbers", "no recorded class prior"])
+async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture, flaw: str
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir, prior="uniform")
+    checkpoint = load_checkpoint(shipped_checkpoint_path("gru"))
+    metadata = replace(checkpoint.metadata, version="gru-flawed-1")
+    if flaw == "weights that are not numbers":
+        checkpoint.model.embedding.weight.data.fill_(float("nan"))
+    else:
+        metadata = replace(metadata, class_prior=None)  # saved by a version before priors were recorded
+    save_checkpoint(model_dir / "gru.safetensors", checkpoint.model, metadata)
+    warned: set[str] = set()
+    for _ in range(3):
+        live = await model_store.live_record(sessions, model_dir, prior="uniform", warned=warned)
+        assert live.version == shipped.version  # still live; the database does not claim otherwise
+    assert caplog.text.count("not adopting") == 1
+    assert not list((model_dir / "versions").glob("*"))  # neither the copy nor its temporary file is left
+    async with sessions() as session:
+        assert await versions.get_version(session=session, version="gru-flawed-1") is None
