@@ -72,6 +72,16 @@ def failure_reason(stderr_lines: Sequence[str]) -> str | None:
     return stderr_lines[-1] if stderr_lines else None
 
 
+def _last_report(stdout_lines: Sequence[str]) -> RunReport | None:
+    """The report a child printed as its last line, or None when it printed none that parses."""
+    if not stdout_lines:
+        return None
+    try:
+        return RunReport.from_json(stdout_lines[-1])
+    except (ValueError, TypeError):
+        return None
+
+
 def _describe_exit(returncode: int) -> str:
     if returncode < 0:
         return f"was killed by {signal.Signals(-returncode).name}"
@@ -120,7 +130,7 @@ class FinetuneRunner:
         elif isinstance(outcome, RunFailed):
             logger.error("%s; the live model is unchanged", outcome.message)
             await self._record_failure(outcome, started, versions.FAILED)
-        elif outcome.status == "promoted":
+        elif outcome.status == "promoted" and not self._stopping:
             try:
                 await self._live.sync()
             except Exception:  # the promotion is committed; the periodic refresh will pick it up
@@ -135,6 +145,9 @@ class FinetuneRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL,
+                # Its own session: Ctrl-C in the bot's terminal reaches the bot alone, which then stops the
+                # child itself, so the run is recorded as abandoned rather than failed.
+                start_new_session=True,
             )
         except OSError as exc:
             return RunFailed(f"the fine-tune process could not start: {exc}")
@@ -148,17 +161,21 @@ class FinetuneRunner:
         for line in errors:
             logger.info("fine-tune: %s", line)
         lines = stdout.decode(errors="replace").strip().splitlines()
+        report = _last_report(lines)
+        if report is not None:
+            if returncode not in (0, EXIT_BUSY):
+                # The report is the run's last act, after its row was committed: what it says holds, even
+                # when the child was stopped while it exited.
+                logger.info("the fine-tune process %s after reporting", _describe_exit(returncode or 0))
+            return report
         if returncode not in (0, EXIT_BUSY) or not lines:
             message = f"the fine-tune process {_describe_exit(returncode or 0)}"
             reason = failure_reason(errors)
             if reason and returncode and returncode > 0:
                 message += f": {reason}"
             return RunFailed(message)
-        try:
-            return RunReport.from_json(lines[-1])
-        except (ValueError, TypeError) as exc:
-            logger.error("unreadable fine-tune report %r: %s", lines[-1], exc)
-            return RunFailed("the fine-tune process printed no readable report")
+        logger.error("unreadable fine-tune report %r", lines[-1])
+        return RunFailed("the fine-tune process printed no readable report")
 
     async def _record_failure(self, failure: RunFailed, started: datetime, decision: str) -> None:
         try:
