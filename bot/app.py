@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from datetime import UTC
 from typing import Any
 
 from telegram import BotCommand
-from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -29,6 +26,7 @@ from bot.db.engine import create_engine, session_factory
 from bot.finetune_runner import FinetuneRunner
 from bot.handlers import Handlers
 from bot.live_model import LiveModel
+from bot.outgoing import outgoing_limiter
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
 from bot.update_log import LoggingApplication, user_hasher
@@ -45,46 +43,6 @@ COMMANDS = [
     BotCommand("stats", "how often the bot was right"),
     BotCommand("help", "how to use the bot"),
 ]
-
-
-class RetryingRateLimiter(AIORateLimiter):
-    """``AIORateLimiter`` (which retries 429s after ``retry_after``) that also retries 5xx and lost connections.
-
-    Time-outs are not retried: the request may have gone through, and a retry would send twice.
-    """
-
-    def __init__(self, *, server_error_retries: int = 3, backoff: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._server_error_retries = server_error_retries
-        self._backoff = backoff
-
-    async def process_request(self, *args: Any, **kwargs: Any) -> Any:
-        """Send the request, retrying server errors with exponential back-off."""
-        for attempt in range(self._server_error_retries + 1):
-            try:
-                return await super().process_request(*args, **kwargs)
-            except (BadRequest, TimedOut):
-                raise
-            except NetworkError as exc:
-                if attempt == self._server_error_retries:
-                    raise
-                delay = self._backoff * 2**attempt
-                logger.warning("Telegram request failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-
-def outgoing_limiter(messages_per_second: float, max_retries: int = 3) -> RetryingRateLimiter:
-    """The limiter for the whole bot's outgoing requests at ``messages_per_second`` (0: no limit).
-
-    ``AIORateLimiter`` refuses every request when its rate per period is below one message, so a rate
-    under 1/s becomes one message per ``1 / rate`` seconds.
-    """
-    if 0 < messages_per_second < 1:
-        return RetryingRateLimiter(
-            max_retries=max_retries, overall_max_rate=1, overall_time_period=1 / messages_per_second
-        )
-    return RetryingRateLimiter(max_retries=max_retries, overall_max_rate=messages_per_second)
 
 
 def load_predictors(settings: Settings) -> Predictors:

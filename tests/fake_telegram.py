@@ -54,6 +54,7 @@ class FakeTelegram:
         self._changed = asyncio.Condition()
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._delays: dict[str, list[float]] = {}
+        self._disconnects: list[str] = []
         self.webhook: dict[str, str] | None = None  # what setWebhook registered
         # Where webhook deliveries go, in turn (a load balancer in front of replicas); default: the registered URL.
         self.webhook_targets: list[str] = []
@@ -102,6 +103,10 @@ class FakeTelegram:
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
         self._failures.setdefault(method, []).extend([(status, body)] * times)
+
+    def disconnect_next(self, method: str) -> None:
+        """Carry out the next call of ``method``, then drop the connection before answering (a lost reply)."""
+        self._disconnects.append(method)
 
     def delay_next(self, method: str, seconds: float) -> None:
         """Answer the next call of ``method`` only after ``seconds`` (a slow Telegram)."""
@@ -250,6 +255,10 @@ class FakeTelegram:
             result = await handler(params)
         except ValueError as exc:
             return web.json_response({"ok": False, "error_code": 400, "description": str(exc)}, status=400)
+        if method in self._disconnects:
+            self._disconnects.remove(method)
+            assert request.transport is not None
+            request.transport.close()  # done, but the bot never hears so
         return web.json_response({"ok": True, "result": result})
 
     @staticmethod

@@ -192,6 +192,19 @@ async def test_telegram_429_and_5xx_are_retried(
     assert attempts[1].at - attempts[0].at >= 1.0  # waited for retry_after
 
 
+async def test_a_reply_lost_after_it_was_sent_is_not_sent_twice(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors):
+        telegram.disconnect_next("sendMessage")  # Telegram delivers the guess, then the connection drops
+        telegram.inject_message(62, "Nguyen")
+        await telegram.wait_for(lambda c: c.method == "sendMessage" and "Sorry" in c.params["text"], timeout=15)
+        telegram.inject_message(63, "Nguyen")  # and the bot goes on
+        await telegram.wait_for(lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == 63)
+    guesses = [c for c in telegram.calls if c.method == "sendMessage" and int(c.params["chat_id"]) == 62]
+    assert ["Vietnamese" in c.params["text"] for c in guesses] == [True, False]  # the guess once, then an apology
+
+
 async def test_a_failing_update_gets_an_apology_and_the_bot_lives_on(
     telegram: FakeTelegram, settings: Settings, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:

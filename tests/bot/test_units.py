@@ -10,13 +10,13 @@ import pytest
 from telegram.error import BadRequest, InvalidToken, NetworkError
 
 from bot.admin_views import run_report
-from bot.app import outgoing_limiter
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import DEFAULT_API_BASE_URL, DatabaseSettings, Settings, SettingsError, load_settings
 from bot.db.repository import Stats
 from bot.finetune_job import RunReport
 from bot.finetune_runner import child_command, child_environment, failure_reason
 from bot.handlers import answer
+from bot.outgoing import outgoing_limiter
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
 from bot.server import startup_failure
 from bot.service import VerdictRecorded

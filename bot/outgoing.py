@@ -1,0 +1,81 @@
+"""The bot's outgoing Bot API requests: a rate limit, and retries only where a retry cannot send twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.ext import AIORateLimiter
+
+logger = logging.getLogger(__name__)
+
+# Methods whose repetition the user would see: a second message, a second copy.
+_DELIVERING = ("send", "forward", "copy")
+# Failures before the request left this machine: no connection, or none free in the pool.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def may_retry(endpoint: str, error: NetworkError) -> bool:
+    """Whether ``endpoint``'s request that failed with ``error`` can be sent again without acting twice.
+
+    A request that never left can always be sent again, and so can one Telegram answered with a
+    server error (5xx: it did not act on it). After the request went out but before its answer came
+    back (a dropped connection, a time-out), Telegram may already have acted: reading or editing again
+    is harmless, sending again would show the user a second message.
+    """
+    if isinstance(error, BadRequest):  # Telegram refused the request itself: the same again fails the same
+        return False
+    cause = error.__cause__
+    if isinstance(cause, _NEVER_SENT):
+        return True
+    if isinstance(error, TimedOut):  # a read or write time-out: it may have gone through
+        return False
+    if isinstance(cause, httpx.HTTPError):  # lost mid-exchange (dropped connection, broken read)
+        return not endpoint.startswith(_DELIVERING)
+    return True  # Telegram answered with an error status of 5xx: not acted on
+
+
+class RetryingRateLimiter(AIORateLimiter):
+    """``AIORateLimiter`` (which retries 429s after ``retry_after``) that also retries what ``may_retry`` allows."""
+
+    def __init__(self, *, server_error_retries: int = 3, backoff: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._server_error_retries = server_error_retries
+        self._backoff = backoff
+
+    async def process_request(
+        self,
+        callback: Any,
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        """Send the request, retrying failures ``may_retry`` allows with exponential back-off."""
+        for attempt in range(self._server_error_retries + 1):
+            try:
+                return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+            except NetworkError as exc:
+                if attempt == self._server_error_retries or not may_retry(endpoint, exc):
+                    raise
+                delay = self._backoff * 2**attempt
+                logger.warning("Telegram request %s failed (%s); retrying in %.1fs", endpoint, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def outgoing_limiter(messages_per_second: float, max_retries: int = 3) -> RetryingRateLimiter:
+    """The limiter for the whole bot's outgoing requests at ``messages_per_second`` (0: no limit).
+
+    ``AIORateLimiter`` refuses every request when its rate per period is below one message, so a rate
+    under 1/s becomes one message per ``1 / rate`` seconds.
+    """
+    if 0 < messages_per_second < 1:
+        return RetryingRateLimiter(
+            max_retries=max_retries, overall_max_rate=1, overall_time_period=1 / messages_per_second
+        )
+    return RetryingRateLimiter(max_retries=max_retries, overall_max_rate=messages_per_second)
