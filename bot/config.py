@@ -18,10 +18,18 @@ from core.calibration import Prior
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-PLACEHOLDER_MARK = "replace-with-"  # how .env.example marks the values a person must fill in
+PLACEHOLDER_MARK = "replace-with-"
+MIN_MESSAGES_PER_SECOND = 1 / 60  # how .env.example marks the values a person must fill in
 # The async drivers the project installs; any other needs a package it does not have, or is not async.
 ASYNC_DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 EXAMPLE_DATABASE_URLS = "sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db"
+# Query options a postgresql+asyncpg URL may carry: asyncpg.connect's keywords, and SQLAlchemy's own. Any other
+# reaches asyncpg.connect and fails there with a TypeError, at the first connection.
+ASYNCPG_URL_OPTIONS = frozenset({
+    "ssl", "direct_tls", "timeout", "command_timeout", "statement_cache_size", "max_cached_statement_lifetime",
+    "max_cacheable_statement_size", "target_session_attrs", "passfile", "service", "servicefile", "krbsrvname",
+    "gsslib", "server_settings", "prepared_statement_cache_size",
+})  # fmt: skip
 
 
 class SettingsError(Exception):
@@ -49,6 +57,19 @@ class DatabaseSettings(BaseSettings):
                 f"uses the driver {driver!r}; the bot needs one of {', '.join(ASYNC_DATABASE_DRIVERS)}, "
                 f"e.g. {EXAMPLE_DATABASE_URLS}"
             )
+        url = make_url(value)
+        if driver == "sqlite+aiosqlite" and (
+            url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+        ):  # each connection would get its own empty database: the migrations', the bot's, the fine-tune's
+            raise ValueError("names no database file; use e.g. sqlite+aiosqlite:///data/nameorigin.db")
+        if driver == "postgresql+asyncpg":
+            if "sslmode" in url.query:  # libpq's name, in most hosting providers' URLs
+                raise ValueError(
+                    "has sslmode=..., which asyncpg does not take: write ssl=... instead (e.g. ssl=require)"
+                )
+            unknown = sorted(set(url.query) - ASYNCPG_URL_OPTIONS)
+            if unknown:
+                raise ValueError(f"has the query option {unknown[0]!r}, which asyncpg does not take")
         return value
 
 
@@ -61,9 +82,11 @@ class FinetuneSettings(DatabaseSettings):
     finetune_min_new: int = Field(20, ge=1, description="usable verdicts since the last run before a scheduled run")
     feedback_min_agreement: int = Field(2, ge=1, description="distinct users who must agree on a surname's language")
     feedback_user_daily_cap: int = Field(50, ge=1, description="verdicts per user per day that count")
-    finetune_max_drop: float = Field(0.5, ge=0.0, description="largest test-accuracy drop (points) still promoted")
+    finetune_max_drop: float = Field(
+        0.5, ge=0.0, le=100.0, description="largest test-accuracy drop (points) still promoted"
+    )
     finetune_epochs: int = Field(4, ge=1, description="epochs per fine-tune run")
-    finetune_learning_rate: float = Field(1e-3, gt=0.0, description="peak learning rate of a fine-tune run")
+    finetune_learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="peak learning rate of a fine-tune run")
     finetune_feedback_weight: int = Field(5, ge=1, description="times each trusted verdict is seen per epoch")
     finetune_replay: int = Field(4000, ge=0, description="original training names mixed into each run")
     finetune_threads: int = Field(1, ge=1, description="CPU threads the fine-tune process may use")
@@ -108,12 +131,12 @@ class Settings(FinetuneSettings):
         60, ge=1, description="per-user limit on inline-button presses, each a database write"
     )
     telegram_messages_per_second: float = Field(
-        30.0, ge=0.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
+        30.0, ge=0.0, le=1000.0, description="outgoing limit for the whole bot (Telegram's default); 0 disables it"
     )
     uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
     finetune_cron: str = Field("0 3 * * *", description="crontab schedule (UTC) of fine-tune runs; empty disables")
     model_refresh_seconds: float = Field(
-        30.0, gt=0.0, description="how often the bot checks the database for a newly live model"
+        30.0, ge=1.0, le=86_400.0, description="how often the bot checks the database for a newly live model"
     )
 
     webhook_url: str = Field("", description="public HTTPS URL Telegram posts updates to; empty: long polling")
@@ -121,6 +144,14 @@ class Settings(FinetuneSettings):
     webhook_listen: str = Field("0.0.0.0:8080", description="host:port the webhook server binds (behind TLS)")
     health_listen: str = Field("", description="host:port for GET /health in polling mode; empty: none")
     log_salt: SecretStr | None = Field(None, description="key for hashing user ids in logs (default: from the token)")
+
+    @field_validator("telegram_messages_per_second")
+    @classmethod
+    def _a_usable_rate(cls, value: float) -> float:
+        # Below one message a minute, the first reply would hold back every other for minutes or ages.
+        if 0 < value < MIN_MESSAGES_PER_SECOND:
+            raise ValueError("must be 0 (no limit) or at least one message a minute (0.0167)")
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

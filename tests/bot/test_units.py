@@ -71,6 +71,11 @@ def test_settings_parse_and_fail_with_one_line(monkeypatch: pytest.MonkeyPatch, 
         ("sqlite:///x.db", "DATABASE_URL uses the driver 'sqlite'; the bot needs one of sqlite+aiosqlite, "),
         ("postgresql://bot:hunter2@db/bot", "DATABASE_URL uses the driver 'postgresql'; the bot needs one of "),
         ("postgresql+asyncpg://bot:p@ss:hunter2@db/bot", "DATABASE_URL is not a database URL"),  # a bad port
+        ("sqlite+aiosqlite://", "DATABASE_URL names no database file"),
+        ("sqlite+aiosqlite:///:memory:", "DATABASE_URL names no database file"),
+        ("sqlite+aiosqlite:///file:x?mode=memory&uri=true", "DATABASE_URL names no database file"),
+        ("postgresql+asyncpg://bot:hunter2@db/bot?sslmode=require", "DATABASE_URL has sslmode=..., which asyncpg"),
+        ("postgresql+asyncpg://bot:hunter2@db/bot?ssl=require&foo=1", "DATABASE_URL has the query option 'foo'"),
     ],
 )
 def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url: str, problem: str) -> None:
@@ -78,6 +83,29 @@ def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url:
         load_settings(DatabaseSettings, database_url=url)
     assert str(error.value).startswith(f"invalid configuration: {problem}")
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_asyncpg_url_options_are_accepted() -> None:
+    url = "postgresql+asyncpg://bot:pw@db/bot?ssl=require&command_timeout=30&prepared_statement_cache_size=0"
+    assert load_settings(DatabaseSettings, database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("model_refresh_seconds", "inf"),  # used to crash the job queue at start (timedelta overflow)
+        ("model_refresh_seconds", "1e20"),
+        ("model_refresh_seconds", "0.001"),  # the database asked a thousand times a second
+        ("telegram_messages_per_second", "1e-300"),  # one message, then silence for ages
+        ("telegram_messages_per_second", "nan"),
+        ("finetune_learning_rate", "inf"),
+        ("finetune_max_drop", "inf"),
+        ("finetune_max_drop", "nan"),
+    ],
+)
+def test_numbers_no_bot_could_run_with_are_refused_by_name(setting: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^invalid configuration: {setting.upper()} "):
+        load_settings(Settings, telegram_bot_token="1:x", **{setting: value})
 
 
 @pytest.mark.parametrize("setting", ["webhook_secret", "log_salt"])
