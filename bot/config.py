@@ -17,6 +17,7 @@ from bot.cron import crontab_trigger
 from core.calibration import Prior
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
+TOKEN_MARKS = ("{token}", "{TOKEN}", "{bot_token}", "{BOT_TOKEN}", "{bot-token}", "{BOT-TOKEN}")  # as PTB reads them
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PLACEHOLDER_MARK = "replace-with-"
 MIN_MESSAGES_PER_SECOND = 1 / 60  # how .env.example marks the values a person must fill in
@@ -224,6 +225,12 @@ class Settings(FinetuneSettings):
             host = None
         if not host:
             raise ValueError("must be a URL with a host, e.g. https://api.telegram.org/bot")
+        # python-telegram-bot appends the token to the URL, or puts it where the URL says {token}.
+        if not value.endswith("/bot") and not any(mark in value for mark in TOKEN_MARKS):
+            raise ValueError(
+                "must end in /bot, where the token is appended (e.g. https://api.telegram.org/bot or "
+                "http://localhost:8081/bot), or hold {token} where it goes"
+            )
         return value
 
 

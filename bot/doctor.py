@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -136,11 +137,17 @@ async def _telegram(settings: FinetuneSettings) -> Finding | None:
         return None  # no valid token to try
     request = HTTPXRequest(connect_timeout=TELEGRAM_TIMEOUT_S, read_timeout=TELEGRAM_TIMEOUT_S)
     bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_base_url, request=request)
+    library = logging.getLogger("telegram")
+    level = library.level
+    # Its request layer logs a traceback before raising the error this finding reports in one line.
+    library.setLevel(logging.CRITICAL)
     try:
         async with bot:  # initialize() asks getMe
             return Finding(Status.OK, "telegram", f"the token belongs to @{bot.username}")
     except TelegramError as exc:  # the same words `serve` would stop with, never the token
         return Finding(Status.PROBLEM, "telegram", str(startup_failure(exc, settings)))
+    finally:
+        library.setLevel(level)
 
 
 def _admins(settings: FinetuneSettings) -> Finding:

@@ -19,6 +19,7 @@ from telegram.ext import Application
 from bot.app import SERVICE_KEY, build_application, load_predictors
 from bot.config import DEFAULT_API_BASE_URL, Settings
 from bot.db import migrate
+from bot.redaction import redact, redact_logs, secrets_of
 from bot.service import GuessService, Predictors
 from bot.update_log import UPDATE_LOGGER
 
@@ -55,8 +56,7 @@ def startup_failure(exc: TelegramError, settings: Settings) -> StartupError:
         message = f"cannot reach the Telegram Bot API at {api}: {exc.message}"
     else:  # e.g. setWebhook refusing WEBHOOK_URL
         message = f"the Telegram Bot API refused to start the bot: {exc.message}"
-    token = settings.telegram_bot_token.get_secret_value()
-    return StartupError(message.replace(token, "<TELEGRAM_BOT_TOKEN>"))
+    return StartupError(redact(message, secrets_of(settings)))
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -190,6 +190,7 @@ async def _start_receiving(application: Application[Any, Any, Any, Any, Any, Any
 def run(settings: Settings) -> None:
     """Apply migrations, load the models, and serve until stopped."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the token in URLs
+    redact_logs(settings)  # and no other line may: a library's error can quote the URL, token and all
     for name in ("bot", UPDATE_LOGGER):  # a running service reports what it does, not only what fails
         if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
             logging.getLogger(name).setLevel(logging.INFO)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -208,3 +210,31 @@ async def register_the_live_model(url: str, model_dir: Path) -> None:
         await model_store.live_record(session_factory(engine), model_dir)
     finally:
         await engine.dispose()
+
+
+class NotTheBotApi(http.server.BaseHTTPRequestHandler):
+    """A web server that is no Bot API: every path is a plain-text 404."""
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
+        body = b"404: Not Found"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_url_that_is_no_bot_api_is_one_line_without_the_library_traceback(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotTheBotApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/bot"
+        result = doctor(tmp_path, TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_BASE_URL=base_url)
+    finally:
+        server.shutdown()
+    [line] = [line for line in result.stdout.splitlines() if " telegram: " in line]
+    assert line.startswith("✗ telegram: ")
+    assert "Traceback" not in result.stderr and "invalid JSON" not in result.stderr, result.stderr

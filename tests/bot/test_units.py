@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import subprocess
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from bot.finetune_runner import child_command, child_environment, failure_reason
 from bot.handlers import answer
 from bot.outgoing import outgoing_limiter
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
+from bot.redaction import redact_logs
 from bot.server import startup_failure
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text, stats_text
@@ -170,6 +173,47 @@ def test_bot_api_failures_name_the_url_without_its_password_and_never_the_token(
 def test_a_bot_api_url_without_a_readable_host_is_refused(url: str) -> None:
     with pytest.raises(SettingsError, match="TELEGRAM_API_BASE_URL must be a URL with a host"):
         load_settings(Settings, telegram_bot_token="1:abc", telegram_api_base_url=url)
+
+
+@pytest.mark.parametrize("url", ["https://api.telegram.org", "http://localhost:8081", "https://api.telegram.org/bot/"])
+def test_a_bot_api_url_the_token_cannot_follow_is_refused(url: str) -> None:
+    # Without /bot the token ran into the host or port: a request error then quoted its secret half.
+    with pytest.raises(SettingsError, match="TELEGRAM_API_BASE_URL must end in /bot"):
+        load_settings(Settings, telegram_bot_token="1:abc", telegram_api_base_url=url)
+
+
+def test_a_bot_api_url_may_say_where_the_token_goes() -> None:
+    url = "https://api.telegram.org/bot{token}/test"  # Telegram's test environment
+    assert load_settings(Settings, telegram_bot_token="1:abc", telegram_api_base_url=url).telegram_api_base_url == url
+
+
+def test_no_log_line_holds_a_secret_whichever_library_wrote_it() -> None:
+    secret_half = "AAHsecretSECRETsecret0123456789"
+    settings = load_settings(
+        Settings, telegram_bot_token=f"7012345678:{secret_half}", webhook_secret="hook-secret-42",
+        webhook_url="https://bot.example/hook",
+    )  # fmt: skip
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        redact_logs(settings, logger)
+        logger.warning("request failed (%s)", f"InvalidURL(\"Invalid port: '{secret_half}'\")")
+        try:
+            raise NetworkError(f"POST https://api.telegram.org/bot7012345678:{secret_half}/getMe with hook-secret-42")
+        except NetworkError:
+            logger.exception("could not start")
+        logger.warning("stack", stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert secret_half not in logged and "hook-secret-42" not in logged
+    assert "Invalid port: '<TELEGRAM_BOT_TOKEN>'" in logged and "bot<TELEGRAM_BOT_TOKEN>/getMe" in logged
+    assert "with <WEBHOOK_SECRET>" in logged and "Traceback" in logged
+    unreachable = startup_failure(NetworkError(f"Invalid port: '{secret_half}'"), settings)
+    assert secret_half not in str(unreachable)
 
 
 async def test_a_press_answered_too_late_is_only_logged_and_other_refusals_still_raise() -> None:
