@@ -13,7 +13,7 @@ import torch
 
 from core.batching import EncodedExamples, encode_examples
 from core.calibration import Prior, calibrated_probabilities, class_prior, fit_temperature
-from core.checkpoint import Checkpoint, CheckpointError, CheckpointMetadata, save_checkpoint
+from core.checkpoint import Checkpoint, CheckpointError, CheckpointMetadata, read_metadata, save_checkpoint
 from core.data import Dataset, Example
 from core.encoding import Vocabulary
 from core.inference import predict_logits
@@ -67,12 +67,26 @@ def calibrated_metrics(
 
 
 def check_output_path(out: str | os.PathLike[str]) -> Path:
-    """Fail before training if no checkpoint can be saved at ``out`` (a folder, or a folder that cannot be written)."""
+    """Fail before training if no checkpoint can be saved at ``out``, or if saving would destroy something else.
+
+    Refused: a folder, a device or pipe, a folder that cannot be written, a read-only file, and an existing
+    file that is not a checkpoint (a dataset file, say). An existing checkpoint is replaced.
+    """
     target = Path(out)
     if target.is_dir():
         raise CheckpointError(f"cannot save the checkpoint to {target}: it is a folder; give a file path")
     if target.exists() and not target.is_file():  # saving would replace /dev/null or a pipe with a file
         raise CheckpointError(f"cannot save the checkpoint to {target}: it is a device, pipe or socket, not a file")
+    if target.is_file():  # a checkpoint is written to a new file and renamed over it: no permission would stop that
+        if not os.access(target, os.W_OK):
+            raise CheckpointError(f"cannot save the checkpoint to {target}: the file is read-only")
+        try:
+            read_metadata(target)
+        except CheckpointError:
+            raise CheckpointError(
+                f"cannot save the checkpoint to {target}: that file is not a nameorigin checkpoint, and only a "
+                "checkpoint is replaced; remove it first or give another path"
+            ) from None
     reason = unwritable_reason(target.parent)
     if reason is not None:
         raise CheckpointError(f"cannot save the checkpoint to {target}: {reason}")

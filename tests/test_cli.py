@@ -144,6 +144,35 @@ def test_train_checks_where_it_saves_before_training(
     assert main([*train, str(tmp_path / "pipe")]) == 2
     assert "pipe: it is a device, pipe or socket, not a file" in capsys.readouterr().err
     assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
+    # An existing file that is no checkpoint, such as the dataset the run reads, is never replaced.
+    for precious in (tmp_path / "afile", tiny_data_dir / "English.txt"):
+        before = precious.read_bytes()
+        assert main([*train, str(precious)]) == 2
+        assert "is not a nameorigin checkpoint, and only a checkpoint is replaced" in capsys.readouterr().err
+        assert precious.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file, so nothing is read-only to it")
+def test_train_does_not_replace_a_read_only_checkpoint(
+    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, checkpoint = tiny_checkpoint
+    kept = tmp_path / "kept.safetensors"
+    kept.write_bytes(checkpoint.read_bytes())
+    kept.chmod(0o444)
+    assert main(["train", "--dry-run", "--data-dir", str(data_dir), "--out", str(kept)]) == 2
+    assert "the file is read-only" in capsys.readouterr().err
+    assert kept.read_bytes() == checkpoint.read_bytes()
+
+
+def test_train_replaces_an_earlier_checkpoint(
+    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, checkpoint = tiny_checkpoint
+    out = tmp_path / "gru.safetensors"
+    out.write_bytes(checkpoint.read_bytes())
+    assert main(["train", "--dry-run", "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    assert read_metadata(out).version != read_metadata(checkpoint).version
 
 
 def test_train_reports_a_failed_save_in_one_line(
