@@ -29,8 +29,9 @@ from bot.config import FinetuneSettings
 from bot.db import repository, versions
 from bot.db.engine import create_engine, session_factory
 from bot.db.models import utcnow
+from bot.db.versions import VersionRecord
 from bot.feedback import FeedbackPolicy, select_trusted
-from core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from core.data import DatasetError, Example, load_dataset
 from core.finetune import FinetuneConfig, fine_tune, split_feedback
 from core.gate import GateDecision, decide, score
@@ -128,6 +129,7 @@ class _Inputs:
     train: tuple[Example, ...]
     holdout: tuple[Example, ...]
     counts: dict[str, int]
+    origin: tuple[str, Checkpoint] | None  # the model the live one was fine-tuned from, if it is a fine-tune
 
 
 def _load_fixed_split(settings: FinetuneSettings, live: Checkpoint) -> Split:
@@ -147,6 +149,7 @@ async def _gather(settings: FinetuneSettings, sessions: async_sessionmaker[Async
     async with sessions() as session:
         votes = await repository.fetch_votes(session=session)
         since = await versions.last_run_started(session=session)
+        origin_row = await versions.fine_tuning_origin(session=session, version=live_row.version)
     assert live_row.checkpoint_path is not None  # a live version always has a checkpoint
     live = load_checkpoint(model_store.resolve(settings.model_dir, live_row.checkpoint_path))
     split = _load_fixed_split(settings, live)
@@ -168,7 +171,25 @@ async def _gather(settings: FinetuneSettings, sessions: async_sessionmaker[Async
         "in_test_split": selection.in_test_split,
         "unknown_language": len(selection.trusted) - len(known),
     }
-    return _Inputs(live_row.version, live, split, train, holdout, counts), new_votes
+    origin = _fine_tuning_origin(settings, live_row.version, origin_row)
+    return _Inputs(live_row.version, live, split, train, holdout, counts, origin), new_votes
+
+
+def _fine_tuning_origin(
+    settings: FinetuneSettings, live_version: str, origin: VersionRecord | None
+) -> tuple[str, Checkpoint] | None:
+    """The version and checkpoint of ``origin`` when the live model is a fine-tune of it; else None."""
+    if origin is None:
+        logger.warning("no origin found for %s: the gate compares with the live model alone", live_version)
+        return None
+    if origin.version == live_version or origin.checkpoint_path is None:
+        return None
+    try:
+        return origin.version, load_checkpoint(model_store.resolve(settings.model_dir, origin.checkpoint_path))
+    except CheckpointError as exc:
+        logger.warning("cannot load %s, where fine-tuning started (%s): the gate compares with the live model alone",
+                       origin.version, exc)  # fmt: skip
+        return None
 
 
 async def _record(
@@ -218,19 +239,22 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
         prior = settings.prediction_prior
         live_scores = score(inputs.live, inputs.split.test, inputs.holdout, device, prior)
         candidate_scores = score(candidate, inputs.split.test, inputs.holdout, device, prior)
-        decision = decide(live_scores, candidate_scores, settings.finetune_max_drop)
+        origin_scores = score(inputs.origin[1], inputs.split.test, (), device, prior) if inputs.origin else None
+        decision = decide(live_scores, candidate_scores, settings.finetune_max_drop, origin_scores)
         path = model_store.resolve(settings.model_dir, model_store.candidate_checkpoint(candidate.metadata.version))
         if decision.promoted:  # written before its row is committed: a row never points at a missing file
             # The checkpoint's own figures are under the dataset prior, as `train` records them, whatever the gate's.
             test_figures = evaluate_examples(candidate, inputs.split.test, device).headline()
             save_checkpoint(path, candidate.model, replace(candidate.metadata, metrics={"test": test_figures}))
         seconds = round(time.perf_counter() - clock, 2)
-        metrics = {
+        metrics: dict[str, Any] = {
             "live": live_scores.as_dict(),
             "candidate": candidate_scores.as_dict(),
             "feedback": inputs.counts,
             "seconds": seconds,
         }
+        if inputs.origin is not None and origin_scores is not None:
+            metrics["origin"] = {"version": inputs.origin[0], **origin_scores.as_dict()}
         try:
             promoted, reason = await _record(sessions, inputs, candidate, decision, metrics, started)
         except BaseException:

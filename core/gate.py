@@ -67,12 +67,26 @@ def change_in_points(before: float, after: float) -> float:
     return round((round(after, 4) - round(before, 4)) * 100, 2)
 
 
-def decide(live: GateScores, candidate: GateScores, max_test_drop_points: float) -> GateDecision:
-    """Promote when test accuracy falls by at most ``max_test_drop_points`` and feedback accuracy does not fall."""
+def decide(
+    live: GateScores, candidate: GateScores, max_test_drop_points: float, origin: GateScores | None = None
+) -> GateDecision:
+    """Promote when test accuracy falls by at most ``max_test_drop_points`` and feedback accuracy does not fall.
+
+    ``origin`` scores the model the live one was fine-tuned from, through any number of runs. The limit
+    holds against it too, so runs that each lose a little within it cannot add up to more.
+    """
     drop = -change_in_points(live.test_accuracy, candidate.test_accuracy)
     if drop > max_test_drop_points:
         reason = f"test accuracy would drop {drop:.2f} points (limit {max_test_drop_points:.2f})"
         return GateDecision(live, candidate, promoted=False, reason=reason)
+    if origin is not None:
+        below_origin = -change_in_points(origin.test_accuracy, candidate.test_accuracy)
+        if below_origin > max_test_drop_points:
+            reason = (
+                f"test accuracy would be {below_origin:.2f} points below the model fine-tuning started from "
+                f"(limit {max_test_drop_points:.2f}, however many runs)"
+            )
+            return GateDecision(live, candidate, promoted=False, reason=reason)
     if live.feedback_accuracy is not None and candidate.feedback_accuracy is not None:
         if candidate.feedback_accuracy < live.feedback_accuracy:
             reason = (

@@ -38,6 +38,19 @@ def test_gate_promotes_only_within_the_allowed_drop_and_without_feedback_loss() 
     assert decide(live, GateScores(0.860, 0.6, 0.5), max_test_drop_points=0.5).promoted  # equal is "no worse"
 
 
+def test_the_allowed_drop_holds_against_where_fine_tuning_started_however_many_runs() -> None:
+    origin = GateScores(test_accuracy=0.878, test_macro_f1=0.6, feedback_accuracy=None)
+    live = GateScores(test_accuracy=0.875, test_macro_f1=0.6, feedback_accuracy=0.5)  # after earlier runs
+    small_step = GateScores(0.872, 0.6, 0.9)  # 0.3 below the live model, 0.6 below the origin
+    assert decide(live, small_step, max_test_drop_points=0.5).promoted
+    drifted = decide(live, small_step, max_test_drop_points=0.5, origin=origin)
+    assert not drifted.promoted
+    assert drifted.reason == (
+        "test accuracy would be 0.60 points below the model fine-tuning started from (limit 0.50, however many runs)"
+    )
+    assert decide(live, GateScores(0.874, 0.6, 0.9), max_test_drop_points=0.5, origin=origin).promoted
+
+
 @pytest.mark.parametrize(
     ("live", "candidate", "limit", "promoted", "reason"),
     [

@@ -67,6 +67,18 @@ async def get_version(*, session: AsyncSession, version: str) -> VersionRecord |
     return _record(row) if row else None
 
 
+async def fine_tuning_origin(*, session: AsyncSession, version: str) -> VersionRecord | None:
+    """The model ``version`` grew from through fine-tunes: its nearest ancestor, or itself, that was not promoted
+    by a fine-tune but put in place (the initial model, or one trained and imported). None if the chain breaks.
+    """
+    record = await get_version(session=session, version=version)
+    seen = set()
+    while record is not None and record.decision == PROMOTED and record.parent_version and record.version not in seen:
+        seen.add(record.version)  # a cycle cannot be written by this code, but the table is shared
+        record = await get_version(session=session, version=record.parent_version)
+    return record if record is not None and record.decision != PROMOTED else None
+
+
 async def list_versions(*, session: AsyncSession, limit: int = 10) -> list[VersionRecord]:
     """The newest ``limit`` rows, newest first."""
     rows = await session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit))

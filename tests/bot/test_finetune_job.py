@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from bot import finetune_job
-from bot.db import migrate
+from bot import finetune_job, model_store
+from bot.config import FinetuneSettings
+from bot.db import migrate, versions
+from bot.db.engine import create_engine, session_factory
 from bot.finetune_job import run_finetune
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data import DatasetError, load_dataset
 from core.pipeline import evaluate_examples
 from core.predict import Predictor, shipped_checkpoint_path
@@ -162,3 +165,43 @@ def test_test_split_names_are_not_learned_and_a_live_model_changed_meanwhile_win
     assert not list((settings.model_dir / "versions").glob("*.safetensors"))  # no file without a live row
     rows = version_rows(settings.database_url)
     assert [(r.version, r.active) for r in rows if r.active] == [("gru-elsewhere", True)]
+
+
+async def promote_by_hand(settings: FinetuneSettings, version: str) -> None:
+    """Record ``version`` as a fine-tune promoted from the shipped GRU, and make it live."""
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = session_factory(engine)
+        await model_store.live_record(sessions, settings.model_dir)  # the shipped GRU, the initial version
+        async with sessions.begin() as session:
+            await versions.release_live(session=session, expected=SHIPPED_VERSION)
+            await versions.add_version(
+                session=session, version=version, kind="gru", checkpoint_path=f"versions/{version}.safetensors",
+                parent_version=SHIPPED_VERSION, metrics={}, decision=versions.PROMOTED, active=True,
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+def test_runs_that_each_lose_a_little_cannot_add_up_past_the_limit(tmp_path: Path, real_data_dir: Path) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir, finetune_max_drop=1.0)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+    # Earlier runs, each within the limit, left the live model 1.38 points below the shipped GRU.
+    drifted = load_checkpoint(shipped_checkpoint_path("gru"))
+    drifted.model.head.bias.data[drifted.metadata.labels.index("English")] += 2.0
+    metadata = replace(drifted.metadata, version="gru-drifted", parent_version=SHIPPED_VERSION)
+    save_checkpoint(settings.model_dir / "versions" / "gru-drifted.safetensors", drifted.model, metadata)
+    asyncio.run(promote_by_hand(settings, "gru-drifted"))
+
+    report = run_finetune(settings, force=True)
+
+    assert report.live and report.candidate
+    step = (report.live["test_accuracy"] - report.candidate["test_accuracy"]) * 100
+    assert step <= settings.finetune_max_drop  # compared with the live model alone, this run would pass
+    assert report.status == "rejected"
+    assert "below the model fine-tuning started from (limit 1.00, however many runs)" in report.message
+    rows = version_rows(settings.database_url)
+    assert (rows[0].decision, rows[0].metrics["origin"]["version"]) == ("rejected", SHIPPED_VERSION)
+    assert rows[0].metrics["origin"]["test_accuracy"] - report.candidate["test_accuracy"] > 0.01
+    assert [r.version for r in rows if r.active] == ["gru-drifted"]

@@ -299,3 +299,32 @@ async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
     assert not list((model_dir / "versions").glob("*"))  # neither the copy nor its temporary file is left
     async with sessions() as session:
         assert await versions.get_version(session=session, version="gru-flawed-1") is None
+
+
+async def test_fine_tuning_origin_is_the_model_a_chain_of_fine_tunes_grew_from(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    shipped = await model_store.live_record(sessions, tmp_path / "models")
+    async with sessions.begin() as session:
+        for version, parent, decision in (
+            ("gru-ft-1", shipped.version, versions.PROMOTED),
+            ("gru-ft-2", "gru-ft-1", versions.PROMOTED),
+            ("gru-imported", "gru-ft-2", versions.IMPORTED),  # a person trained and placed this one
+            ("gru-ft-3", "gru-imported", versions.PROMOTED),
+            ("gru-orphan", "gru-gone", versions.PROMOTED),  # its parent's row was deleted
+        ):
+            await versions.add_version(
+                session=session, version=version, kind="gru", checkpoint_path=f"versions/{version}.safetensors",
+                parent_version=parent, metrics={}, decision=decision,
+            )  # fmt: skip
+    async with sessions() as session:
+
+        async def origin_of(version: str) -> str | None:
+            record = await versions.fine_tuning_origin(session=session, version=version)
+            return None if record is None else record.version
+
+        assert await origin_of(shipped.version) == shipped.version
+        assert await origin_of("gru-ft-2") == shipped.version
+        assert await origin_of("gru-ft-3") == "gru-imported"
+        assert await origin_of("gru-imported") == "gru-imported"
+        assert await origin_of("gru-orphan") is None
