@@ -36,13 +36,16 @@ SURNAME_PARTICLES = frozenset(
 # (old Mac files), and nothing else. str.splitlines would also break a name at U+2028, U+0085 or a form feed.
 LINE_END = re.compile(r"\r\n|\r|\n")
 
-# Words after a surname that are no part of it ("Martin Luther King Jr.", "John Smith III").
+# Words after a surname that are no part of it ("Martin Luther King Jr.", "John Smith III", "Jane Doe PhD").
 GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
+DEGREE_SUFFIXES = frozenset({"phd", "md", "esq"})
 ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})
+# "Smith, John" (as lists and spreadsheets write names) or "King, Jr.": the surname stands before the comma.
+_COMMA = re.compile(r"[,，]")
 
 
 def _is_suffix(word: str, words: list[str]) -> bool:
-    if word.lower() in GENERATIONAL_SUFFIXES or word in ROMAN_NUMERAL_SUFFIXES:
+    if word.lower() in GENERATIONAL_SUFFIXES | DEGREE_SUFFIXES or word in ROMAN_NUMERAL_SUFFIXES:
         return True
     # "II" is also the Japanese surname Ii: a numeral only in capitals, and in a name all in capitals only
     # after two other words ("Naosuke Ii" and "NAOSUKE II" keep it; "John Smith II", "JOHN SMITH II" drop it).
@@ -90,8 +93,10 @@ def parse_query(raw: str) -> SurnameQuery:
     """Validate user input and pick the surname to classify.
 
     A full name ("Fyodor Dostoevsky") uses its last word, together with any
-    particles before it ("Maria de la Cruz" → "de la Cruz") and without a generational suffix
-    after it ("Martin Luther King Jr." → "King"). Each word is transliterated as one
+    particles before it ("Maria de la Cruz" → "de la Cruz") and without a generational suffix or a
+    degree after it ("Martin Luther King Jr." → "King"). A comma puts the surname first, as lists
+    write names ("Dostoevsky, Fyodor" → "Dostoevsky"); what follows it is dropped, a suffix
+    ("King, Jr.") as well as given names. Each word is transliterated as one
     word: unidecode spaces out CJK syllables, and "中村" must stay one surname ("ZhongCun"), not "Cun".
     Raises ``InvalidNameError`` for empty, over-long, undecodable or letterless input.
     """
@@ -104,11 +109,12 @@ def parse_query(raw: str) -> SurnameQuery:
         raise InvalidNameError("not valid UTF-8: the input holds bytes that are not text")
     if _PLAIN_SURNAME.fullmatch(stripped):
         return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
-    cleaned = clean_surname(stripped)
+    whole = clean_surname(stripped)
+    before_comma = clean_surname(_COMMA.split(stripped, maxsplit=1)[0])
+    cleaned = before_comma if _LETTER.search(before_comma) else whole  # ", Smith" has nothing before its comma
     if not _LETTER.search(cleaned):
         raise InvalidNameError("no letters: a surname needs at least one letter")
     words = cleaned.split(" ")
-    given = len(words)
     while len(words) > 1 and _is_suffix(words[-1], words):
         words.pop()
     start = len(words) - 1
@@ -122,4 +128,4 @@ def parse_query(raw: str) -> SurnameQuery:
         raise InvalidNameError(
             f"too long once written in Latin letters: {len(surname)} characters, at most {MAX_INPUT_CHARS}"
         )
-    return SurnameQuery(raw=raw, surname=surname, from_full_name=start > 0 or len(words) < given)
+    return SurnameQuery(raw=raw, surname=surname, from_full_name=surname != whole)

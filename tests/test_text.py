@@ -29,6 +29,14 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("JOHN SMITH III", "SMITH", True),
         ("JOHN SMITH II", "SMITH", True),
         ("Jr", "Jr", False),  # nothing else to take
+        ("Dostoevsky, Fyodor", "Dostoevsky", True),  # surname first, as lists and spreadsheets write it
+        ("de la Cruz, Maria", "de la Cruz", True),
+        ("Martin Luther King, Jr.", "King", True),
+        ("中村，太郎", "ZhongCun", True),  # a full-width comma
+        ("Smith,", "Smith", False),
+        (", Smith", "Smith", False),  # nothing before the comma: the name is what there is
+        ("Jane Doe PhD", "Doe", True),
+        ("Dr. Jane Doe, MD", "Doe", True),
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:
