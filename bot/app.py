@@ -118,7 +118,9 @@ def build_application(
     application.add_handler(CommandHandler("guess", handlers.guess_command))
     application.add_handler(CommandHandler("compare", handlers.compare))
     application.add_handler(CommandHandler("stats", handlers.stats))
-    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.guess_text))
+    # In groups only /guess: there, plain text is people talking (and replies to the bot, "thanks!").
+    private_text = filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE
+    application.add_handler(MessageHandler(private_text, handlers.guess_text))
     application.add_handler(CallbackQueryHandler(handlers.button))
     application.add_handler(CommandHandler("retrain", admin.retrain))
     application.add_handler(CommandHandler("models", admin.models))

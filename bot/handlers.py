@@ -15,6 +15,7 @@ from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, StoredGuess, VerdictRefused
 from bot.update_log import LoggingApplication
 from core.predict import Rejected
+from core.text import LINE_END
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ SLOW_DOWN = "You're sending names faster than I can take them. Please wait a min
 PRESSING_TOO_FAST = "You're pressing buttons faster than I can record them. Please wait a minute."
 EMPTY_GUESS = "Send a surname after the command, for example: <code>/guess Nakamura</code>"
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+MAX_NAMES_PER_MESSAGE = 5  # a pasted list is answered line by line, up to this many replies
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: bool = False) -> None:
@@ -62,23 +64,31 @@ class Handlers:
         await self._answer_guess(update, text)
 
     async def guess_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Any plain text message is a name to guess."""
+        """A plain message (private chats only) is a name to guess; a pasted list gets an answer per line."""
         message = update.effective_message
-        if message and message.text:
-            await self._answer_guess(update, message.text)
+        if not (message and message.text):
+            return
+        names = [line for line in LINE_END.split(message.text) if line.strip()]
+        for name in names[:MAX_NAMES_PER_MESSAGE]:
+            if not await self._answer_guess(update, name):
+                return
+        if len(names) > MAX_NAMES_PER_MESSAGE:
+            await message.reply_text(views.more_names_than_answered(MAX_NAMES_PER_MESSAGE, len(names)))
 
-    async def _answer_guess(self, update: Update, text: str) -> None:
+    async def _answer_guess(self, update: Update, text: str) -> bool:
+        """Guess ``text`` and reply; False when the user is over their rate limit (and was told so)."""
         message, user, chat = update.effective_message, update.effective_user, update.effective_chat
         if message is None or user is None or chat is None:
-            return
+            return False
         if not self.limiter.allow(user.id):
             await message.reply_text(SLOW_DOWN)
-            return
+            return False
         outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, message_id=message.message_id, text=text)
         if isinstance(outcome, Rejected):
             await message.reply_text(f"I can't classify that: {outcome.reason}.")
-            return
+            return True
         await self._send_guess(update, outcome)
+        return True
 
     async def _send_guess(self, update: Update, stored: StoredGuess) -> None:
         assert update.effective_message is not None

@@ -26,12 +26,17 @@ FULL_KEYBOARD_COLUMNS = 3
 
 HELP = (
     "Send me a surname and I'll guess the language it comes from.\n\n"
-    "• <code>/guess Nakamura</code> or just <code>Nakamura</code>\n"
+    "• <code>/guess Nakamura</code>, or in a private chat just <code>Nakamura</code> (or a list, one name a line)\n"
     "• <code>/compare Dostoevsky</code>: the GRU and the hand-written RNN side by side\n"
     "• <code>/stats</code>: how often I was right\n\n"
     "Press a button under an answer to confirm or correct it: your corrections teach me.\n"
     "<i>I guess the origin of a spelling, not anyone's nationality or ethnicity.</i>"
 )
+
+
+def more_names_than_answered(answered: int, sent: int) -> str:
+    """The note under the answers to a list longer than one message is answered for."""
+    return f"That was {sent} names; I answered the first {answered}. Send the others in another message."
 
 
 def bar(probability: float) -> str:

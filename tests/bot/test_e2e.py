@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import views
 from bot.config import Settings
 from bot.service import Predictors
 from tests.bot.conftest import running_bot, settings_for
@@ -52,6 +53,36 @@ async def test_start_guess_and_plain_text(telegram: FakeTelegram, settings: Sett
         ("Dostoevsky", "Russian", predictors.gru.version),
         ("Nakamura", "Japanese", predictors.gru.version),
     ]
+
+
+async def test_a_pasted_list_is_answered_line_by_line_up_to_a_limit(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors):
+        telegram.inject_message(13, "Nakamura\nRossi\r\n\nDostoevsky\n")
+        answers = await telegram.wait_for_count("sendMessage", 3)
+        names = ["Ivanov", "Smith", "Kowalski", "Nguyen", "Schmidt", "Tanaka", "Dubois"]
+        telegram.inject_message(14, "\n".join(names))
+        more = [c for c in await telegram.wait_for_count("sendMessage", 3 + 6) if int(c.params["chat_id"]) == 14]
+    assert ["Japanese" in answers[0].params["text"], "Italian" in answers[1].params["text"]] == [True, True]
+    assert "Russian" in answers[2].params["text"]
+    assert [f"<b>{name}</b>" in call.params["text"] for call, name in zip(more, names[:5], strict=False)] == [True] * 5
+    assert more[5].params["text"] == views.more_names_than_answered(5, 7)
+    assert len(await rows(settings, "SELECT id FROM guesses")) == 3 + 5
+
+
+async def test_in_a_group_only_the_guess_command_is_answered(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+) -> None:
+    async with running_bot(settings, predictors):
+        telegram.inject_message(15, "see you all tomorrow", chat_id=-100500)  # people talking
+        telegram.inject_message(15, "/guess Rossi", chat_id=-100500)
+        reply = await telegram.wait_for(reply_to(-100500))
+        telegram.inject_message(16, "Nakamura")  # and a private message after both
+        await telegram.wait_for(reply_to(16))
+    assert "Italian" in reply.params["text"]
+    assert len([c for c in telegram.sent("sendMessage") if int(c.params["chat_id"]) == -100500]) == 1
+    assert await rows(settings, "SELECT surname FROM guesses ORDER BY id") == [("Rossi",), ("Nakamura",)]
 
 
 async def test_button_presses_store_one_row_per_user_and_guess(
