@@ -87,7 +87,9 @@ def build_application(
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await application.bot.set_my_commands(COMMANDS)
-        await live.sync()  # answer with the database's live version from the first update
+        # Answer with the database's live version from the first update; a model trained into MODEL_DIR
+        # since the last start goes live now, and only now.
+        await live.sync(adopt_trained=True)
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await runner.stop()  # abandons a running fine-tune: the live model stays as it is

@@ -94,15 +94,16 @@ class LiveModel:
             raise CheckpointError(f"{path} holds version {predictor.version}, not {record.version}")
         return predictor
 
-    async def sync(self) -> str:
+    async def sync(self, *, adopt_trained: bool = False) -> str:
         """Load the database's live version if it is not the one answering; returns the version answering.
 
-        A checkpoint that fails to load is logged and the current model keeps answering; it is tried
-        again after ``LOAD_RETRY_FIRST_S``, then at doubling intervals.
+        ``adopt_trained`` (at start) first makes a new ``MODEL_DIR/gru.safetensors`` live. A checkpoint
+        that fails to load is logged and the current model keeps answering; it is tried again after
+        ``LOAD_RETRY_FIRST_S``, then at doubling intervals.
         """
         async with self._swap_lock:
             record = await model_store.live_record(
-                self._sessions, self._model_dir, prior=self._prior, warned=self._warned
+                self._sessions, self._model_dir, prior=self._prior, warned=self._warned, adopt_trained=adopt_trained
             )
             if record.version == self.version:
                 return self.version

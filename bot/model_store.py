@@ -122,10 +122,12 @@ def _warn_once(warned: set[str] | None, key: str, message: str) -> None:
 
 
 async def _adopt_trained_model(
-    sessions: async_sessionmaker[AsyncSession], model_dir: Path, prior: Prior, warned: set[str] | None
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, prior: Prior, warned: set[str] | None, adopt: bool
 ) -> None:
     """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing.
 
+    Only with ``adopt`` (the bot starting): no gate judges such a model, so putting it live takes a
+    person's act, not a training run that happens to write there; otherwise a new one is only reported.
     A file that cannot serve (half copied, corrupt, not a GRU, no use under ``prior``) is not adopted,
     and the live model stays; it is looked at again at the next call, so a finished copy is adopted then.
     """
@@ -149,6 +151,10 @@ async def _adopt_trained_model(
         return
     if await _known(sessions, metadata.version):
         return  # already known (it may have been rolled back on purpose)
+    if not adopt:
+        message = f"{trained} holds {metadata.version}, which is not live: restart the bot to start with it"
+        _warn_once(warned, f"waiting:{metadata.version}", message)  # not a refusal: a start adopts it
+        return
     try:
         _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir, prior)
     except CheckpointError as exc:
@@ -170,14 +176,15 @@ async def live_record(
     *,
     prior: Prior = "dataset",
     warned: set[str] | None = None,
+    adopt_trained: bool = False,
 ) -> VersionRecord:
-    """The live version, after adopting a newly trained ``MODEL_DIR/gru.safetensors`` that can answer under ``prior``.
+    """The live version; with ``adopt_trained``, after adopting a new ``MODEL_DIR/gru.safetensors`` that can serve.
 
-    With neither a live version nor a trained model, the shipped GRU is registered as the live one.
-    A caller that asks again and again passes the same ``warned`` set each time, so a trained file it
-    cannot adopt is warned about once, not at every call.
+    ``adopt_trained`` is for the bot's start. With neither a live version nor a trained model, the shipped
+    GRU is registered as the live one. A caller that asks again and again passes the same ``warned`` set
+    each time, so a trained file it cannot or may not adopt is warned about once, not at every call.
     """
-    await _adopt_trained_model(sessions, model_dir, prior, warned)
+    await _adopt_trained_model(sessions, model_dir, prior, warned, adopt_trained)
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:

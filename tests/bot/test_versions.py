@@ -58,14 +58,14 @@ async def test_a_newly_trained_model_in_model_dir_is_adopted_and_copied(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
     model_dir = tmp_path / "models"
-    shipped = await model_store.live_record(sessions, model_dir)
+    shipped = await model_store.live_record(sessions, model_dir, adopt_trained=True)
     trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
-    adopted = await model_store.live_record(sessions, model_dir)
+    adopted = await model_store.live_record(sessions, model_dir, adopt_trained=True)
     assert (adopted.version, adopted.decision, adopted.parent_version) == ("gru-trained-1", "imported", shipped.version)
     assert adopted.checkpoint_path == "versions/gru-trained-1.safetensors"
     # Overwriting gru.safetensors later does not change what the recorded version points at.
     trained_copy(model_dir / "gru.safetensors", "gru-trained-2")
-    assert (await model_store.live_record(sessions, model_dir)).version == "gru-trained-2"
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-trained-2"
     assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
     assert (model_dir / "versions/gru-trained-1.safetensors").stat().st_mode & 0o777 == 0o644
 
@@ -74,7 +74,7 @@ async def test_a_model_retrained_during_adoption_is_recorded_as_what_the_copy_ho
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir = tmp_path / "models"
-    await model_store.live_record(sessions, model_dir)
+    await model_store.live_record(sessions, model_dir, adopt_trained=True)
     trained = trained_copy(model_dir / "gru.safetensors", "gru-a")
     read = model_store.read_metadata
     retrains = iter("bcdef")
@@ -86,7 +86,7 @@ async def test_a_model_retrained_during_adoption_is_recorded_as_what_the_copy_ho
         return metadata
 
     monkeypatch.setattr(model_store, "read_metadata", read_then_retrain)
-    adopted = await model_store.live_record(sessions, model_dir)
+    adopted = await model_store.live_record(sessions, model_dir, adopt_trained=True)
     assert adopted.checkpoint_path == f"versions/{adopted.version}.safetensors"
     assert load_checkpoint(model_dir / adopted.checkpoint_path).metadata.version == adopted.version
 
@@ -102,19 +102,21 @@ async def test_a_trained_model_still_being_copied_is_not_adopted(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model_dir = tmp_path / "models"
-    shipped = await model_store.live_record(sessions, model_dir)
+    shipped = await model_store.live_record(sessions, model_dir, adopt_trained=True)
     whole = trained_copy(tmp_path / "whole.safetensors", "gru-trained-1").read_bytes()
     model_dir.mkdir()
     (model_dir / "gru.safetensors").write_bytes(whole[: len(whole) // 2])  # `cp` half done
     warned: set[str] = set()
     for _ in range(3):  # a running bot asks at every refresh, and keeps answering with its model
-        assert (await model_store.live_record(sessions, model_dir, warned=warned)).version == shipped.version
+        assert (
+            await model_store.live_record(sessions, model_dir, warned=warned, adopt_trained=True)
+        ).version == shipped.version
     assert caplog.text.count("not adopting") == 1
     assert "truncated" in caplog.text
     async with sessions() as session:
         assert [r.version for r in await versions.list_versions(session=session, limit=10)] == [shipped.version]
     (model_dir / "gru.safetensors").write_bytes(whole)
-    assert (await model_store.live_record(sessions, model_dir)).version == "gru-trained-1"
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-trained-1"
     assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
 
 
@@ -122,13 +124,15 @@ async def test_a_model_in_model_dir_that_is_no_gru_is_neither_adopted_nor_starte
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model_dir = tmp_path / "models"
-    shipped = await model_store.live_record(sessions, model_dir)
+    shipped = await model_store.live_record(sessions, model_dir, adopt_trained=True)
     model_dir.mkdir()
     rnn = load_checkpoint(shipped_checkpoint_path("rnn")).metadata.version
     (model_dir / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())  # trained --model rnn
     refused: set[str] = set()
     for _ in range(3):  # a running bot asks at every refresh
-        assert (await model_store.live_record(sessions, model_dir, warned=refused)).version == shipped.version
+        assert (
+            await model_store.live_record(sessions, model_dir, warned=refused, adopt_trained=True)
+        ).version == shipped.version
     warning = f"holds a rnn model ({rnn}), but the bot answers and fine-tunes with a GRU"
     assert caplog.text.count(warning) == 1
     assert not (model_dir / "versions").exists()
@@ -148,7 +152,7 @@ async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
         model_dir=model_dir,
         uncertain_below=0.5,
     )
-    await live.sync()
+    await live.sync(adopt_trained=True)
     async with sessions.begin() as session:
         await versions.add_version(
             session=session, version="gru-rejected", kind="gru", checkpoint_path=None, parent_version=None,
@@ -159,7 +163,7 @@ async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
     assert isinstance(await live.rollback(), RollbackRefused)  # nothing older to go back to
 
     trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
-    assert await live.sync() == "gru-trained-1"  # adopted and swapped in
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"  # adopted and swapped in
     # Another process changes the live version between our read and our write: the write does nothing.
     async with sessions.begin() as session:
         assert not await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
@@ -169,7 +173,7 @@ async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
 
     # Now the race inside rollback itself: while it loads its target, another replica makes a third version live.
     trained_copy(model_dir / "gru.safetensors", "gru-trained-2")
-    assert await live.sync() == "gru-trained-2"
+    assert await live.sync(adopt_trained=True) == "gru-trained-2"
     load = live._load
 
     async def load_while_another_replica_switches(record: versions.VersionRecord) -> Predictor:
@@ -193,14 +197,14 @@ async def test_a_checkpoint_that_does_not_match_its_row_is_not_served(
     shipped = Predictor.shipped("gru")
     predictors = Predictors(gru=shipped, rnn=Predictor.shipped("rnn"))
     live = LiveModel(predictors=predictors, sessions=sessions, model_dir=model_dir, uncertain_below=0.5)
-    assert await live.sync() == shipped.version
+    assert await live.sync(adopt_trained=True) == shipped.version
     trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
-    assert await live.sync() == "gru-trained-1"
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"
     trained_copy(model_dir / "versions/gru-trained-1.safetensors", "gru-impostor")  # replaced behind our back
     assert isinstance(await live.rollback(shipped.version), RolledBack)
     async with sessions.begin() as session:
         assert await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
-    assert await live.sync() == shipped.version  # refuses the mismatched file and keeps answering
+    assert await live.sync(adopt_trained=True) == shipped.version  # refuses the mismatched file and keeps answering
 
 
 async def test_a_live_version_that_failed_to_load_is_tried_again_later(
@@ -216,21 +220,21 @@ async def test_a_live_version_that_failed_to_load_is_tried_again_later(
         uncertain_below=0.5,
         clock=lambda: now[0],
     )
-    assert await live.sync() == shipped.version
+    assert await live.sync(adopt_trained=True) == shipped.version
     trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
-    assert await live.sync() == "gru-trained-1"
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"
     assert isinstance(await live.rollback(shipped.version), RolledBack)
     stored = model_dir / "versions" / "gru-trained-1.safetensors"
     whole = stored.read_bytes()
     stored.write_bytes(whole[: len(whole) // 2])  # e.g. a shared volume serving a partial file for a while
     async with sessions.begin() as session:  # another replica makes it live again
         assert await versions.make_live(session=session, expected=shipped.version, version="gru-trained-1")
-    assert await live.sync() == shipped.version  # cannot load: the old model keeps answering
+    assert await live.sync(adopt_trained=True) == shipped.version  # cannot load: the old model keeps answering
     stored.write_bytes(whole)
     now[0] = LOAD_RETRY_FIRST_S / 2
-    assert await live.sync() == shipped.version  # not retried at every refresh
+    assert await live.sync(adopt_trained=True) == shipped.version  # not retried at every refresh
     now[0] = LOAD_RETRY_FIRST_S + 1
-    assert await live.sync() == "gru-trained-1"  # but retried after a while
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"  # but retried after a while
 
 
 def test_load_retries_back_off_to_an_hour_and_stay_there() -> None:
@@ -256,7 +260,7 @@ async def test_a_uniform_prediction_prior_holds_for_the_starting_and_every_swapp
         predictors=predictors, sessions=sessions, model_dir=model_dir, uncertain_below=0.5, prior="uniform"
     )
     trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
-    assert await live.sync() == "gru-trained-1"
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"
     assert predictors.gru.prior == "uniform"
 
 
@@ -293,7 +297,7 @@ async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
     save_checkpoint(model_dir / "gru.safetensors", checkpoint.model, metadata)
     warned: set[str] = set()
     for _ in range(3):
-        live = await model_store.live_record(sessions, model_dir, prior="uniform", warned=warned)
+        live = await model_store.live_record(sessions, model_dir, prior="uniform", warned=warned, adopt_trained=True)
         assert live.version == shipped.version  # still live; the database does not claim otherwise
     assert caplog.text.count("not adopting") == 1
     assert not list((model_dir / "versions").glob("*"))  # neither the copy nor its temporary file is left
@@ -328,3 +332,21 @@ async def test_fine_tuning_origin_is_the_model_a_chain_of_fine_tunes_grew_from(
         assert await origin_of("gru-ft-3") == "gru-imported"
         assert await origin_of("gru-imported") == "gru-imported"
         assert await origin_of("gru-orphan") is None
+
+
+async def test_a_model_trained_into_model_dir_goes_live_only_when_the_bot_starts(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    live = LiveModel(
+        predictors=Predictors(gru=Predictor.shipped("gru"), rnn=Predictor.shipped("rnn")),
+        sessions=sessions, model_dir=model_dir, uncertain_below=0.5,
+    )  # fmt: skip
+    shipped = await live.sync(adopt_trained=True)  # the bot starts
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")  # `nameorigin train` while the bot runs
+    for _ in range(3):  # refreshes: no gate judged it, so it waits for a person's restart
+        assert await live.sync() == shipped
+    assert caplog.text.count("holds gru-trained-1, which is not live: restart the bot to start with it") == 1
+    async with sessions() as session:
+        assert await versions.get_version(session=session, version="gru-trained-1") is None
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"  # the restart
