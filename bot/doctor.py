@@ -70,7 +70,9 @@ async def _database(url: str) -> tuple[Finding, str | None]:
         revision = await asyncio.to_thread(migrate.current_revision, url)
     except Exception as exc:  # any driver's connection error
         safe = parsed.render_as_string(hide_password=True)
-        return Finding(Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {exc}"), None
+        # One line: SQLAlchemy adds a "(Background on this error at: …)" line to its messages.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Finding(Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {reason}"), None
     if revision != head:
         detail = f"at revision {revision or 'none'}, the code expects {head}: `serve` migrates at start"
         return Finding(Status.WARNING, "database", detail), None

@@ -94,6 +94,14 @@ async def test_a_complete_setup_passes_and_an_unreachable_database_is_named(
     [line] = [line for line in broken if line.startswith("✗")]
     assert line.startswith("✗ database: cannot connect to postgresql+asyncpg://bot:***@127.0.0.1:1/bot")
 
+    (settings_only_from / "garbage.db").write_bytes(b"not a database at all" * 100)
+    garbage = await run_doctor(monkeypatch, capsys, DATABASE_URL="sqlite+aiosqlite:///garbage.db")
+    [line] = [line for line in garbage if line.startswith("✗")]  # one line: no "(Background on this error…)"
+    assert (
+        line.startswith("✗ database: cannot connect to sqlite+aiosqlite:///garbage.db: ")
+        and "is not a database" in line
+    )
+
 
 async def test_a_token_telegram_rejects_or_a_bot_api_out_of_reach_is_named_without_the_token(
     telegram: FakeTelegram,
