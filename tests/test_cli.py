@@ -48,6 +48,13 @@ def test_predict_json_format_for_good_and_bad_input(
         assert set(bad) == {"name", "error"} and bad["error"]
 
 
+def test_predict_text_quotes_a_long_rejected_line_only_in_part(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "a" * 100_000, "b" * 80]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == f"'{'a' * 80}…': error: too long: 100000 characters, at most 64"
+    assert second.startswith(f"'{'b' * 80}': error: too long")  # up to 80 characters, the whole line
+
+
 def test_predict_text_shows_each_name_on_one_line_with_no_terminal_escapes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", "Fyodor\nDostoevsky", "\x1b[31mSmith", "O\u2028Brien"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -25,6 +25,7 @@ from core.text import LINE_END, displayable
 
 # Lines are classified in chunks so stdin of any length streams with bounded memory.
 CHUNK = 512
+ECHO_CHARS = 80  # a line that cannot be classified is quoted back up to this long; the rest is cut, not printed
 READ_BYTES = 1 << 16
 
 
@@ -69,7 +70,9 @@ def escaped(text: str) -> str:
 def to_text(result: Guess | Rejected) -> str:
     """A human-readable line for one result."""
     if isinstance(result, Rejected):
-        return f"{displayable(result.raw)!r}: error: {result.reason}"
+        shown = displayable(result.raw)
+        shown = shown if len(shown) <= ECHO_CHARS else f"{shown[:ECHO_CHARS]}…"
+        return f"{shown!r}: error: {result.reason}"
     ranked = ", ".join(f"{g.language} {g.probability:.1%}" for g in result.predictions)
     label = escaped(displayable(result.query.raw.strip()))
     if result.query.from_full_name or result.query.surname != label:
