@@ -44,8 +44,12 @@ def check_plot_path(path: str | os.PathLike[str]) -> str:
     return image_format
 
 
-def save_confusion_plot(confusion: IntArray, labels: Sequence[str], path: str | os.PathLike[str]) -> None:
+def save_confusion_plot(
+    confusion: IntArray, labels: Sequence[str], path: str | os.PathLike[str], source: str = ""
+) -> None:
     """Write a row-normalized confusion matrix (rows: truth, columns: prediction) as an image.
+
+    ``source`` heads the title: which model, under which prior, so an image read later says what it shows.
 
     The image is written to a temporary file beside ``path`` and moved into place, so a
     reader never sees half an image. Raises ``PlotError`` when it cannot be written.
@@ -64,7 +68,8 @@ def save_confusion_plot(confusion: IntArray, labels: Sequence[str], path: str | 
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted language")
     axes.set_ylabel("true language")
-    axes.set_title("Confusion on the fixed test split (row-normalized; numbers are counts)")
+    heading = f"{source}\n" if source else ""
+    axes.set_title(f"{heading}Confusion on the fixed test split (row-normalized; numbers are counts)")
     for row in range(len(labels)):
         for col in range(len(labels)):
             if confusion[row, col]:

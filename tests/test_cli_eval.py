@@ -117,14 +117,18 @@ def test_eval_names_every_figure_in_the_models_label_order(
     reversed_path = save_checkpoint(tmp_path / "reversed.safetensors", model, reversed_metadata)
     plotted: list[dict[tuple[str, str], int]] = []
 
-    def named_cells(confusion: Any, labels: tuple[str, ...], path: str) -> None:
+    sources: list[str] = []
+
+    def named_cells(confusion: Any, labels: tuple[str, ...], path: str, source: str) -> None:
         plotted.append({(t, p): int(confusion[r, c]) for r, t in enumerate(labels) for c, p in enumerate(labels)})
+        sources.append(source)
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("core.cli.eval_cmd.save_confusion_plot", named_cells)
     original = _eval_json(shipped_checkpoint_path("gru"), tiny_data_dir, capsys)
     flipped = _eval_json(reversed_path, tiny_data_dir, capsys)
     assert plotted[1] == plotted[0]
+    assert sources[0].startswith(f"{metadata.version}, dataset prior: accuracy ")  # the image says what it shows
     assert flipped["per_language"] == original["per_language"][::-1]
     assert flipped["test"] == pytest.approx(original["test"])
     # Equal counts may be listed in another order, so check each listed mistake against the model's real ones.

@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     if args.plot is not None:
         with user_errors():
-            save_confusion_plot(metrics.confusion, metadata.labels, args.plot)
+            source = f"{metadata.version}, {args.prior} prior: accuracy {metrics.accuracy:.2%}"
+            save_confusion_plot(metrics.confusion, metadata.labels, args.plot, source)
         if not args.json:
             with stdout_to_a_reader_that_may_leave():
                 print(f"\nconfusion matrix written to {args.plot}", flush=True)
