@@ -108,8 +108,8 @@ class AdminHandlers:
         """/models: versions with their figures and which one is live."""
         if not await self._is_admin(update) or update.effective_message is None:
             return
-        records = await self.live.history()
-        await update.effective_message.reply_html(admin_views.versions_text(records))
+        records, total = await self.live.history()
+        await update.effective_message.reply_html(admin_views.versions_text(records, total))
 
     async def rollback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/rollback [version]: make an earlier version live (default: the live model's parent)."""

@@ -85,11 +85,14 @@ def _version_line(record: VersionRecord) -> str:
     return f"{marker} <code>{escape(record.version)}</code> {escape(record.decision or '?')}, {figures}, {when}"
 
 
-def versions_text(records: Sequence[VersionRecord]) -> str:
-    """The /models reply: newest first, ▶ marks the live one."""
+def versions_text(records: Sequence[VersionRecord], total: int) -> str:
+    """The /models reply: newest first, ▶ marks the live one; says how many of ``total`` are left out."""
     if not records:
         return "No model versions recorded yet."
-    return "<b>Model versions</b> (newest first, ▶ live)\n" + "\n".join(_version_line(r) for r in records)
+    lines = ["<b>Model versions</b> (newest first, ▶ live)", *(_version_line(r) for r in records)]
+    if total > len(records):
+        lines.append(f"… and {total - len(records)} older, not shown. /rollback takes any version by name.")
+    return "\n".join(lines)
 
 
 def rollback_text(outcome: RolledBack | RollbackRefused) -> str:

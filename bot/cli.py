@@ -130,8 +130,9 @@ def run_finetune_command(args: argparse.Namespace) -> int:
                 print(f"  under the {report.candidate.get('prior', 'dataset')} prior:")
                 for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):
                     print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
-            counts = ", ".join(f"{key} {value}" for key, value in report.feedback.items())
-            print(f"  feedback: {counts}  ({report.seconds:.1f} s)")
+            if report.feedback:  # a busy run looked at nothing
+                counts = ", ".join(f"{key} {value}" for key, value in report.feedback.items())
+                print(f"  feedback: {counts}  ({report.seconds:.1f} s)")
         sys.stdout.flush()
     return EXIT_BUSY if report.status == "busy" else 0
 

@@ -126,14 +126,15 @@ class LiveModel:
             logger.info("switched live model %s -> %s", previous, record.version)
             return self.version
 
-    async def history(self, limit: int = 10) -> list[VersionRecord]:
-        """The newest versions, newest first, plus the live one if it is older than those."""
+    async def history(self, limit: int = 10) -> tuple[list[VersionRecord], int]:
+        """The newest versions, newest first, plus the live one if it is older than those; and how many there are."""
         async with self._sessions() as session:
             records = await versions.list_versions(session=session, limit=limit)
             live = await versions.active_version(session=session)
+            total = await versions.count_versions(session=session)
         if live is not None and all(record.version != live.version for record in records):
             records.append(live)
-        return records
+        return records, total
 
     async def _rollback_target(self, live: VersionRecord) -> VersionRecord | None:
         async with self._sessions() as session:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import ModelVersion
@@ -83,6 +83,11 @@ async def list_versions(*, session: AsyncSession, limit: int = 10) -> list[Versi
     """The newest ``limit`` rows, newest first."""
     rows = await session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit))
     return [_record(row) for row in rows]
+
+
+async def count_versions(*, session: AsyncSession) -> int:
+    """How many rows the table holds."""
+    return int(await session.scalar(select(func.count()).select_from(ModelVersion)) or 0)
 
 
 async def last_run_started(*, session: AsyncSession) -> datetime | None:

@@ -43,8 +43,10 @@ def test_a_second_run_while_one_holds_the_lock_exits_busy(tmp_path: Path, real_d
     with open(lock, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # as a running fine-tune would
         result = finetune(tmp_path, real_data_dir, "--json")
+        text = finetune(tmp_path, real_data_dir)
     assert result.returncode == 75
     assert json.loads(result.stdout)["status"] == "busy"
+    assert (text.returncode, text.stdout) == (75, "busy: another fine-tune is already running\n")
 
 
 def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path, real_data_dir: Path) -> None:

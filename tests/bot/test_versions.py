@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import model_store
+from bot import admin_views, model_store
 from bot.app import load_predictors
 from bot.config import Settings, load_settings
 from bot.db import migrate, versions
@@ -350,3 +350,23 @@ async def test_a_model_trained_into_model_dir_goes_live_only_when_the_bot_starts
     async with sessions() as session:
         assert await versions.get_version(session=session, version="gru-trained-1") is None
     assert await live.sync(adopt_trained=True) == "gru-trained-1"  # the restart
+
+
+async def test_models_lists_the_newest_ten_and_the_live_one_and_counts_the_rest(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    live = LiveModel(
+        predictors=Predictors(gru=Predictor.shipped("gru"), rnn=Predictor.shipped("rnn")),
+        sessions=sessions, model_dir=tmp_path / "models", uncertain_below=0.5,
+    )  # fmt: skip
+    shipped = await live.sync(adopt_trained=True)  # the oldest version, and the live one
+    async with sessions.begin() as session:
+        for run in range(12):
+            await versions.add_version(
+                session=session, version=f"gru-rejected-{run:02d}", kind="gru", checkpoint_path=None,
+                parent_version=shipped, metrics={}, decision=versions.REJECTED,
+            )  # fmt: skip
+    records, total = await live.history()
+    assert total == 13 and [r.version for r in records][-1] == shipped and len(records) == 11
+    text = admin_views.versions_text(records, total)
+    assert text.count("\n") == 12 and text.endswith("… and 2 older, not shown. /rollback takes any version by name.")
