@@ -19,14 +19,15 @@ from core.calibration import Prior
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 TOKEN_MARKS = ("{token}", "{TOKEN}", "{bot_token}", "{BOT_TOKEN}", "{bot-token}", "{BOT-TOKEN}")  # as PTB reads them
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-PLACEHOLDER_MARK = "replace-with-"
-MIN_MESSAGES_PER_SECOND = 1 / 60  # how .env.example marks the values a person must fill in
+PLACEHOLDER_MARK = "replace-with-"  # how .env.example marks the values a person must fill in
+MIN_MESSAGES_PER_SECOND = 1 / 60
 # The async drivers the project installs; any other needs a package it does not have, or is not async.
 ASYNC_DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 EXAMPLE_DATABASE_URLS = "sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db"
 # Query options a postgresql+asyncpg URL may carry: asyncpg.connect's keywords, and SQLAlchemy's own. Any other
 # reaches asyncpg.connect and fails there with a TypeError, at the first connection.
 ASYNCPG_URL_OPTIONS = frozenset({
+    "host", "port", "user", "password", "database",  # ?host=/var/run/postgresql: a Unix socket, or several hosts
     "ssl", "direct_tls", "timeout", "command_timeout", "statement_cache_size", "max_cached_statement_lifetime",
     "max_cacheable_statement_size", "target_session_attrs", "passfile", "service", "servicefile", "krbsrvname",
     "gsslib", "server_settings", "prepared_statement_cache_size",

@@ -18,6 +18,7 @@ from bot.config import FinetuneSettings, Settings, SettingsError, load_settings
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
 from bot.db.versions import active_version
+from bot.redaction import redacted_logs
 from bot.server import startup_failure
 from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 from core.data import DatasetError, load_dataset
@@ -144,8 +145,9 @@ async def _telegram(settings: FinetuneSettings) -> Finding | None:
     # Its request layer logs a traceback before raising the error this finding reports in one line.
     library.setLevel(logging.CRITICAL)
     try:
-        async with bot:  # initialize() asks getMe
-            return Finding(Status.OK, "telegram", f"the token belongs to @{bot.username}")
+        with redacted_logs(settings):  # under `nameorigin -v` httpx would log the URL, token and all
+            async with bot:  # initialize() asks getMe
+                return Finding(Status.OK, "telegram", f"the token belongs to @{bot.username}")
     except TelegramError as exc:  # the same words `serve` would stop with, never the token
         return Finding(Status.PROBLEM, "telegram", str(startup_failure(exc, settings)))
     finally:

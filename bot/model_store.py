@@ -126,10 +126,11 @@ async def _adopt_trained_model(
 ) -> None:
     """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing.
 
-    Only with ``adopt`` (the bot starting): no gate judges such a model, so putting it live takes a
-    person's act, not a training run that happens to write there; otherwise a new one is only reported.
+    Only with ``adopt`` (the bot starting): no gate judges such a model, so it goes live when the bot
+    is (re)started, not when a training run happens to write there; otherwise a new one is only reported.
     A file that cannot serve (half copied, corrupt, not a GRU, no use under ``prior``) is not adopted,
-    and the live model stays; it is looked at again at the next call, so a finished copy is adopted then.
+    and the live model stays. (``serve`` loads the file before this runs and refuses to start with such
+    a file; this guards against one replaced in between.)
     """
     trained = model_dir / TRAINED_GRU
     try:

@@ -21,21 +21,19 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 def may_retry(endpoint: str, error: NetworkError) -> bool:
     """Whether ``endpoint``'s request that failed with ``error`` can be sent again without acting twice.
 
-    A request that never left can always be sent again, and so can one Telegram answered with a
-    server error (5xx: it did not act on it). After the request went out but before its answer came
-    back (a dropped connection, a time-out), Telegram may already have acted: reading or editing again
-    is harmless, sending again would show the user a second message.
+    A request that never left (no connection, none free in the pool) can always be sent again. Any
+    other failure may come after Telegram acted: a dropped connection, a time-out, or an error status
+    from Telegram or a proxy in front of it (a 504 can follow a delivered message). Reading or editing
+    again is harmless then, so those are retried; sending again could show the user a message twice,
+    which cannot be taken back, while a lost reply gets an apology and can be asked for again.
     """
     if isinstance(error, BadRequest):  # Telegram refused the request itself: the same again fails the same
         return False
-    cause = error.__cause__
-    if isinstance(cause, _NEVER_SENT):
+    if isinstance(error.__cause__, _NEVER_SENT):
         return True
-    if isinstance(error, TimedOut):  # a read or write time-out: it may have gone through
+    if isinstance(error, TimedOut):  # a read or write time-out: the read may be slow, not lost; not retried
         return False
-    if isinstance(cause, httpx.HTTPError):  # lost mid-exchange (dropped connection, broken read)
-        return not endpoint.startswith(_DELIVERING)
-    return True  # Telegram answered with an error status of 5xx: not acted on
+    return not endpoint.startswith(_DELIVERING)
 
 
 class RetryingRateLimiter(AIORateLimiter):

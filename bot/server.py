@@ -19,7 +19,7 @@ from telegram.ext import Application
 from bot.app import SERVICE_KEY, build_application, load_predictors
 from bot.config import DEFAULT_API_BASE_URL, Settings
 from bot.db import migrate
-from bot.redaction import redact, redact_logs, secrets_of
+from bot.redaction import redact, redacted_logs, secrets_of
 from bot.service import GuessService, Predictors
 from bot.update_log import UPDATE_LOGGER
 
@@ -189,11 +189,11 @@ async def _start_receiving(application: Application[Any, Any, Any, Any, Any, Any
 
 def run(settings: Settings) -> None:
     """Apply migrations, load the models, and serve until stopped."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines contain the token in URLs
-    redact_logs(settings)  # and no other line may: a library's error can quote the URL, token and all
     for name in ("bot", UPDATE_LOGGER):  # a running service reports what it does, not only what fails
         if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
             logging.getLogger(name).setLevel(logging.INFO)
-    with migrate.reaching(settings.database_url):  # the first connection: an unreachable database fails here
-        migrate.upgrade(settings.database_url)
-    asyncio.run(serve(settings, load_predictors(settings)))
+    # No log line may hold a secret: httpx logs each URL (token and all), and a library's error can quote it.
+    with redacted_logs(settings):
+        with migrate.reaching(settings.database_url):  # the first connection: an unreachable database fails here
+            migrate.upgrade(settings.database_url)
+        asyncio.run(serve(settings, load_predictors(settings)))

@@ -247,3 +247,11 @@ def test_a_url_that_is_no_bot_api_is_one_line_without_the_library_traceback(tmp_
     [line] = [line for line in result.stdout.splitlines() if " telegram: " in line]
     assert line.startswith("✗ telegram: ")
     assert "Traceback" not in result.stderr and "invalid JSON" not in result.stderr, result.stderr
+
+
+async def test_a_verbose_doctor_never_prints_the_token(telegram: FakeTelegram, tmp_path: Path) -> None:
+    result = await asyncio.to_thread(
+        nameorigin, tmp_path, "-v", "doctor", TELEGRAM_BOT_TOKEN=telegram.token, TELEGRAM_API_BASE_URL=telegram.base_url
+    )  # httpx logs each request's URL, token and all, at INFO
+    assert "✓ telegram: the token belongs to @nameorigin_bot" in result.stdout
+    assert telegram.token not in result.stdout + result.stderr

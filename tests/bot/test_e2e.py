@@ -209,18 +209,27 @@ async def test_incoming_rate_limit(telegram: FakeTelegram, tmp_path: Path, predi
     assert await rows(settings, "SELECT COUNT(*) FROM guesses") == [(3,)]
 
 
-async def test_telegram_429_and_5xx_are_retried(
+async def test_telegram_429_is_waited_out_and_5xx_retried_where_it_cannot_send_twice(
     telegram: FakeTelegram, settings: Settings, predictors: Predictors
 ) -> None:
     async with running_bot(settings, predictors):
-        telegram.fail_next("sendMessage", 429, retry_after=1)
-        telegram.fail_next("sendMessage", 502)
+        telegram.fail_next("sendMessage", 429, retry_after=1)  # Telegram did not take it: sent again
         telegram.inject_message(60, "Nguyen")
-        attempts = await telegram.wait_for_count("sendMessage", 3, timeout=15)
-    assert [int(a.params["chat_id"]) for a in attempts] == [60, 60, 60]
-    delivered = telegram.messages[(60, telegram.last_bot_message_id(60))]
+        attempts = await telegram.wait_for_count("sendMessage", 2, timeout=15)
+        delivered = telegram.messages[(60, telegram.last_bot_message_id(60))]
+        confirm = buttons(attempts[-1])[0][1]
+        telegram.fail_next("editMessageText", 502)  # an edit again is harmless: retried
+        telegram.inject_callback(60, 60, telegram.last_bot_message_id(60), confirm)
+        edits = await telegram.wait_for_count("editMessageText", 2, timeout=15)
+        telegram.fail_next("sendMessage", 502)  # a message again could be a second one: an apology instead
+        telegram.inject_message(61, "Rossi")
+        apology = await telegram.wait_for(lambda c: c.method == "sendMessage" and "Sorry" in c.params["text"])
+    assert [int(a.params["chat_id"]) for a in attempts] == [60, 60]
     assert "Vietnamese" in delivered["text"]
     assert attempts[1].at - attempts[0].at >= 1.0  # waited for retry_after
+    assert all("Recorded" in edit.params["text"] for edit in edits)  # the same edit, twice: the second took
+    assert [c.params["text"] == apology.params["text"] for c in telegram.sent("sendMessage")][-2:] == [False, True]
+    assert len([c for c in telegram.sent("sendMessage") if int(c.params["chat_id"]) == 61]) == 2  # guess, apology
 
 
 async def test_a_reply_lost_after_it_was_sent_is_not_sent_twice(

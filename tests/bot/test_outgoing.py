@@ -22,7 +22,9 @@ def failure(kind: type[NetworkError], cause: Exception | None) -> NetworkError:
         ("sendMessage", failure(NetworkError, httpx.ConnectError("refused")), True),
         ("sendMessage", failure(TimedOut, httpx.ConnectTimeout("slow to connect")), True),
         ("sendMessage", failure(TimedOut, httpx.PoolTimeout("no free connection")), True),
-        ("sendMessage", failure(NetworkError, None), True),  # Telegram answered 502 Bad Gateway
+        ("sendMessage", failure(NetworkError, None), False),  # an error status: a 504 may follow a delivery
+        ("editMessageText", failure(NetworkError, None), True),  # Telegram answered 502 Bad Gateway
+        ("sendMessage", failure(NetworkError, ValueError("Unknown error in HTTP implementation")), False),
         ("sendMessage", failure(TimedOut, httpx.ReadTimeout("no answer")), False),
         ("sendMessage", failure(NetworkError, httpx.RemoteProtocolError("disconnected")), False),
         ("sendMessage", failure(NetworkError, httpx.ReadError("reset")), False),

@@ -29,10 +29,12 @@ def serve_env(telegram: FakeTelegram, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-async def start_serve(telegram: FakeTelegram, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    """``nameorigin serve`` as its own process; returns once it has started (its commands are set)."""
+async def start_serve(
+    telegram: FakeTelegram, env: dict[str, str], cwd: Path, *, verbose: bool = False
+) -> asyncio.subprocess.Process:
+    """``nameorigin [-v] serve`` as its own process; returns once it has started (its commands are set)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "serve", env=env, cwd=cwd,
+        sys.executable, "-m", "core.cli", *(["-v"] if verbose else []), "serve", env=env, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=60)
@@ -52,7 +54,7 @@ async def test_serve_answers_and_records_a_press(telegram: FakeTelegram, tmp_pat
     env = {**serve_env(telegram, tmp_path), "HEALTH_LISTEN": f"127.0.0.1:{port}"}
     healthcheck = docker_healthcheck(port)
     assert subprocess.run(healthcheck, capture_output=True, timeout=30).returncode != 0  # nothing listens yet
-    process = await start_serve(telegram, env, tmp_path)
+    process = await start_serve(telegram, env, tmp_path, verbose=True)  # every library's INFO lines too
     try:
         # The image's HEALTHCHECK, as Docker would run it, against polling mode's /health.
         for _ in range(100):
@@ -77,6 +79,7 @@ async def test_serve_answers_and_records_a_press(telegram: FakeTelegram, tmp_pat
         output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, output.decode()
     assert telegram.token not in output.decode()  # the token never reaches the logs
+    assert telegram.token.partition(":")[2] not in output.decode()
     with sqlite3.connect(tmp_path / "data" / "bot.db") as connection:
         assert connection.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone() == ("wal",)
         assert connection.execute("SELECT surname FROM guesses ORDER BY surname").fetchall() == [

@@ -20,7 +20,7 @@ from bot.finetune_runner import child_command, child_environment, failure_reason
 from bot.handlers import answer
 from bot.outgoing import outgoing_limiter
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
-from bot.redaction import redact_logs
+from bot.redaction import redacted_logs
 from bot.server import startup_failure
 from bot.service import VerdictRecorded
 from bot.views import bar, guess_text, recorded_text, stats_text
@@ -88,8 +88,15 @@ def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url:
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
 
 
-def test_asyncpg_url_options_are_accepted() -> None:
-    url = "postgresql+asyncpg://bot:pw@db/bot?ssl=require&command_timeout=30&prepared_statement_cache_size=0"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://bot:pw@db/bot?ssl=require&command_timeout=30&prepared_statement_cache_size=0",
+        "postgresql+asyncpg://bot:pw@/bot?host=/var/run/postgresql",  # a Unix socket
+        "postgresql+asyncpg://bot:pw@/bot?host=db1:5432&host=db2:5432&target_session_attrs=read-write",
+    ],
+)
+def test_asyncpg_url_options_are_accepted(url: str) -> None:
     assert load_settings(DatabaseSettings, database_url=url).database_url == url
 
 
@@ -190,28 +197,39 @@ def test_a_bot_api_url_may_say_where_the_token_goes() -> None:
 def test_no_log_line_holds_a_secret_whichever_library_wrote_it() -> None:
     secret_half = "AAHsecretSECRETsecret0123456789"
     settings = load_settings(
-        Settings, telegram_bot_token=f"7012345678:{secret_half}", webhook_secret="hook-secret-42",
-        webhook_url="https://bot.example/hook",
+        Settings, telegram_bot_token=f"7012345678:{secret_half}", webhook_secret="hook7",
+        webhook_url="https://bot.example/hook", log_salt="salt",
     )  # fmt: skip
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    logger = logging.getLogger("tests.redaction")
-    logger.addHandler(handler)
-    logger.propagate = False
+    root, logger, httpx_logger = logging.getLogger(), logging.getLogger("tests.redaction"), logging.getLogger("httpx")
+    root.addHandler(handler)
+    levels = root.level, httpx_logger.level
+    root.setLevel(logging.INFO)  # as under `nameorigin -v`
     try:
-        redact_logs(settings, logger)
-        logger.warning("request failed (%s)", f"InvalidURL(\"Invalid port: '{secret_half}'\")")
-        try:
-            raise NetworkError(f"POST https://api.telegram.org/bot7012345678:{secret_half}/getMe with hook-secret-42")
-        except NetworkError:
-            logger.exception("could not start")
-        logger.warning("stack", stack_info=True)
+        with redacted_logs(settings):
+            logger.warning("request failed (%s)", f"InvalidURL(\"Invalid port: '{secret_half}'\")")
+            try:
+                raise NetworkError(f"POST https://api.telegram.org/bot7012345678:{secret_half}/getMe with hook7")
+            except NetworkError:
+                logger.exception("could not start")
+            logger.warning("a stack, salt and all", stack_info=True) if "AAHsecretSECRETsecret0123456789" else None
+            httpx_logger.info(f"HTTP Request: POST https://api.telegram.org/bot7012345678:{secret_half}/getMe")
+            logger.warning("%d names", "many")  # a malformed call must not raise out of the logging call
+        logger.warning("after: %s", "hook7")  # the filter is gone once the block ends
     finally:
-        logger.removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
     logged = stream.getvalue()
-    assert secret_half not in logged and "hook-secret-42" not in logged
-    assert "Invalid port: '<TELEGRAM_BOT_TOKEN>'" in logged and "bot<TELEGRAM_BOT_TOKEN>/getMe" in logged
-    assert "with <WEBHOOK_SECRET>" in logged and "Traceback" in logged
+    assert secret_half not in logged.removesuffix("after: hook7\n") and "hook7" not in logged.removesuffix("hook7\n")
+    assert (
+        "Invalid port: '<TELEGRAM_BOT_TOKEN>'" in logged
+        and "bot<TELEGRAM_BOT_TOKEN>/getMe with <WEBHOOK_SECRET>" in logged
+    )
+    assert "Traceback" in logged and "a stack, <LOG_SALT> and all" in logged and 'if "<TELEGRAM_BOT_TOKEN>"' in logged
+    assert "HTTP Request" not in logged  # httpx's request lines are off meanwhile
+    assert "unformattable log call: '%d names'" in logged
+    assert logged.endswith("after: hook7\n") and httpx_logger.level == levels[1]
     unreachable = startup_failure(NetworkError(f"Invalid port: '{secret_half}'"), settings)
     assert secret_half not in str(unreachable)
 

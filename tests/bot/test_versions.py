@@ -108,14 +108,12 @@ async def test_a_trained_model_still_being_copied_is_not_adopted(
     (model_dir / "gru.safetensors").write_bytes(whole[: len(whole) // 2])  # `cp` half done
     warned: set[str] = set()
     for _ in range(3):  # a running bot asks at every refresh, and keeps answering with its model
-        assert (
-            await model_store.live_record(sessions, model_dir, warned=warned, adopt_trained=True)
-        ).version == shipped.version
+        assert (await model_store.live_record(sessions, model_dir, warned=warned)).version == shipped.version
     assert caplog.text.count("not adopting") == 1
     assert "truncated" in caplog.text
     async with sessions() as session:
         assert [r.version for r in await versions.list_versions(session=session, limit=10)] == [shipped.version]
-    (model_dir / "gru.safetensors").write_bytes(whole)
+    (model_dir / "gru.safetensors").write_bytes(whole)  # the copy is done; the next start adopts it
     assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-trained-1"
     assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
 
@@ -295,10 +293,12 @@ async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
     else:
         metadata = replace(metadata, class_prior=None)  # saved by a version before priors were recorded
     save_checkpoint(model_dir / "gru.safetensors", checkpoint.model, metadata)
-    warned: set[str] = set()
-    for _ in range(3):
-        live = await model_store.live_record(sessions, model_dir, prior="uniform", warned=warned, adopt_trained=True)
-        assert live.version == shipped.version  # still live; the database does not claim otherwise
+    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=model_dir, prediction_prior="uniform")
+    with pytest.raises(CheckpointError):  # `serve` loads the file first, and refuses to start with it
+        load_predictors(settings)
+    # Should it change between that load and the adoption, it is still not made live.
+    live = await model_store.live_record(sessions, model_dir, prior="uniform", adopt_trained=True)
+    assert live.version == shipped.version  # still live; the database does not claim otherwise
     assert caplog.text.count("not adopting") == 1
     assert not list((model_dir / "versions").glob("*"))  # neither the copy nor its temporary file is left
     async with sessions() as session:
