@@ -159,26 +159,24 @@ def test_train_checks_where_it_saves_before_training(
         assert precious.read_bytes() == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file, so nothing is read-only to it")
-def test_train_does_not_replace_a_read_only_checkpoint(
-    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data_dir, checkpoint = tiny_checkpoint
-    kept = tmp_path / "kept.safetensors"
-    kept.write_bytes(checkpoint.read_bytes())
-    kept.chmod(0o444)
-    assert main(["train", "--dry-run", "--data-dir", str(data_dir), "--out", str(kept)]) == 2
-    assert "the file is read-only" in capsys.readouterr().err
-    assert kept.read_bytes() == checkpoint.read_bytes()
-
-
-def test_train_replaces_an_earlier_checkpoint(
-    tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "read_only",
+    [False, pytest.param(True, marks=pytest.mark.skipif(os.geteuid() == 0, reason="to root nothing is read-only"))],
+)
+def test_train_replaces_an_earlier_checkpoint_unless_it_is_read_only(
+    read_only: bool, tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir, checkpoint = tiny_checkpoint
     out = tmp_path / "gru.safetensors"
     out.write_bytes(checkpoint.read_bytes())
-    assert main(["train", "--dry-run", "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    if read_only:
+        out.chmod(0o444)
+    status = main(["train", "--dry-run", "--data-dir", str(data_dir), "--out", str(out)])
+    if read_only:
+        assert status == 2 and "the file is read-only" in capsys.readouterr().err
+        assert out.read_bytes() == checkpoint.read_bytes()
+        return
+    assert status == 0
     assert read_metadata(out).version != read_metadata(checkpoint).version
     assert out.stat().st_size < 100_000  # a dry run's model is tiny: 1.1 MB while its n-gram table was full-size
 
