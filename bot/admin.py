@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from telegram import Bot, Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import admin_views
@@ -17,6 +17,27 @@ from bot.live_model import LiveModel
 from core.metadata_fields import is_version_name
 
 logger = logging.getLogger(__name__)
+
+
+REPORT_ATTEMPTS = 3
+
+
+async def send_report(bot: Bot, chat_id: int, text: str, backoff: float = 1.0) -> None:
+    """Send a fine-tune report, again after a network failure or a server error.
+
+    The bot's own retries never send a message twice (a user would see a guess twice); a report
+    twice is harmless, and none at all leaves the admins not knowing how the night's run went.
+    """
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            await bot.send_message(chat_id, text, parse_mode="HTML")
+            return
+        except BadRequest:  # the report itself is refused: the same again fails the same
+            raise
+        except NetworkError:
+            if attempt == REPORT_ATTEMPTS:
+                raise
+            await asyncio.sleep(backoff * attempt)
 
 
 @dataclass
@@ -77,7 +98,7 @@ class AdminHandlers:
         text = admin_views.run_report(outcome)
         for chat_id in sorted(chats):
             try:
-                await bot.send_message(chat_id, text, parse_mode="HTML")
+                await send_report(bot, chat_id, text)
             except TelegramError as exc:  # e.g. an admin who never opened a chat with the bot
                 # No chat id: logs name users only by a keyed hash, admins too.
                 logger.warning("could not send the fine-tune report to one of its %d chats: %s", len(chats), exc)

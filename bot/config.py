@@ -21,13 +21,14 @@ TOKEN_MARKS = ("{token}", "{TOKEN}", "{bot_token}", "{BOT_TOKEN}", "{bot-token}"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PLACEHOLDER_MARK = "replace-with-"  # how .env.example marks the values a person must fill in
 MIN_MESSAGES_PER_SECOND = 1 / 60
+MIN_SECRET_CHARS = 16  # WEBHOOK_SECRET and LOG_SALT
 # The async drivers the project installs; any other needs a package it does not have, or is not async.
 ASYNC_DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 EXAMPLE_DATABASE_URLS = "sqlite+aiosqlite:///data/nameorigin.db or postgresql+asyncpg://user:password@host/db"
 # Query options a postgresql+asyncpg URL may carry: asyncpg.connect's keywords, and SQLAlchemy's own. Any other
 # reaches asyncpg.connect and fails there with a TypeError, at the first connection.
 ASYNCPG_URL_OPTIONS = frozenset({
-    "host", "port", "user", "password", "database",  # ?host=/var/run/postgresql: a Unix socket, or several hosts
+    "host", "port", "user", "database",  # ?host=/var/run/postgresql: a Unix socket, or several hosts
     "ssl", "direct_tls", "timeout", "command_timeout", "statement_cache_size", "max_cached_statement_lifetime",
     "max_cacheable_statement_size", "target_session_attrs", "passfile", "service", "servicefile", "krbsrvname",
     "gsslib", "server_settings", "prepared_statement_cache_size",
@@ -69,6 +70,8 @@ class DatabaseSettings(BaseSettings):
                 raise ValueError(
                     "has sslmode=..., which asyncpg does not take: write ssl=... instead (e.g. ssl=require)"
                 )
+            if "password" in url.query:  # messages hide user:password@, not the query
+                raise ValueError("has ?password=...: put the password in user:password@host, where it stays hidden")
             unknown = sorted(set(url.query) - ASYNCPG_URL_OPTIONS)
             if unknown:
                 raise ValueError(f"has the query option {unknown[0]!r}, which asyncpg does not take")
@@ -158,8 +161,18 @@ class Settings(FinetuneSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _secret_format(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
-            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        # Telegram takes 1-256 characters; under 16 a secret is guessable, and hiding it in logs would garble them.
+        if value is not None and not re.fullmatch(
+            rf"[A-Za-z0-9_-]{{{MIN_SECRET_CHARS},256}}", value.get_secret_value()
+        ):
+            raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and - (Telegram allows those characters)")
+        return value
+
+    @field_validator("log_salt")
+    @classmethod
+    def _salt_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters: a short key is guessed from the hashes")
         return value
 
     @field_validator("webhook_secret", "log_salt")

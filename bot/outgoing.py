@@ -22,16 +22,17 @@ def may_retry(endpoint: str, error: NetworkError) -> bool:
     """Whether ``endpoint``'s request that failed with ``error`` can be sent again without acting twice.
 
     A request that never left (no connection, none free in the pool) can always be sent again. Any
-    other failure may come after Telegram acted: a dropped connection, a time-out, or an error status
-    from Telegram or a proxy in front of it (a 504 can follow a delivered message). Reading or editing
-    again is harmless then, so those are retried; sending again could show the user a message twice,
-    which cannot be taken back, while a lost reply gets an apology and can be asked for again.
+    other failure may come after Telegram acted: a dropped connection, or an error status from Telegram
+    or a proxy in front of it (a 504 can follow a delivered message). Reading or editing again is
+    harmless then, so those are retried; sending again could show the user a message twice, which
+    cannot be taken back, while a lost reply gets an apology and can be asked for again. A time-out
+    is not retried: the request may still be under way.
     """
     if isinstance(error, BadRequest):  # Telegram refused the request itself: the same again fails the same
         return False
     if isinstance(error.__cause__, _NEVER_SENT):
         return True
-    if isinstance(error, TimedOut):  # a read or write time-out: the read may be slow, not lost; not retried
+    if isinstance(error, TimedOut):  # a read or write time-out
         return False
     return not endpoint.startswith(_DELIVERING)
 

@@ -160,9 +160,13 @@ async def test_a_killed_finetune_leaves_the_bot_and_database_intact_and_the_next
         await say(telegram, 1, "/retrain", "already running")  # one run at a time
         await asyncio.sleep(1.5)  # well into loading data and training
         seen = {id(call) for call in telegram.calls}
+        telegram.fail_next("sendMessage", 502)  # the report is worth a second try, where a guess is not
         os.kill(pid, signal.SIGKILL)
         failed = await wait_message(telegram, 1, "Fine-tune failed", seen, timeout=30)
         assert "SIGKILL" in failed.params["text"] and "live model is unchanged" in failed.params["text"]
+        seen.add(id(failed))
+        again = await wait_message(telegram, 1, "Fine-tune failed", seen, timeout=30)
+        assert again.params["text"] == failed.params["text"]
 
         await say(telegram, 700, "Falcão", "Falcao")
         assert stored_versions(settings, 700) == [shipped]

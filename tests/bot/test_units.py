@@ -79,6 +79,7 @@ def test_settings_parse_and_fail_with_one_line(monkeypatch: pytest.MonkeyPatch, 
         ("sqlite+aiosqlite:///file:x?mode=memory&uri=true", "DATABASE_URL names no database file"),
         ("postgresql+asyncpg://bot:hunter2@db/bot?sslmode=require", "DATABASE_URL has sslmode=..., which asyncpg"),
         ("postgresql+asyncpg://bot:hunter2@db/bot?ssl=require&foo=1", "DATABASE_URL has the query option 'foo'"),
+        ("postgresql+asyncpg://bot@db/bot?password=hunter2", "DATABASE_URL has ?password=...: put the password in"),
     ],
 )
 def test_a_database_url_the_bot_cannot_use_is_one_line_without_its_password(url: str, problem: str) -> None:
@@ -116,6 +117,12 @@ def test_asyncpg_url_options_are_accepted(url: str) -> None:
 def test_numbers_no_bot_could_run_with_are_refused_by_name(setting: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"^invalid configuration: {setting.upper()} "):
         load_settings(Settings, telegram_bot_token="1:x", **{setting: value})
+
+
+@pytest.mark.parametrize("setting", ["webhook_secret", "log_salt"])
+def test_a_short_secret_is_refused(setting: str) -> None:
+    with pytest.raises(SettingsError, match=f"{setting.upper()} must be .*16"):
+        load_settings(Settings, telegram_bot_token="1:x", **{setting: "short-secret"})
 
 
 @pytest.mark.parametrize("setting", ["webhook_secret", "log_salt"])
@@ -197,8 +204,8 @@ def test_a_bot_api_url_may_say_where_the_token_goes() -> None:
 def test_no_log_line_holds_a_secret_whichever_library_wrote_it() -> None:
     secret_half = "AAHsecretSECRETsecret0123456789"
     settings = load_settings(
-        Settings, telegram_bot_token=f"7012345678:{secret_half}", webhook_secret="hook7",
-        webhook_url="https://bot.example/hook", log_salt="salt",
+        Settings, telegram_bot_token=f"7012345678:{secret_half}", webhook_secret="hook7-webhook-secret",
+        webhook_url="https://bot.example/hook", log_salt="salty-salt-for-hashes",
     )  # fmt: skip
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -210,26 +217,29 @@ def test_no_log_line_holds_a_secret_whichever_library_wrote_it() -> None:
         with redacted_logs(settings):
             logger.warning("request failed (%s)", f"InvalidURL(\"Invalid port: '{secret_half}'\")")
             try:
-                raise NetworkError(f"POST https://api.telegram.org/bot7012345678:{secret_half}/getMe with hook7")
+                raise NetworkError(
+                    f"POST https://api.telegram.org/bot7012345678:{secret_half}/getMe with hook7-webhook-secret"
+                )
             except NetworkError:
                 logger.exception("could not start")
-            logger.warning("a stack, salt and all", stack_info=True) if "AAHsecretSECRETsecret0123456789" else None
+            logger.warning("stack: salty-salt-for-hashes", stack_info=True)  # the stack quotes this line
             httpx_logger.info(f"HTTP Request: POST https://api.telegram.org/bot7012345678:{secret_half}/getMe")
             logger.warning("%d names", "many")  # a malformed call must not raise out of the logging call
-        logger.warning("after: %s", "hook7")  # the filter is gone once the block ends
+        logger.warning("after: %s", "hook7-webhook-secret")  # the filter is gone once the block ends
     finally:
         root.removeHandler(handler)
         root.setLevel(levels[0])
     logged = stream.getvalue()
-    assert secret_half not in logged.removesuffix("after: hook7\n") and "hook7" not in logged.removesuffix("hook7\n")
+    during = logged.removesuffix("after: hook7-webhook-secret\n")
+    assert secret_half not in during and "hook7-webhook-secret" not in during and "salty-salt" not in during
     assert (
         "Invalid port: '<TELEGRAM_BOT_TOKEN>'" in logged
         and "bot<TELEGRAM_BOT_TOKEN>/getMe with <WEBHOOK_SECRET>" in logged
     )
-    assert "Traceback" in logged and "a stack, <LOG_SALT> and all" in logged and 'if "<TELEGRAM_BOT_TOKEN>"' in logged
+    assert "Traceback" in logged and 'logger.warning("stack: <LOG_SALT>", stack_info=True)' in logged
     assert "HTTP Request" not in logged  # httpx's request lines are off meanwhile
     assert "unformattable log call: '%d names'" in logged
-    assert logged.endswith("after: hook7\n") and httpx_logger.level == levels[1]
+    assert logged.endswith("after: hook7-webhook-secret\n") and httpx_logger.level == levels[1]
     unreachable = startup_failure(NetworkError(f"Invalid port: '{secret_half}'"), settings)
     assert secret_half not in str(unreachable)
 
@@ -374,7 +384,7 @@ def test_the_fine_tune_child_ignores_packages_in_the_bot_s_working_folder(tmp_pa
 
 def test_the_fine_tune_child_gets_its_settings_but_none_of_the_bot_s_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in [("TELEGRAM_BOT_TOKEN", "9:xyzzy-token"), ("telegram_bot_token", "9:xyzzy-token"),
-                        ("WEBHOOK_SECRET", "xyzzy-webhook"), ("LOG_SALT", "xyzzy-salt")]:  # fmt: skip
+                        ("WEBHOOK_SECRET", "xyzzy-webhook-secret"), ("LOG_SALT", "xyzzy-salt-for-hashes")]:  # fmt: skip
         monkeypatch.setenv(name, value)
     settings = load_settings(Settings, finetune_threads=2, prediction_prior="uniform")
     environment = child_environment(settings)

@@ -24,7 +24,7 @@ from tests.bot.conftest import settings_for
 from tests.databases import fetch, postgres_database
 from tests.fake_telegram import FakeTelegram
 
-SECRET = "s3cret-Token_1"
+SECRET = "s3cret-Token_1-webhook"
 
 
 def free_port() -> int:
