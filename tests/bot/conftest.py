@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import build_application
 from bot.config import Settings, load_settings
 from bot.db import migrate
+from bot.db.engine import create_engine, session_factory
 from bot.service import Predictors
 from core.predict import Predictor
 from tests.fake_telegram import FakeTelegram
@@ -70,3 +72,12 @@ async def running_bot(settings: Settings, predictors: Predictors) -> AsyncIterat
             await application.updater.stop()
             await application.stop()
     await application.post_shutdown(application)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a migrated, empty database (each backend)."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()

@@ -1,0 +1,140 @@
+"""A model trained into MODEL_DIR/gru.safetensors: adopted whole and only at start, or refused with one warning."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import model_store
+from bot.app import load_predictors
+from bot.config import Settings, load_settings
+from bot.db import versions
+from bot.live_model import LiveModel
+from bot.service import Predictors
+from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, save_checkpoint
+from core.predict import Predictor, shipped_checkpoint_path
+from tests.bot.models import trained_copy
+
+
+async def test_a_newly_trained_model_in_model_dir_is_adopted_and_copied(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
+    adopted = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    assert (adopted.version, adopted.decision, adopted.parent_version) == ("gru-trained-1", "imported", shipped.version)
+    assert adopted.checkpoint_path == "versions/gru-trained-1.safetensors"
+    # Overwriting gru.safetensors later does not change what the recorded version points at.
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-2")
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-trained-2"
+    assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
+    assert (model_dir / "versions/gru-trained-1.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+async def test_a_model_retrained_during_adoption_is_recorded_as_what_the_copy_holds(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = tmp_path / "models"
+    await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    trained = trained_copy(model_dir / "gru.safetensors", "gru-a")
+    read = model_store.read_metadata
+    retrains = iter("bcdef")
+
+    def read_then_retrain(path: Path) -> CheckpointMetadata:
+        metadata = read(path)
+        if path == trained:  # `nameorigin train` replaces the file each time just after the bot looked at it
+            trained_copy(trained, f"gru-{next(retrains)}")
+        return metadata
+
+    monkeypatch.setattr(model_store, "read_metadata", read_then_retrain)
+    adopted = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    assert adopted.checkpoint_path == f"versions/{adopted.version}.safetensors"
+    assert load_checkpoint(model_dir / adopted.checkpoint_path).metadata.version == adopted.version
+
+
+async def test_a_trained_model_still_being_copied_is_not_adopted(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    whole = trained_copy(tmp_path / "whole.safetensors", "gru-trained-1").read_bytes()
+    model_dir.mkdir()
+    (model_dir / "gru.safetensors").write_bytes(whole[: len(whole) // 2])  # `cp` half done
+    warned: set[str] = set()
+    for _ in range(3):  # a running bot asks at every refresh, and keeps answering with its model
+        assert (await model_store.live_record(sessions, model_dir, warned=warned)).version == shipped.version
+    assert caplog.text.count("not adopting") == 1
+    assert "truncated" in caplog.text
+    async with sessions() as session:
+        assert [r.version for r in await versions.list_versions(session=session, limit=10)] == [shipped.version]
+    (model_dir / "gru.safetensors").write_bytes(whole)  # the copy is done; the next start adopts it
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-trained-1"
+    assert load_checkpoint(model_dir / "versions/gru-trained-1.safetensors").metadata.version == "gru-trained-1"
+
+
+async def test_a_model_in_model_dir_that_is_no_gru_is_neither_adopted_nor_started_with(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    model_dir.mkdir()
+    rnn = load_checkpoint(shipped_checkpoint_path("rnn")).metadata.version
+    (model_dir / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())  # trained --model rnn
+    refused: set[str] = set()
+    for _ in range(3):  # a running bot asks at every refresh
+        assert (
+            await model_store.live_record(sessions, model_dir, warned=refused, adopt_trained=True)
+        ).version == shipped.version
+    warning = f"holds a rnn model ({rnn}), but the bot answers and fine-tunes with a GRU"
+    assert caplog.text.count(warning) == 1
+    assert not (model_dir / "versions").exists()
+    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=model_dir)
+    with pytest.raises(CheckpointError, match="holds a rnn model"):
+        load_predictors(settings)
+
+
+@pytest.mark.parametrize("flaw", ["weights that are not numbers", "no recorded class prior"])
+async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture, flaw: str
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = await model_store.live_record(sessions, model_dir, prior="uniform")
+    checkpoint = load_checkpoint(shipped_checkpoint_path("gru"))
+    metadata = replace(checkpoint.metadata, version="gru-flawed-1")
+    if flaw == "weights that are not numbers":
+        checkpoint.model.embedding.weight.data.fill_(float("nan"))
+    else:
+        metadata = replace(metadata, class_prior=None)  # saved by a version before priors were recorded
+    save_checkpoint(model_dir / "gru.safetensors", checkpoint.model, metadata)
+    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=model_dir, prediction_prior="uniform")
+    with pytest.raises(CheckpointError):  # `serve` loads the file first, and refuses to start with it
+        load_predictors(settings)
+    # Should it change between that load and the adoption, it is still not made live.
+    live = await model_store.live_record(sessions, model_dir, prior="uniform", adopt_trained=True)
+    assert live.version == shipped.version  # still live; the database does not claim otherwise
+    assert caplog.text.count("not adopting") == 1
+    assert not list((model_dir / "versions").glob("*"))  # neither the copy nor its temporary file is left
+    async with sessions() as session:
+        assert await versions.get_version(session=session, version="gru-flawed-1") is None
+
+
+async def test_a_model_trained_into_model_dir_goes_live_only_when_the_bot_starts(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    live = LiveModel(
+        predictors=Predictors(gru=Predictor.shipped("gru"), rnn=Predictor.shipped("rnn")),
+        sessions=sessions, model_dir=model_dir, uncertain_below=0.5,
+    )  # fmt: skip
+    shipped = await live.sync(adopt_trained=True)  # the bot starts
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")  # `nameorigin train` while the bot runs
+    for _ in range(3):  # refreshes: no gate judged it, so it waits for a person's restart
+        assert await live.sync() == shipped
+    assert caplog.text.count("holds gru-trained-1, which is not live: restart the bot to start with it") == 1
+    async with sessions() as session:
+        assert await versions.get_version(session=session, version="gru-trained-1") is None
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"  # the restart
