@@ -137,11 +137,13 @@ def _write_all(target: Path, contents: dict[str, bytes]) -> None:
             partials[language].write_bytes(data)
         for language, partial in partials.items():
             os.replace(partial, target / f"{language}.txt")
-    except OSError as exc:
+    except BaseException as exc:  # a full disk, or the run stopped: no partial file stays behind
         for partial in partials.values():
             with contextlib.suppress(OSError):
                 partial.unlink()
-        raise DownloadError(f"could not write the dataset into {target}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise DownloadError(f"could not write the dataset into {target}: {exc.strerror or exc}") from exc
+        raise
 
 
 def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL, timeout: float = 60.0) -> Path:

@@ -3,8 +3,10 @@ import http.server
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import core.download
+from core.cli import main
 from core.data import LANGUAGES, load_dataset
 from core.download import EXPECTED_SHA256, MAX_MEMBER_BYTES, DownloadError, download_dataset
 
@@ -223,3 +227,53 @@ def test_a_folder_that_already_holds_the_verified_files_needs_no_download(
     download_dataset(copy, url=archive_server.url)
     assert archive_server.requests == 1
     assert hashlib.sha256((copy / "Greek.txt").read_bytes()).hexdigest() == EXPECTED_SHA256["Greek"]
+
+
+@pytest.fixture
+def sigterms() -> Iterator[list[int]]:
+    """SIGTERMs that reach the test's own handler: without the CLI's, the signal would end pytest itself."""
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+    yield caught
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_during_a_download_leaves_no_temporary_folder(
+    sigterms: list[int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def half_fetched_then_stopped(url: str, destination: Path, timeout: float) -> None:
+        destination.write_bytes(b"PK\x03\x04 first bytes")
+        os.kill(os.getpid(), signal.SIGTERM)  # docker stop, mid-download
+
+    monkeypatch.setattr(core.download, "_fetch", half_fetched_then_stopped)
+    status = main(["data", "download", "--dir", str(tmp_path / "names")])
+    assert status == 143
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "names").exists()
+    assert sigterms == []  # the command's handler had it, and then gave the test's back
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+
+
+def test_sigterm_while_writing_the_files_leaves_no_partial_file(
+    sigterms: list[int],
+    real_data_dir: Path,
+    archive_server: StaticServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    archive_server.body = zip_of(real_data_dir)
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def replace_then_stopped(source: Path, destination: Path) -> None:
+        real_replace(source, destination)
+        moved.append(Path(destination).name)
+        os.kill(os.getpid(), signal.SIGTERM)  # after the first file is in place, the others still partial
+
+    monkeypatch.setattr(core.download.os, "replace", replace_then_stopped)
+    target = tmp_path / "names"
+    assert main(["data", "download", "--dir", str(target), "--url", archive_server.url]) == 143
+    assert sorted(path.name for path in target.iterdir()) == moved == ["Arabic.txt"]

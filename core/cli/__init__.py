@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from core.cli import data_cmd, eval_cmd, predict_cmd, train_cmd
-from core.cli.common import CommandError, ReaderGone
+from core.cli.common import CommandError, ReaderGone, Terminated
 
 PLUGIN_GROUP = "nameorigin.commands"
 
@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return 143  # 128 + SIGTERM, what a shell reports for a process the signal killed
     except ReaderGone:
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
     return status

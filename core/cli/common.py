@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import torch
@@ -28,6 +31,31 @@ class CommandError(Exception):
 
 class ReaderGone(Exception):
     """Whoever read the command's standard output stopped reading (``nameorigin predict ... | head``)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``kill``, ``docker stop``): unwinds like Ctrl-C, past ``except Exception`` handlers."""
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``Terminated`` instead of ending the process on the spot.
+
+    The default action kills at once, so ``finally`` blocks never run: a download's temporary folder and
+    half-written files stayed behind. Unwinding removes them; the CLI then exits with 143, as if killed.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli.common import Subparsers, non_empty_path, stdout_to_a_reader_that_may_leave, user_errors
+from core.cli.common import (
+    Subparsers,
+    non_empty_path,
+    sigterm_unwinds,
+    stdout_to_a_reader_that_may_leave,
+    user_errors,
+)
 from core.data import resolve_data_dir
 from core.download import ARCHIVE_URL, download_dataset
 
@@ -21,7 +27,7 @@ def register(commands: Subparsers) -> None:
 
 def run_download(args: argparse.Namespace) -> int:
     """Download the dataset into ``--dir``."""
-    with user_errors():
+    with sigterm_unwinds(), user_errors():
         target = download_dataset(resolve_data_dir(args.dir), url=args.url)
     with stdout_to_a_reader_that_may_leave():
         print(f"verified 18 language files in {target}", flush=True)

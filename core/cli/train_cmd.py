@@ -16,6 +16,7 @@ from core.cli.common import (
     add_device_option,
     device_from,
     non_empty_path,
+    sigterm_unwinds,
     stdout_to_a_reader_that_may_leave,
     user_errors,
     whole_number,
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     if out is None:
         out = DEFAULT_MODEL_DIR / f"{args.model}{'-dry-run' if args.dry_run else ''}.safetensors"
-    with user_errors():
+    with sigterm_unwinds(), user_errors():  # a checkpoint's temporary file goes with a stopped run
         dataset = load_dataset(args.data_dir)
         trained = train_and_save(
             kind=args.model,
