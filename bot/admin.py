@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from telegram import Bot, Update
+from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
@@ -64,7 +65,9 @@ class AdminHandlers:
         user, message = update.effective_user, update.effective_message
         if user is not None and user.id in self.admin_ids:
             return True
-        if message is not None:
+        # In groups, silence: a bare /retrain there may be meant for another bot, and anyone could
+        # otherwise make the bot post a refusal per message.
+        if message is not None and message.chat.type == ChatType.PRIVATE:
             await message.reply_text(admin_views.NOT_ADMIN)
         logger.warning("refused an admin command from a non-admin")  # the update's log line has the hashed user
         return False

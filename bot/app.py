@@ -7,7 +7,7 @@ import logging
 from datetime import UTC
 from typing import Any
 
-from telegram import BotCommand
+from telegram import BotCommand, Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -36,6 +36,8 @@ from core.predict import Predictor
 logger = logging.getLogger(__name__)
 
 SERVICE_KEY = "nameorigin.service"  # bot_data key of the GuessService
+# What the handlers read: Telegram need not send the rest (edits, member changes, polls...).
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 COMMANDS = [
     BotCommand("guess", "guess the origin of a surname"),
@@ -116,17 +118,20 @@ def build_application(
         builder = builder.updater(None)
     application = builder.build()
     application.bot_data[SERVICE_KEY] = service  # for /health
-    application.add_handler(CommandHandler(["start", "help"], handlers.start))
-    application.add_handler(CommandHandler("guess", handlers.guess_command))
-    application.add_handler(CommandHandler("compare", handlers.compare))
-    application.add_handler(CommandHandler("stats", handlers.stats))
+    # New messages only: an edited "/rollback X" or "/guess Rossi" is not a second request, and a business
+    # account's chats are its owner's, not the bot's.
+    new = filters.UpdateType.MESSAGE
+    application.add_handler(CommandHandler(["start", "help"], handlers.start, filters=new))
+    application.add_handler(CommandHandler("guess", handlers.guess_command, filters=new))
+    application.add_handler(CommandHandler("compare", handlers.compare, filters=new))
+    application.add_handler(CommandHandler("stats", handlers.stats, filters=new))
     # In groups only /guess: there, plain text is people talking (and replies to the bot, "thanks!").
-    private_text = filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE
+    private_text = new & filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE
     application.add_handler(MessageHandler(private_text, handlers.guess_text))
     application.add_handler(CallbackQueryHandler(handlers.button))
-    application.add_handler(CommandHandler("retrain", admin.retrain))
-    application.add_handler(CommandHandler("models", admin.models))
-    application.add_handler(CommandHandler("rollback", admin.rollback))
+    application.add_handler(CommandHandler("retrain", admin.retrain, filters=new))
+    application.add_handler(CommandHandler("models", admin.models, filters=new))
+    application.add_handler(CommandHandler("rollback", admin.rollback, filters=new))
     application.add_error_handler(handlers.error)
     schedule_jobs(application, settings, admin)
     return application

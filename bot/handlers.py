@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from telegram import CallbackQuery, Message, Update
+from telegram import CallbackQuery, Message, Update, User
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import views
@@ -41,6 +41,15 @@ async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: b
         logger.info("button press answered too late: %s", exc.message)
 
 
+def sender_key(message: Message, user: User) -> int:
+    """Whom a message counts against for rate limits: the chat it was sent as, else its user.
+
+    Anonymous group admins all arrive as one user (GroupAnonymousBot), in every group; the chat they
+    speak for (``sender_chat``) tells them apart.
+    """
+    return message.sender_chat.id if message.sender_chat is not None else user.id
+
+
 class Handlers:
     """The bot's callbacks, bound to one service and per-user rate limiters (messages, button presses)."""
 
@@ -51,24 +60,43 @@ class Handlers:
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Explain what the bot does."""
-        if update.effective_message:
+        if update.effective_message and await self._within_limit(update):
             await update.effective_message.reply_html(views.HELP)
 
+    async def _within_limit(self, update: Update) -> bool:
+        """Count the message against its sender's limit; over it, say so once a minute and otherwise stay quiet."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return False
+        key = sender_key(message, user)
+        if self.limiter.allow(key):
+            return True
+        if self.limiter.should_warn(key):
+            await message.reply_text(SLOW_DOWN)
+        return False
+
     async def guess_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """/guess <name>."""
-        text = " ".join(context.args or [])
-        if not text.strip():
-            if update.effective_message:
-                await update.effective_message.reply_html(EMPTY_GUESS)
+        """/guess <name>, or a name per line after it."""
+        message = update.effective_message
+        if not (message and message.text):
             return
-        await self._answer_guess(update, text)
+        # The text after the command, newlines kept: context.args would join a pasted list into one name.
+        _command, *rest = message.text.split(maxsplit=1)
+        text = rest[0] if rest else ""
+        if not text.strip():
+            await message.reply_html(EMPTY_GUESS)
+            return
+        await self._answer_lines(update, message, text)
 
     async def guess_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A plain message (private chats only) is a name to guess; a pasted list gets an answer per line."""
         message = update.effective_message
-        if not (message and message.text):
-            return
-        names = [line for line in LINE_END.split(message.text) if line.strip()]
+        if message and message.text:
+            await self._answer_lines(update, message, message.text)
+
+    async def _answer_lines(self, update: Update, message: Message, text: str) -> None:
+        """Answer each non-blank line of ``text`` as a name, up to ``MAX_NAMES_PER_MESSAGE``."""
+        names = [line for line in LINE_END.split(text) if line.strip()]
         for name in names[:MAX_NAMES_PER_MESSAGE]:
             if not await self._answer_guess(update, name):
                 return
@@ -78,10 +106,7 @@ class Handlers:
     async def _answer_guess(self, update: Update, text: str) -> bool:
         """Guess ``text`` and reply; False when the user is over their rate limit (and was told so)."""
         message, user, chat = update.effective_message, update.effective_user, update.effective_chat
-        if message is None or user is None or chat is None:
-            return False
-        if not self.limiter.allow(user.id):
-            await message.reply_text(SLOW_DOWN)
+        if message is None or user is None or chat is None or not await self._within_limit(update):
             return False
         outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, message_id=message.message_id, text=text)
         if isinstance(outcome, Rejected):
@@ -103,7 +128,9 @@ class Handlers:
         if query is None:
             return
         if not self.button_limiter.allow(query.from_user.id):
-            await answer(query, PRESSING_TOO_FAST, show_alert=True)
+            # Every press must be answered (or its button spins); the alert, though, once a minute.
+            warn = self.button_limiter.should_warn(query.from_user.id)
+            await answer(query, PRESSING_TOO_FAST if warn else None, show_alert=warn)
             return
         chat_id = query.message.chat.id if query.message else None
         try:
@@ -132,6 +159,8 @@ class Handlers:
             await query.edit_message_reply_markup(reply_markup=keyboard)
         except BadRequest as exc:  # "message is not modified" when pressed twice quickly
             logger.info("keyboard unchanged: %s", exc)
+        except TelegramError as exc:  # the press was answered; an apology now would say it failed
+            logger.warning("could not switch the keyboard: %s", exc)
 
     async def _record_verdict(self, query: CallbackQuery, payload: ButtonPayload, chat_id: int) -> None:
         assert payload.language is not None
@@ -155,6 +184,8 @@ class Handlers:
                 )
         except BadRequest as exc:  # the same verdict pressed again: the text is already right
             logger.info("message unchanged: %s", exc)
+        except TelegramError as exc:  # stored and confirmed: an apology ("try again") would be wrong
+            logger.warning("could not show the recorded verdict: %s", exc)
 
     async def compare(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/compare <name>: GRU and RNN side by side."""
@@ -165,8 +196,7 @@ class Handlers:
         if not text.strip():
             await message.reply_html("Send a surname after the command, for example: <code>/compare Rossi</code>")
             return
-        if update.effective_user and not self.limiter.allow(update.effective_user.id):
-            await message.reply_text(SLOW_DOWN)
+        if not await self._within_limit(update):
             return
         outcome = await self.service.compare(text)
         if isinstance(outcome, Rejected):
@@ -176,10 +206,7 @@ class Handlers:
 
     async def stats(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/stats: counts and the live model version."""
-        if update.effective_message:
-            if update.effective_user and not self.limiter.allow(update.effective_user.id):
-                await update.effective_message.reply_text(SLOW_DOWN)
-                return
+        if update.effective_message and await self._within_limit(update):
             stats = await self.service.stats()
             await update.effective_message.reply_html(views.stats_text(stats, self.service.model_version))
 
@@ -187,7 +214,8 @@ class Handlers:
         """Log the failure and apologize to the user, if there is one."""
         if isinstance(context.application, LoggingApplication):
             context.application.mark_failed(update)
-        if isinstance(context.error, Forbidden):  # the user blocked the bot, or it left the group: no one to tell
+        # The user blocked the bot, it left the group, or the group became a supergroup: no one to tell here.
+        if isinstance(context.error, Forbidden | ChatMigrated):
             logger.info("could not reply: %s", context.error.message)
             return
         logger.error("update failed: %r", context.error, exc_info=context.error)

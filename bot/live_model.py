@@ -168,7 +168,9 @@ class LiveModel:
             try:
                 predictor = await self._load(target)
             except CheckpointError as exc:
-                return RollbackRefused(f"{target.version} cannot be loaded: {exc}")
+                # The details name server paths, and the reply may go to a group: they go to the log only.
+                logger.warning("rollback to %s refused: %s", target.version, exc)
+                return RollbackRefused(f"{target.version} cannot be loaded: its checkpoint is missing or damaged.")
             async with self._sessions.begin() as session:
                 switched = await versions.make_live(session=session, expected=live.version, version=target.version)
             if not switched:

@@ -16,7 +16,7 @@ from telegram import Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
-from bot.app import SERVICE_KEY, build_application, load_predictors
+from bot.app import ALLOWED_UPDATES, SERVICE_KEY, build_application, load_predictors
 from bot.config import DEFAULT_API_BASE_URL, Settings
 from bot.db import migrate
 from bot.redaction import redact, redacted_logs, secrets_of
@@ -180,11 +180,11 @@ async def _start_receiving(application: Application[Any, Any, Any, Any, Any, Any
         await application.bot.set_webhook(
             settings.webhook_url,
             secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=Update.ALL_TYPES,
+            allowed_updates=ALLOWED_UPDATES,
         )
     else:
         assert application.updater is not None
-        await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+        await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
 
 
 def run(settings: Settings) -> None:

@@ -26,18 +26,24 @@ def user_hasher(key: bytes) -> Callable[[int], str]:
     return digest
 
 
-def describe(update: object, commands: frozenset[str]) -> dict[str, Any]:
-    """The kind of update and, for one of the bot's ``commands``, which (never other text a user sent)."""
+def describe(update: object, commands: frozenset[str], bot_username: str | None = None) -> dict[str, Any]:
+    """The kind of update and, for one of the bot's ``commands``, which (never other text a user sent).
+
+    Only what the bot answers counts as a command: a new message, addressed to no bot or to this one
+    (``/guess@OtherBot`` is another bot's). Edits and other updates are ``"other"``.
+    """
     if not isinstance(update, Update):
         return {"kind": type(update).__name__}
     if update.callback_query is not None:
         return {"kind": "button"}
-    message = update.effective_message
-    if message is not None and message.text and message.text.startswith("/"):
-        command = message.text.split(maxsplit=1)[0].split("@")[0].removeprefix("/").lower()
-        if command in commands:
+    message = update.message
+    if message is None:
+        return {"kind": "other"}
+    if message.text and message.text.startswith("/"):
+        command, _, addressee = message.text.split(maxsplit=1)[0].removeprefix("/").lower().partition("@")
+        if command in commands and (not addressee or addressee == (bot_username or "").lower()):
             return {"kind": "command", "command": f"/{command}"}
-    return {"kind": "message" if message is not None else "other"}
+    return {"kind": "message"}
 
 
 class LoggingApplication(Application):  # type: ignore[type-arg]
@@ -69,6 +75,13 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
             self._commands = frozenset(names)
         return self._commands
 
+    def _bot_username(self) -> str | None:
+        try:
+            username: str | None = self.bot.username
+        except RuntimeError:  # not initialized (no getMe yet): only in tests that feed updates directly
+            return None
+        return username
+
     async def process_update(self, update: object) -> None:
         """Process ``update`` as usual, then log its latency and the live model version."""
         started = time.perf_counter()
@@ -82,7 +95,8 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
             if id(update) in self._failed:
                 self._failed.discard(id(update))
                 outcome = "error"
-            record: dict[str, Any] = {"event": "update", **describe(update, self._command_names())}
+            described = describe(update, self._command_names(), self._bot_username())
+            record: dict[str, Any] = {"event": "update", **described}
             if isinstance(update, Update):
                 record["update_id"] = update.update_id
                 if update.effective_user is not None:

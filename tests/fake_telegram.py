@@ -51,6 +51,7 @@ class FakeTelegram:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._query_ids = itertools.count(1)
+        self._answered: set[str] = set()  # callback query ids: Telegram takes one answer per press
         self._changed = asyncio.Condition()
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._delays: dict[str, list[float]] = {}
@@ -112,7 +113,8 @@ class FakeTelegram:
         """Answer the next call of ``method`` only after ``seconds`` (a slow Telegram)."""
         self._delays.setdefault(method, []).append(seconds)
 
-    def _push(self, update: dict[str, Any]) -> int:
+    def inject(self, update: dict[str, Any]) -> int:
+        """Send the bot a raw update of any kind (an edit, a business message...); returns its id."""
         update_id = next(self._update_ids)
         update["update_id"] = update_id
         self.injected_at[update_id] = time.monotonic()
@@ -159,7 +161,7 @@ class FakeTelegram:
         if text.startswith("/"):
             command = text.split(maxsplit=1)[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
-        return self._push({"message": message})
+        return self.inject({"message": message})
 
     def inject_callback(self, user_id: int, chat_id: int, message_id: int, data: str, *, with_text: bool = True) -> int:
         """A user presses a button carrying ``data`` under message ``message_id``.
@@ -183,7 +185,7 @@ class FakeTelegram:
             "chat_instance": str(chat_id),
             "data": data,
         }
-        return self._push({"callback_query": query})
+        return self.inject({"callback_query": query})
 
     # ---- reading back ----------------------------------------------------------------------------
 
@@ -323,6 +325,12 @@ class FakeTelegram:
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return self._store(int(params["chat_id"]), str(params["text"]), params)
+
+    async def _api_answerCallbackQuery(self, params: dict[str, Any]) -> bool:  # noqa: N802
+        if str(params["callback_query_id"]) in self._answered:
+            raise ValueError("Bad Request: query is too old and response timeout expired or query ID is invalid")
+        self._answered.add(str(params["callback_query_id"]))
+        return True
 
     async def _api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         key = (int(params["chat_id"]), int(params["message_id"]))

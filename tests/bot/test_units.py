@@ -84,6 +84,18 @@ def test_rate_limiter_slides() -> None:
     assert limiter.allow(1)
 
 
+def test_a_refused_user_is_told_once_a_window() -> None:
+    now = [0.0]
+    limiter = UserRateLimiter(limit=1, window=60.0, clock=lambda: now[0])
+    assert limiter.allow(1) and not limiter.allow(1)
+    assert limiter.should_warn(1) and not limiter.should_warn(1)
+    assert limiter.should_warn(2)  # each user is told for themselves
+    now[0] = 59.9
+    assert not limiter.should_warn(1)
+    now[0] = 60.0
+    assert limiter.should_warn(1)
+
+
 def test_rate_limiter_forgets_idle_users_at_most_once_a_window() -> None:
     now = [0.0]
     limiter = UserRateLimiter(limit=5, window=60.0, clock=lambda: now[0])

@@ -94,6 +94,23 @@ async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
         assert (await versions.active_version(session=session)).version == "gru-trained-1"  # type: ignore[union-attr]
 
 
+async def test_a_rollback_to_a_lost_file_names_no_server_path(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    predictors = Predictors(gru=Predictor.shipped("gru"), rnn=Predictor.shipped("rnn"))
+    live = LiveModel(predictors=predictors, sessions=sessions, model_dir=model_dir, uncertain_below=0.5)
+    await live.sync(adopt_trained=True)
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
+    assert await live.sync(adopt_trained=True) == "gru-trained-1"
+    assert isinstance(await live.rollback(), RolledBack)
+    (model_dir / "versions/gru-trained-1.safetensors").unlink()
+    refused = await live.rollback("gru-trained-1")
+    # The reply may go to a group: the path stays in the log.
+    assert refused == RollbackRefused("gru-trained-1 cannot be loaded: its checkpoint is missing or damaged.")
+    assert "versions/gru-trained-1.safetensors" in caplog.text
+
+
 async def test_a_checkpoint_that_does_not_match_its_row_is_not_served(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:

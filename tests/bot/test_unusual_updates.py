@@ -1,0 +1,178 @@
+"""Updates that are not a plain new message: edits, floods, anonymous admins, other bots' commands, lists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.handlers import PRESSING_TOO_FAST, SLOW_DOWN
+from bot.service import Predictors
+from bot.update_log import UPDATE_LOGGER
+from tests.bot.conftest import running_bot, settings_for
+from tests.databases import fetch
+from tests.fake_telegram import Call, FakeTelegram
+
+GROUP_ANONYMOUS_BOT = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+
+
+@pytest.fixture(autouse=True)
+def update_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=UPDATE_LOGGER)
+
+
+async def handled(caplog: pytest.LogCaptureFixture, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The per-update log lines, once ``count`` updates have been handled (each logs one line when done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == UPDATE_LOGGER]
+        if len(lines) >= count:
+            return lines
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(lines)} of {count} updates handled")
+        await asyncio.sleep(0.02)
+
+
+def message(user: dict[str, Any], chat_id: int, text: str, **extra: Any) -> dict[str, Any]:
+    """A message object as Telegram sends it, with a command entity when ``text`` starts with one."""
+    body: dict[str, Any] = {
+        "message_id": 10_000 + chat_id % 1000,
+        "date": int(time.time()),
+        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "title": "chat"},
+        "from": user,
+        "text": text,
+        **extra,
+    }
+    if text.startswith("/"):
+        body["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return body
+
+
+def texts_to(telegram: FakeTelegram, chat_id: int) -> list[str]:
+    return [str(c.params["text"]) for c in telegram.sent("sendMessage", chat_id=chat_id)]
+
+
+async def test_edits_and_business_messages_are_not_new_requests(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    admin = telegram.user(1)
+    async with running_bot(settings, predictors):
+        telegram.inject({"edited_message": message(telegram.user(7), 7, "Rosso", edit_date=int(time.time()))})
+        telegram.inject({"edited_message": message(telegram.user(7), -100700, "/guess Nakamura")})
+        telegram.inject({"edited_message": message(admin, 1, "/retrain")})  # a second run, or a second rollback
+        telegram.inject({"business_message": message(telegram.user(7), 8, "Rossi", business_connection_id="bc1")})
+        telegram.inject_message(9, "Rossi")
+        lines = await handled(caplog, 5)
+    assert texts_to(telegram, 7) == texts_to(telegram, -100700) == texts_to(telegram, 1) == texts_to(telegram, 8) == []
+    assert len(texts_to(telegram, 9)) == 1
+    assert [line["kind"] for line in lines].count("other") == 4
+    assert not (settings.model_dir / ".finetune.lock").exists()  # /retrain never started a run
+    assert await fetch(settings.database_url, "SELECT user_id FROM guesses") == [(9,)]
+
+
+async def test_a_flood_of_refused_requests_gets_one_notice(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=3, button_presses_per_minute=2)
+    async with running_bot(settings, predictors):
+        for text in ["Rossi"] * 8 + ["/help", "/stats", "/compare Rossi"]:
+            telegram.inject_message(40, text)
+        await handled(caplog, 11)
+        replies = texts_to(telegram, 40)
+        message_id, confirm = first_answer(telegram, 40)
+        for _ in range(5):
+            telegram.inject_callback(40, 40, message_id, confirm)
+        await handled(caplog, 16)
+    assert len(replies) == 4 and replies.count(SLOW_DOWN) == 1  # three answers, one notice, then quiet
+    assert await fetch(settings.database_url, "SELECT COUNT(*) FROM guesses") == [(3,)]
+    answers = [(c.params.get("text"), c.params.get("show_alert")) for c in telegram.sent("answerCallbackQuery")]
+    assert len(answers) == 5  # every press is answered, or its button spins
+    assert [text for text, _ in answers].count(PRESSING_TOO_FAST) == 1
+
+
+def first_answer(telegram: FakeTelegram, chat_id: int) -> tuple[int, str]:
+    """The id of the first guess answered in ``chat_id`` and its ✅ button's data.
+
+    Not simply the first message: replies to concurrent updates (an answer, a notice) go out in any order.
+    """
+    message_id = min(key[1] for key, m in telegram.messages.items() if key[0] == chat_id and "reply_markup" in m)
+    return message_id, telegram.messages[(chat_id, message_id)]["reply_markup"]["inline_keyboard"][0][0][
+        "callback_data"
+    ]
+
+
+def confirm_button(reply: Call) -> str:
+    """The callback data of a guess's first button: ✅, its top language."""
+    return str(reply.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+
+
+async def test_anonymous_admins_of_different_groups_have_limits_of_their_own(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=2)
+    async with running_bot(settings, predictors):
+        for group in (-100801, -100802):
+            for name in ("Rossi", "Nakamura"):
+                sent_as = {"id": group, "type": "supergroup", "title": "chat"}
+                telegram.inject({"message": message(GROUP_ANONYMOUS_BOT, group, f"/guess {name}", sender_chat=sent_as)})
+        await handled(caplog, 4)
+    for group in (-100801, -100802):
+        assert [SLOW_DOWN in text for text in texts_to(telegram, group)] == [False, False]
+
+
+async def test_admin_commands_from_others_are_refused_in_private_and_ignored_in_groups(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        for _ in range(3):  # possibly meant for another bot in the group: never a reply per message
+            telegram.inject_message(5, "/retrain", chat_id=-100500)
+        telegram.inject_message(5, "/models")
+        await handled(caplog, 4)
+    assert texts_to(telegram, -100500) == []
+    assert ["only the bot's admins" in text for text in texts_to(telegram, 5)] == [True]
+
+
+async def test_only_commands_for_this_bot_are_logged_as_commands(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(6, "/guess@OtherBot Rossi", chat_id=-100600)
+        telegram.inject_message(6, "/guess@nameorigin_bot Rossi", chat_id=-100600)
+        lines = await handled(caplog, 2)
+    assert sorted(line.get("command", line["kind"]) for line in lines) == ["/guess", "message"]
+    assert len(texts_to(telegram, -100600)) == 1
+
+
+async def test_a_stored_verdict_whose_message_cannot_be_updated_gets_no_apology(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(70, "Rossi")
+        [reply] = await telegram.wait_for_count("sendMessage", 1)
+        telegram.fail_next("editMessageText", 502, times=20)  # Telegram cannot update the message for now
+        telegram.inject_callback(70, 70, telegram.last_bot_message_id(70), confirm_button(reply))
+        await handled(caplog, 2, timeout=60)
+    [answer] = telegram.sent("answerCallbackQuery")
+    assert answer.params["text"] == "Recorded, thank you!"
+    assert len(texts_to(telegram, 70)) == 1  # no "Sorry, something went wrong... try again"
+    assert await fetch(settings.database_url, "SELECT user_id, confirmed FROM corrections") == [(70, 1)]
+
+
+async def test_a_list_after_the_guess_command_is_answered_line_by_line(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(8, "/guess Nakamura\nRossi", chat_id=-100900)
+        await handled(caplog, 1)
+    replies = texts_to(telegram, -100900)
+    assert ["<b>Nakamura</b>" in replies[0], "<b>Rossi</b>" in replies[-1], len(replies)] == [True, True, 2]
