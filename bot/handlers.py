@@ -175,13 +175,14 @@ class Handlers:
         # Telegram may send the message without its text (too old to show the bot): then only the buttons change.
         original = message.text_html if isinstance(message, Message) and message.text is not None else None
         markup = views.short_keyboard(payload.guess_id, verdict.top_languages)
+        text = None if original is None else views.recorded_text(original, verdict)
+        if isinstance(message, Message) and message.reply_markup == markup and text == original:
+            return  # the same verdict again: an edit would change nothing, yet count against the chat's limit
         try:
-            if original is None:
+            if text is None:
                 await query.edit_message_reply_markup(reply_markup=markup)
             else:
-                await query.edit_message_text(
-                    views.recorded_text(original, verdict), parse_mode=ParseMode.HTML, reply_markup=markup
-                )
+                await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
         except BadRequest as exc:  # the same verdict pressed again: the text is already right
             logger.info("message unchanged: %s", exc)
         except TelegramError as exc:  # stored and confirmed: an apology ("try again") would be wrong

@@ -176,3 +176,18 @@ async def test_a_list_after_the_guess_command_is_answered_line_by_line(
         await handled(caplog, 1)
     replies = texts_to(telegram, -100900)
     assert ["<b>Nakamura</b>" in replies[0], "<b>Rossi</b>" in replies[-1], len(replies)] == [True, True, 2]
+
+
+async def test_the_same_verdict_again_edits_nothing(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(71, "Rossi")
+        [reply] = await telegram.wait_for_count("sendMessage", 1)
+        for presses in (1, 2, 3):  # handled one after another: each press sees the message as the last left it
+            telegram.inject_callback(71, 71, telegram.last_bot_message_id(71), confirm_button(reply))
+            await handled(caplog, 1 + presses)
+    assert len(telegram.sent("answerCallbackQuery")) == 3
+    assert len(telegram.sent("editMessageText")) == 1  # a group's 20 messages a minute are not spent on no-ops
+    assert "Recorded" in telegram.messages[(71, telegram.last_bot_message_id(71))]["text"]
