@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -101,6 +101,14 @@ class FinetuneSettings(DatabaseSettings):
         description="how common each language is taken to be before reading a name: 'dataset' keeps the training "
         "data's proportions (about half Russian), 'uniform' makes all 18 equal (better for names from elsewhere)",
     )
+
+    @field_validator("names_data_dir", "model_dir", mode="before")
+    @classmethod
+    def _blank_means_default(cls, value: object, info: ValidationInfo) -> object:
+        # NAMES_DATA_DIR= is a setting left blank, as `nameorigin eval` reads it, not "." (the working folder).
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name].default if info.field_name else value
+        return value
 
     @field_validator("bot_admin_ids", mode="before")
     @classmethod

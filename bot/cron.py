@@ -26,7 +26,7 @@ def crontab_trigger(expression: str, timezone: tzinfo) -> CronTrigger:
     if not day_of_month.startswith(("*", "?")) and not weekday.startswith(("*", "?")):
         # crontab runs when either matches, APScheduler only when both do: refuse rather than guess.
         # (A field starting with "*", such as "*/2", makes crontab require both too, as APScheduler does.)
-        raise ValueError("restrict the day of the month or the weekday, not both")
+        raise ValueError("may restrict the day of the month or the weekday, not both (crontab would run on either)")
     if weekday not in ("*", "?"):
         fields[4] = ",".join(CRONTAB_DAYS[day] for day in sorted(crontab_weekdays(weekday)))
     trigger = CronTrigger.from_crontab(" ".join(fields), timezone=timezone)

@@ -69,10 +69,13 @@ def calibrated_metrics(
 def check_output_path(out: str | os.PathLike[str]) -> Path:
     """Fail before training if no checkpoint can be saved at ``out``, or if saving would destroy something else.
 
-    Refused: a folder, a device or pipe, a folder that cannot be written, a read-only file, and an existing
-    file that is not a checkpoint (a dataset file, say). An existing checkpoint is replaced.
+    Refused: a folder (or a path ending in a separator), a device or pipe, a folder that cannot be written,
+    a read-only file, and an existing file that is not a checkpoint (a dataset file, say). An existing
+    checkpoint is replaced.
     """
     target = Path(out)
+    if str(out).endswith(("/", os.sep)):  # Path() drops the slash: "models/" would become a file named models
+        raise CheckpointError(f"cannot save the checkpoint to {out}: that names a folder; give a file path")
     if target.is_dir():
         raise CheckpointError(f"cannot save the checkpoint to {target}: it is a folder; give a file path")
     if target.exists() and not target.is_file():  # saving would replace /dev/null or a pipe with a file

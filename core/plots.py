@@ -27,6 +27,9 @@ def _supported_formats() -> dict[str, str]:
 def check_plot_path(path: str | os.PathLike[str]) -> str:
     """Fail early, before any slow work, if ``path`` cannot take the plot; returns the image format."""
     target = Path(path)
+    if target.is_dir():  # before the extension: "no file extension" would not say what is wrong
+        example = target / "confusion.png"
+        raise PlotError(f"cannot write a plot to {target}: it is a folder; give a file such as {example}")
     image_format = target.suffix.removeprefix(".").lower()
     formats = _supported_formats()
     if image_format not in formats:
@@ -37,8 +40,6 @@ def check_plot_path(path: str | os.PathLike[str]) -> str:
         raise PlotError(f"cannot write a plot to {target}: {folder} is not a folder")
     if not folder.is_dir():
         raise PlotError(f"cannot write a plot to {target}: folder {folder} does not exist")
-    if target.is_dir():
-        raise PlotError(f"cannot write a plot to {target}: it is a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PlotError(f"cannot write a plot to {target}: folder {folder} is not writable")
     return image_format

@@ -40,6 +40,9 @@ LINE_END = re.compile(r"\r\n|\r|\n")
 GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
 DEGREE_SUFFIXES = frozenset({"phd", "md", "esq"})
 ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})
+# Separators typed without a space: "J.R.R.Tolkien", "F.Dostoevsky", "first_last". Only a query is split at
+# them; the dataset's names hold none of them (bar one stray "Maxa/B"), so its cleaning stays as it is.
+_WORD_BREAKS = re.compile(r"[._/]")
 # "Smith, John" (as lists and spreadsheets write names) or "King, Jr.": the surname stands before the comma.
 _COMMA = re.compile(r"[,，]")
 
@@ -96,7 +99,8 @@ def parse_query(raw: str) -> SurnameQuery:
     particles before it ("Maria de la Cruz" → "de la Cruz") and without a generational suffix or a
     degree after it ("Martin Luther King Jr." → "King"). A comma puts the surname first, as lists
     write names ("Dostoevsky, Fyodor" → "Dostoevsky"); what follows it is dropped, a suffix
-    ("King, Jr.") as well as given names. Each word is transliterated as one
+    ("King, Jr.") as well as given names. Dots, underscores and slashes part words too
+    ("J.R.R.Tolkien" → "Tolkien"). Each word is transliterated as one
     word: unidecode spaces out CJK syllables, and "中村" must stay one surname ("ZhongCun"), not "Cun".
     Raises ``InvalidNameError`` for empty, over-long, undecodable or letterless input.
     """
@@ -109,8 +113,9 @@ def parse_query(raw: str) -> SurnameQuery:
         raise InvalidNameError("not valid UTF-8: the input holds bytes that are not text")
     if _PLAIN_SURNAME.fullmatch(stripped):
         return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
-    whole = clean_surname(stripped)
-    before_comma = clean_surname(_COMMA.split(stripped, maxsplit=1)[0])
+    spaced = _WORD_BREAKS.sub(" ", stripped)
+    whole = clean_surname(spaced)
+    before_comma = clean_surname(_COMMA.split(spaced, maxsplit=1)[0])
     cleaned = before_comma if _LETTER.search(before_comma) else whole  # ", Smith" has nothing before its comma
     if not _LETTER.search(cleaned):
         raise InvalidNameError("no letters: a surname needs at least one letter")

@@ -119,10 +119,12 @@ def test_predict_and_eval_take_a_uniform_prior(
     assert uniform[0][0]["probability"] < dataset[0][0]["probability"]
 
 
-def test_train_dry_run_for_the_rnn(tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "rnn.safetensors"
-    args = ["train", "--model", "rnn", "--dry-run", "--data-dir", str(tiny_data_dir), "--out", str(out)]
-    assert main(args) == 0
+def test_train_dry_run_for_the_rnn_saves_into_model_dir(
+    tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))  # where the bot would look
+    out = tmp_path / "models" / "rnn-dry-run.safetensors"
+    assert main(["train", "--model", "rnn", "--dry-run", "--data-dir", str(tiny_data_dir)]) == 0
     assert read_metadata(out).kind == "rnn"
     assert "saved rnn-" in capsys.readouterr().out
 
@@ -143,6 +145,9 @@ def test_train_checks_where_it_saves_before_training(
     train = ["train", "--dry-run", "--data-dir", str(tiny_data_dir), "--out"]
     assert main([*train, str(tmp_path)]) == 2
     assert "it is a folder" in capsys.readouterr().err
+    assert main([*train, f"{tmp_path / 'newdir'}/"]) == 2  # a folder to be: never a file named newdir
+    assert "that names a folder; give a file path" in capsys.readouterr().err
+    assert not (tmp_path / "newdir").exists()
     assert main([*train, str(tmp_path / "afile" / "sub" / "gru.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "afile is not a folder" in err and err.count("\n") == 1
@@ -236,6 +241,9 @@ def test_stdin_chunks_rejoin_lines_and_characters_split_between_reads() -> None:
     reads = iter([b"Sm", b"ith\r\nDvo\xc5", b"\x99\xc3\xa1k\nBad\xff\n", b"\n", b"Last", b""])
     chunks = list(chunks_as_they_arrive(lambda: next(reads), size=2))
     assert chunks == [["Smith"], ["Dvořák", "Bad\udcff"], [""], ["Last"]]
+    # A byte-order mark opening the input (Excel's "CSV UTF-8") is no part of the first name.
+    marked = iter([b"\xef\xbb", b"\xbfSmith\nRossi\n", b""])
+    assert list(chunks_as_they_arrive(lambda: next(marked))) == [["Smith", "Rossi"]]
     big = iter([b"a\n" * 5, b""])
     assert list(chunks_as_they_arrive(lambda: next(big), size=2)) == [["a", "a"], ["a", "a"], ["a"]]
     # A lone CR ends a line too (old Mac files), as in the dataset's files; a CRLF split between reads is one end.

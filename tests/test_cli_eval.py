@@ -45,6 +45,7 @@ def test_eval_reports_json_and_writes_a_plot(
     assert report["test"]["count"] == 54
     assert 0.0 <= report["test"]["ece"] <= 1.0
     assert {row["language"] for row in report["per_language"]} == set(read_metadata(checkpoint).labels)
+    assert all(round(row["recall"], 4) == row["recall"] for row in report["per_language"])  # as the headline
     assert report["audit"]["distinct_names"] == 540
     assert plot.read_bytes().startswith(b"\x89PNG")
 
@@ -65,7 +66,7 @@ def test_eval_text_report(tiny_checkpoint: tuple[Path, Path], capsys: pytest.Cap
     ("plot", "message"),
     [("nowhere/c.png", "folder .*nowhere does not exist"), ("c.txt", "unsupported format 'txt'"), ("c", "no file"),
      ("c.pgf", "unsupported format 'pgf'"),  # needs LaTeX, found missing only at the end
-     ("afile/c.png", "afile is not a folder")],
+     ("afile/c.png", "afile is not a folder"), ("", "it is a folder; give a file such as .*confusion.png")],
 )  # fmt: skip
 def test_eval_checks_the_plot_path_before_evaluating(
     plot: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

@@ -1,9 +1,11 @@
 """The ``nameorigin`` command line with standard streams that are closed, broken or cannot show every character."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,29 @@ def test_predict_json_is_one_line_per_input_whatever_the_separators_inside(
     out = capsys.readouterr().out
     assert out.isascii()
     assert [json.loads(line)["name"] for line in out.splitlines()] == inputs
+
+
+class TypedStdin(io.StringIO):
+    """Standard input that is a terminal: names typed one per line."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_predict_at_a_terminal_says_it_reads_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", TypedStdin("Smith\n"))
+    assert main(["predict"]) == 0
+    streams = capsys.readouterr()
+    assert streams.out.startswith("Smith: English") and "one per line; end with Ctrl-D" in streams.err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Smith\n"))  # a pipe or a file: nothing to explain
+    assert main(["predict"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_version_prints_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"nameorigin {version('nameorigin')}\n"

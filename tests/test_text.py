@@ -37,6 +37,10 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         (", Smith", "Smith", False),  # nothing before the comma: the name is what there is
         ("Jane Doe PhD", "Doe", True),
         ("Dr. Jane Doe, MD", "Doe", True),
+        ("J.R.R.Tolkien", "Tolkien", True),  # initials typed without spaces are words of their own
+        ("F.Dostoevsky", "Dostoevsky", True),
+        ("first_last", "last", True),
+        ("Smith/Jones", "Jones", True),
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:

@@ -11,7 +11,7 @@ import io
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 
 from core.cli import data_cmd, eval_cmd, predict_cmd, train_cmd
 from core.cli.common import CommandError, ReaderGone, Terminated
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every core and plugin subcommand."""
     parser = argparse.ArgumentParser(prog="nameorigin", description="Guess the language of origin of a surname.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('nameorigin')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (predict_cmd, train_cmd, eval_cmd, data_cmd):
         module.register(commands)

@@ -81,7 +81,11 @@ def build_report(
         "audit": asdict(dataset.audit),
         "split_sizes": split_sizes,
         "test": metrics.headline(),
-        "per_language": [asdict(score) for score in metrics.per_language],
+        "per_language": [
+            # Four places, as the headline figures: 0.3333, not 0.33333333333333326.
+            {key: round(value, 4) if isinstance(value, float) else value for key, value in asdict(score).items()}
+            for score in metrics.per_language
+        ],
         "top_confusions": top_confusions(metrics, labels),
     }
 

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 from core.cli.common import (
     CommandError,
@@ -120,7 +121,8 @@ def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Itera
     for each answer, is answered at once. Bytes that are not UTF-8 become lone surrogates, which
     ``parse_query`` rejects with a clear error; a line split between reads is put back together.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8" starts with one) is no part of the first name.
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
     pieces: list[str] = []  # a line still arriving; joined only once it ends, so a huge line costs linear time
     while True:
         data = read()
@@ -140,12 +142,21 @@ def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Itera
             return
 
 
+def _is_terminal(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):  # closed, or replaced by something without a descriptor
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Classify every input and print one line per input, in order."""
     predictor = load_predictor(args)
     if not 1 <= args.top_k <= len(predictor.labels):
         raise CommandError(f"--top-k must be between 1 and {len(predictor.labels)}")
     render = to_json if args.json else to_text
+    if not args.names and _is_terminal(sys.stdin):  # otherwise the command seems to hang
+        print("reading names from standard input, one per line; end with Ctrl-D", file=sys.stderr)
     chunks = _chunks(args.names) if args.names else stdin_chunks()
     with stdout_to_a_reader_that_may_leave():
         for chunk in chunks:

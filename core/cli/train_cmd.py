@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,8 +28,14 @@ from core.pipeline import train_and_save
 from core.train import MAX_CLASS_WEIGHT_POWER, SELECTION_METRICS, TrainConfig
 
 DEFAULT_MODEL_DIR = Path("data/models")
+MODEL_DIR_ENV = "MODEL_DIR"  # where the bot looks for a trained GRU: train writes there by default
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
 MAX_THREADS = 1024
+
+
+def default_model_dir() -> Path:
+    """``$MODEL_DIR`` when set, the folder the bot starts its GRU from; else ``data/models``."""
+    return Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
 
 
 def positive_int(text: str) -> int:
@@ -71,7 +78,9 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=defaults.batch_size, help="names per batch (default: %(default)s)"
     )
-    parser.add_argument("--out", type=non_empty_path, help="checkpoint path (default: data/models/<model>.safetensors)")
+    parser.add_argument(
+        "--out", type=non_empty_path, help="checkpoint path (default: $MODEL_DIR or data/models, /<model>.safetensors)"
+    )
     parser.add_argument(
         "--class-weight-power",
         type=class_weight_power,
@@ -96,7 +105,7 @@ def register(commands: Subparsers) -> None:
         "--dry-run",
         action="store_true",
         help="smoke test: one epoch of a tiny model, saved like any other "
-        "(default: data/models/<model>-dry-run.safetensors)",
+        "(default: $MODEL_DIR or data/models, /<model>-dry-run.safetensors)",
     )
     add_device_option(parser)
     parser.set_defaults(handler=run)
@@ -127,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             overrides["ngram_buckets"] = 256
     out = args.out
     if out is None:
-        out = DEFAULT_MODEL_DIR / f"{args.model}{'-dry-run' if args.dry_run else ''}.safetensors"
+        out = default_model_dir() / f"{args.model}{'-dry-run' if args.dry_run else ''}.safetensors"
     with sigterm_unwinds(), user_errors():  # a checkpoint's temporary file goes with a stopped run
         dataset = load_dataset(args.data_dir)
         trained = train_and_save(

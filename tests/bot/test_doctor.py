@@ -268,3 +268,15 @@ async def test_a_verbose_doctor_never_prints_the_token(
     await asyncio.to_thread(main, ["-v", "doctor"])
     assert "✓ telegram: the token belongs to @nameorigin_bot" in capsys.readouterr().out
     assert telegram.token not in caplog.text
+
+
+def test_blank_folder_settings_mean_the_defaults_not_the_working_folder(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAMES_DATA_DIR", "")  # as `nameorigin eval` reads it: data/names
+    monkeypatch.setenv("MODEL_DIR", " ")
+    main(["doctor"])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("✗ dataset: dataset folder data/names does not exist") for line in lines)
+    assert "✓ model folder: data/models will be created by the first fine-tune" in lines
