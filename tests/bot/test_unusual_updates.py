@@ -191,3 +191,18 @@ async def test_the_same_verdict_again_edits_nothing(
     assert len(telegram.sent("answerCallbackQuery")) == 3
     assert len(telegram.sent("editMessageText")) == 1  # a group's 20 messages a minute are not spent on no-ops
     assert "Recorded" in telegram.messages[(71, telegram.last_bot_message_id(71))]["text"]
+
+
+async def test_a_list_stops_at_the_limit_with_one_notice_and_five_names_need_no_note(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=2)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(80, "Rossi\nNakamura\nSmith\nIvanov\nNguyen")
+        await handled(caplog, 1)
+    assert [SLOW_DOWN in text for text in texts_to(telegram, 80)] == [False, False, True]  # not one per line left
+    settings = settings_for(telegram, tmp_path / "five", guesses_per_minute=5)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(81, "Rossi\nNakamura\nSmith\nIvanov\nNguyen")
+        await handled(caplog, 2)
+    assert len(texts_to(telegram, 81)) == 5  # all answered: no "more than I answer" note
