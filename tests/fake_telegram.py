@@ -8,6 +8,7 @@ fail the next calls of a method with 429 or 5xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -213,10 +214,8 @@ class FakeTelegram:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError("no matching call to the fake Bot API")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     async def wait_for_count(self, method: str, count: int, timeout: float = 30.0) -> list[Call]:
         """Wait until at least ``count`` calls of ``method`` were made."""
@@ -226,10 +225,8 @@ class FakeTelegram:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"only {len(self.sent(method))} of {count} {method} calls")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
         return self.sent(method)
 
     # ---- the API ---------------------------------------------------------------------------------
