@@ -41,8 +41,8 @@ GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
 DEGREE_SUFFIXES = frozenset({"phd", "md", "esq"})
 ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})
 # Separators typed without a space: "J.R.R.Tolkien", "F.Dostoevsky", "first_last". Only a query is split at
-# them; the dataset's names hold none of them (bar one stray "Maxa/B"), so its cleaning stays as it is.
-_WORD_BREAKS = re.compile(r"[._/]")
+# them; the dataset's names hold none, so its cleaning stays as it is. (Not "/": "</b>" would part a word.)
+_WORD_BREAKS = re.compile(r"[._]")
 # "Smith, John" (as lists and spreadsheets write names) or "King, Jr.": the surname stands before the comma.
 _COMMA = re.compile(r"[,，]")
 
@@ -99,7 +99,7 @@ def parse_query(raw: str) -> SurnameQuery:
     particles before it ("Maria de la Cruz" → "de la Cruz") and without a generational suffix or a
     degree after it ("Martin Luther King Jr." → "King"). A comma puts the surname first, as lists
     write names ("Dostoevsky, Fyodor" → "Dostoevsky"); what follows it is dropped, a suffix
-    ("King, Jr.") as well as given names. Dots, underscores and slashes part words too
+    ("King, Jr.") as well as given names. Dots and underscores part words too
     ("J.R.R.Tolkien" → "Tolkien"). Each word is transliterated as one
     word: unidecode spaces out CJK syllables, and "中村" must stay one surname ("ZhongCun"), not "Cun".
     Raises ``InvalidNameError`` for empty, over-long, undecodable or letterless input.

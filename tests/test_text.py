@@ -40,7 +40,6 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("J.R.R.Tolkien", "Tolkien", True),  # initials typed without spaces are words of their own
         ("F.Dostoevsky", "Dostoevsky", True),
         ("first_last", "last", True),
-        ("Smith/Jones", "Jones", True),
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:
