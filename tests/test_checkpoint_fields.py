@@ -100,6 +100,17 @@ def test_weights_that_are_not_finite_floats_are_rejected(
         load_checkpoint(path)
 
 
+def test_a_vocabulary_longer_than_the_model_s_embedding_is_rejected(tmp_path: Path) -> None:
+    config, vocabulary = small_config()
+    assert "".join(vocabulary.characters) == "ab" and config.vocab_size == 4  # two letters plus padding and unknown
+    # The weights match the config; only the header's vocabulary has one character too many, whose id
+    # would index past the embedding.
+    path = save_with(tmp_path / "m.safetensors", {"vocabulary": "abc"})
+    for read in (read_metadata, load_checkpoint):
+        with pytest.raises(CheckpointError, match="disagrees with its model config .*vocabulary"):
+            read(path)
+
+
 @pytest.mark.parametrize(
     "labels", [["L0", "L0", "L1"], [0, 1, 2], "L01", ["L0", "", "L2"], None, {"L0": 0, "L1": 1, "L2": 2}]
 )

@@ -65,6 +65,26 @@ def test_top3_always_holds_the_top_answer_when_probabilities_tie() -> None:
     assert metrics.top3_accuracy == 1.0
 
 
+def test_a_true_language_ranked_third_counts_for_top3() -> None:
+    probabilities = np.array([[0.50, 0.30, 0.15, 0.05]])
+    truth = np.array([[False, False, True, False]])  # C, ranked third
+    metrics = compute_metrics(probabilities, truth, LABELS)
+    assert (metrics.accuracy, metrics.top3_accuracy) == (0.0, 1.0)
+    truth_last = np.array([[False, False, False, True]])  # D, ranked fourth
+    assert compute_metrics(probabilities, truth_last, LABELS).top3_accuracy == 0.0
+
+
+def test_a_wrong_answer_counts_against_the_true_language_ranked_highest_not_the_first_listed() -> None:
+    # Truth {A, C}; the model says B, and ranks C above A: the miss is C's, so recall and confusion name C.
+    probabilities = np.array([[0.10, 0.60, 0.25, 0.05]])
+    truth = np.array([[True, False, True, False]])
+    metrics = compute_metrics(probabilities, truth, LABELS)
+    assert metrics.confusion.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    by_language = {score.language: score for score in metrics.per_language}
+    assert (by_language["C"].support, by_language["C"].recall) == (1, 0.0)
+    assert by_language["A"].support == 0
+
+
 def test_an_empty_split_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         compute_metrics(np.zeros((0, 4)), np.zeros((0, 4), dtype=bool), LABELS)

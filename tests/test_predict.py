@@ -1,4 +1,7 @@
 import gc
+import math
+import random
+import string
 
 import pytest
 import torch
@@ -8,7 +11,7 @@ from core.checkpoint import Checkpoint, CheckpointMetadata
 from core.data import LANGUAGES
 from core.encoding import Vocabulary
 from core.models import GRUConfig, build_model
-from core.predict import Guess, Predictor, Rejected, garbage_collection_paused
+from core.predict import CHUNK_SIZE, Guess, Predictor, Rejected, garbage_collection_paused
 from core.text import InvalidNameError
 
 # Russian holds half the training pairs, the other 17 languages share the rest equally.
@@ -53,8 +56,55 @@ def test_batch_and_single_answers_agree_and_keep_order() -> None:
 
 
 def test_uncertain_flag_follows_the_threshold() -> None:
-    assert untrained_predictor(uncertain_below=1.01).predict("Abc").uncertain
-    assert not untrained_predictor(uncertain_below=0.0).predict("Abc").uncertain
+    top = untrained_predictor().predict("Abc").predictions[0].probability
+    assert 0.0 < top < 1.0
+    assert untrained_predictor(uncertain_below=math.nextafter(top, 1.0)).predict("Abc").uncertain
+    assert not untrained_predictor(uncertain_below=math.nextafter(top, 0.0)).predict("Abc").uncertain
+
+
+def test_a_top_probability_exactly_at_the_threshold_is_not_uncertain() -> None:
+    top = untrained_predictor().predict("Abc").predictions[0].probability
+    assert not untrained_predictor(uncertain_below=top).predict("Abc").uncertain
+
+
+def test_top_k_may_ask_for_every_language_ranked_best_first() -> None:
+    guess = untrained_predictor().predict("Abc", top_k=18)
+    languages = [g.language for g in guess.predictions]
+    probabilities = [g.probability for g in guess.predictions]
+    assert sorted(languages) == sorted(LANGUAGES)
+    assert probabilities == sorted(probabilities, reverse=True) and probabilities[0] > probabilities[-1]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert untrained_predictor().predict("Abc", top_k=1).predictions == guess.predictions[:1]
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 19])
+def test_top_k_outside_one_to_the_number_of_languages_is_refused(top_k: int) -> None:
+    with pytest.raises(ValueError, match="top_k must be between 1 and 18"):
+        untrained_predictor().predict_many(["Abc"], top_k=top_k)
+
+
+def test_many_names_in_several_chunks_get_the_answers_each_gets_alone() -> None:
+    # More than two chunks, in no order of length: names are classified sorted by length, then put back.
+    rng = random.Random(0)
+    names = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(1, 20))).capitalize() for _ in range(1_100)]
+    assert len(names) > 2 * CHUNK_SIZE and names != sorted(names, key=len)
+    predictor = Predictor.shipped("gru")
+    together = [guess for guess in predictor.predict_many(names) if isinstance(guess, Guess)]
+    assert [guess.query.raw for guess in together] == names
+    # Every name against one batch in the given order, neither sorted nor chunked; a sample against each name
+    # alone (1,100 single calls take seconds on a busy machine).
+    whole = predictor.probabilities(names).topk(3, dim=1)
+    assert [[g.language for g in guess.predictions] for guess in together] == [
+        [predictor.labels[i] for i in row] for row in whole.indices.tolist()
+    ]
+    probabilities = torch.tensor([[g.probability for g in guess.predictions] for guess in together])
+    torch.testing.assert_close(probabilities, whole.values, rtol=0, atol=1e-5)
+    for name, guess in list(zip(names, together, strict=True))[::37]:
+        alone = predictor.predict(name)
+        assert [g.language for g in guess.predictions] == [g.language for g in alone.predictions]
+        assert [g.probability for g in guess.predictions] == pytest.approx(
+            [g.probability for g in alone.predictions], abs=1e-5
+        )
 
 
 def test_bad_input_and_bad_top_k() -> None:

@@ -82,3 +82,29 @@ def test_new_votes_count_only_those_after_the_last_run() -> None:
     selection = select_trusted(votes, POLICY, frozenset())
     assert selection.new_votes_since(None) == 2
     assert selection.new_votes_since(T0 + timedelta(minutes=10)) == 1  # the dissenting vote supports nothing
+
+
+def test_min_agreement_above_two_needs_that_many_users() -> None:
+    three = FeedbackPolicy(min_agreement=3)
+    two_agree = [vote("Costa", u, "Portuguese") for u in (10, 11)]
+    selection = select_trusted(two_agree, three, frozenset())
+    assert selection.trusted == () and selection.without_agreement == 1
+    assert labels([*two_agree, vote("Costa", 12, "Portuguese")], three) == {"Costa": "Portuguese"}
+
+
+def test_a_user_s_voice_is_the_choice_they_set_last_not_the_guess_they_made_last() -> None:
+    # User 10 guessed Falcao twice: the first verdict was changed at 09:20, after the second was set at 09:06.
+    changed_last = Vote("Falcao", 10, "Portuguese", created_at=T0, updated_at=T0 + timedelta(minutes=20))
+    set_earlier = Vote(
+        "Falcao", 10, "Spanish", created_at=T0 + timedelta(minutes=5), updated_at=T0 + timedelta(minutes=6)
+    )
+    for votes in ([changed_last, set_earlier], [set_earlier, changed_last]):
+        assert labels([*votes, vote("Falcao", 11, "Portuguese")]) == {"Falcao": "Portuguese"}
+
+
+def test_a_verdict_changed_after_the_last_run_is_new_though_first_set_before_it() -> None:
+    last_run = T0 + timedelta(minutes=10)
+    changed = Vote("Falcao", 10, "Portuguese", created_at=T0, updated_at=T0 + timedelta(minutes=30))
+    unchanged = vote("Falcao", 11, "Portuguese", 5)
+    selection = select_trusted([changed, unchanged], POLICY, frozenset())
+    assert selection.new_votes_since(last_run) == 1

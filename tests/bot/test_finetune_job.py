@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import shutil
 import sqlite3
 from dataclasses import replace
@@ -18,10 +19,12 @@ from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
 from bot.finetune_job import run_finetune
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data import DatasetError, load_dataset
+from core.data import DatasetError, Example, load_dataset
+from core.finetune import split_feedback
 from core.pipeline import evaluate_examples
 from core.predict import Predictor, shipped_checkpoint_path
 from core.split import split_dataset
+from core.text import parse_query
 from tests.bot.verdicts import PORTUGUESE_AO, UNSEEN_AO, agreed, finetune_settings, store_verdicts, version_rows
 
 SHIPPED_VERSION = load_checkpoint(shipped_checkpoint_path("gru")).metadata.version
@@ -205,3 +208,53 @@ def test_runs_that_each_lose_a_little_cannot_add_up_past_the_limit(tmp_path: Pat
     assert (rows[0].decision, rows[0].metrics["origin"]["version"]) == ("rejected", SHIPPED_VERSION)
     assert rows[0].metrics["origin"]["test_accuracy"] - report.candidate["test_accuracy"] > 0.01
     assert [r.version for r in rows if r.active] == ["gru-drifted"]
+
+
+class TrainingStarted(Exception):
+    """Raised in place of training: the run got as far as fine-tuning."""
+
+
+def stop_at_fine_tune(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Make the run stop where it would train; the returned dict then holds fine_tune's arguments by name."""
+    arguments: dict[str, Any] = {}
+    signature = inspect.signature(finetune_job.fine_tune)
+
+    def record_and_stop(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments.update(bound.arguments)
+        raise TrainingStarted
+
+    monkeypatch.setattr(finetune_job, "fine_tune", record_and_stop)
+    return arguments
+
+
+def test_exactly_finetune_min_new_verdicts_start_a_run(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir)
+    migrate.upgrade(settings.database_url)
+    names = PORTUGUESE_AO[: settings.finetune_min_new // 2]
+    asyncio.run(store_verdicts(settings.database_url, agreed(names, "Portuguese")))  # two users a name
+    assert 2 * len(names) == settings.finetune_min_new
+    arguments = stop_at_fine_tune(monkeypatch)
+    with pytest.raises(TrainingStarted):
+        run_finetune(settings)
+    assert arguments["feedback"]
+
+
+def test_held_out_feedback_is_kept_out_of_the_replay(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir)
+    migrate.upgrade(settings.database_url)
+    names = PORTUGUESE_AO[:10]
+    asyncio.run(store_verdicts(settings.database_url, agreed(names, "Portuguese")))
+    holdout = split_feedback([Example(parse_query(name).surname, frozenset({"Portuguese"})) for name in names]).holdout
+    assert holdout  # some of these names only judge the candidate
+    arguments = stop_at_fine_tune(monkeypatch)
+    with pytest.raises(TrainingStarted):
+        run_finetune(settings, force=True)
+    held_out = {example.key for example in holdout}
+    assert set(arguments["exclude"]) == held_out
+    assert not held_out & {example.key for example in arguments["feedback"]}

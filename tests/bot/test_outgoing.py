@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import httpx
 import pytest
 from telegram.error import BadRequest, NetworkError, TimedOut
 
-from bot.outgoing import may_retry
+from bot import outgoing
+from bot.outgoing import may_retry, outgoing_limiter
 
 
 def failure(kind: type[NetworkError], cause: Exception | None) -> NetworkError:
@@ -39,3 +43,43 @@ def test_a_request_is_sent_again_only_when_that_cannot_act_twice(
     endpoint: str, error: NetworkError, retried: bool
 ) -> None:
     assert may_retry(endpoint, error) is retried
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "attempts", "delays"),
+    [("editMessageText", 4, [0.5, 1.0, 2.0]), ("sendMessage", 1, [])],  # a send that may have been delivered: once
+)
+async def test_a_retryable_failure_is_sent_three_more_times_with_doubling_delays_then_raised(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, attempts: int, delays: list[float]
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(outgoing, "asyncio", SimpleNamespace(sleep=sleep))  # no real waiting, only its record
+    calls: list[str] = []
+
+    async def bad_gateway(*_: Any, **__: Any) -> bool:
+        calls.append(endpoint)
+        raise NetworkError("Bad Gateway")  # an error status: Telegram may have acted on a send
+
+    limiter = outgoing_limiter(0)  # no rate limit: only the retries are under test
+    await limiter.initialize()
+    try:
+        with pytest.raises(NetworkError, match="Bad Gateway"):
+            await limiter.process_request(bad_gateway, (), {}, endpoint, {"chat_id": 1}, None)
+    finally:
+        await limiter.shutdown()
+    assert (len(calls), slept) == (attempts, delays)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "seconds"), [(0.25, 1, 4.0), (0.5, 1, 2.0), (2.5, 2.5, 1.0), (30.0, 30, 1.0)]
+)
+def test_the_outgoing_limit_allows_its_rate_as_whole_messages(rate: float, burst: float, seconds: float) -> None:
+    # AIORateLimiter refuses everything under one message per period: below 1/s the period stretches instead.
+    bucket = outgoing_limiter(rate)._base_limiter
+    assert bucket is not None
+    assert (bucket.max_rate, bucket.time_period) == (burst, seconds)
+    assert outgoing_limiter(0)._base_limiter is None

@@ -215,3 +215,30 @@ def test_listen_addresses_need_a_real_port(listen: str) -> None:
 def test_listen_addresses_accept_hosts_and_bracketed_ipv6() -> None:
     settings = load_settings(Settings, telegram_bot_token="1:abc", webhook_listen="[::]:65535", health_listen="h:1")
     assert (settings.webhook_listen, settings.health_listen) == ("[::]:65535", "h:1")
+
+
+def test_a_webhook_needs_its_secret() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(Settings, telegram_bot_token="1:abc", webhook_url="https://bot.example/hook")
+    assert str(error.value) == "invalid configuration: WEBHOOK_SECRET is required with WEBHOOK_URL"
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [("https://bot.example/hook", True), ("http://bot.example/hook", False), ("http://203.0.113.7:8443/hook", False),
+     ("http://127.0.0.1.bot.example/hook", False), ("ftp://127.0.0.1/hook", False),
+     ("http://127.0.0.1:8443/hook", True), ("http://localhost/hook", True), ("http://[::1]:8443/hook", True)],
+)  # fmt: skip
+def test_a_plain_http_webhook_is_accepted_only_on_loopback(url: str, accepted: bool) -> None:
+    values = {"telegram_bot_token": "1:abc", "webhook_url": url, "webhook_secret": "hook7-webhook-secret"}
+    if accepted:
+        assert load_settings(Settings, **values).webhook_path == "/hook"
+    else:
+        with pytest.raises(SettingsError, match=r"^invalid configuration: WEBHOOK_URL must start with https://"):
+            load_settings(Settings, **values)
+
+
+@pytest.mark.parametrize("ids", ["0", "5,0"])
+def test_user_id_zero_cannot_be_an_admin(ids: str) -> None:
+    with pytest.raises(SettingsError, match="BOT_ADMIN_IDS must be users' ids, which are positive"):
+        load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids=ids)

@@ -111,6 +111,31 @@ def test_rate_limiter_forgets_idle_users_at_most_once_a_window() -> None:
     assert len(scans) == 2 and len(limiter._events) == 1
 
 
+def test_refused_attempts_do_not_extend_a_block() -> None:
+    now = [0.0]
+    limiter = UserRateLimiter(limit=2, window=60.0, clock=lambda: now[0])
+    assert limiter.allow(1) and limiter.allow(1)
+    now[0] = 59.0
+    assert not limiter.allow(1)  # refused: it must not count towards the next window
+    now[0] = 60.0
+    assert limiter.allow(1) and limiter.allow(1) and not limiter.allow(1)
+
+
+def test_the_idle_sweep_keeps_a_user_whose_latest_event_is_recent() -> None:
+    now = [0.0]
+    limiter = UserRateLimiter(limit=2, window=60.0, clock=lambda: now[0])
+    assert limiter.allow(0)  # idle by the time of the sweep
+    assert limiter.allow(1)
+    now[0] = 50.0
+    assert limiter.allow(1)  # user 1: first event long ago, last one recent
+    now[0] = 70.0
+    for user in range(2, FORGET_IDLE_ABOVE + 2):  # the first sweep runs once the threshold is passed
+        assert limiter.allow(user)
+    assert 0 not in limiter._events  # the sweep ran
+    # User 1's event at 50 still counts until 110: one more now, not two.
+    assert limiter.allow(1) and not limiter.allow(1)
+
+
 def test_views_escape_user_text_and_replace_notes() -> None:
     query = parse_query("Jean <b>O'Neil&Co</b>")
     result = Guess(query, (LanguageGuess("Irish", 0.42), LanguageGuess("English", 0.40)), uncertain=True)

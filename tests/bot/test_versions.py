@@ -250,3 +250,48 @@ async def test_models_lists_the_newest_ten_and_the_live_one_and_counts_the_rest(
     assert total == 13 and [r.version for r in records][-1] == shipped and len(records) == 11
     text = admin_views.versions_text(records, total)
     assert text.count("\n") == 12 and text.endswith("… and 2 older, not shown. /rollback takes any version by name.")
+
+
+async def live_after(
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, rows: list[tuple[str, str | None, bool]]
+) -> LiveModel:
+    """The shipped GRU, then each (version, parent, has a checkpoint) row in order, the last one made live."""
+    live = LiveModel(
+        predictors=Predictors(gru=Predictor.shipped("gru"), rnn=Predictor.shipped("rnn")),
+        sessions=sessions, model_dir=model_dir, uncertain_below=0.5,
+    )  # fmt: skip
+    previous = await live.sync(adopt_trained=True)
+    for version, parent, servable in rows:
+        stored = f"versions/{version}.safetensors" if servable else None
+        if stored is not None:
+            trained_copy(model_dir / stored, version)
+        last = version == rows[-1][0]
+        async with sessions.begin() as session:
+            if last:
+                assert await versions.release_live(session=session, expected=previous)
+            await versions.add_version(
+                session=session, version=version, kind="gru", checkpoint_path=stored, parent_version=parent,
+                metrics={}, decision=versions.PROMOTED if stored else versions.REJECTED, active=last,
+            )  # fmt: skip
+    assert await live.sync() == rows[-1][0]
+    return live
+
+
+async def test_rollback_without_a_recorded_parent_goes_to_the_newest_earlier_version(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    shipped = Predictor.shipped("gru").version
+    # A model trained and imported by hand records no parent.
+    live = await live_after(sessions, tmp_path / "models", [("gru-ft-1", shipped, True), ("gru-imported", None, True)])
+    assert await live.rollback() == RolledBack(version="gru-ft-1", previous="gru-imported")
+    assert live.version == "gru-ft-1"
+
+
+async def test_rollback_past_a_parent_without_checkpoint_goes_to_the_next_older_servable_version(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    shipped = Predictor.shipped("gru").version
+    rows = [("gru-ft-1", shipped, True), ("gru-rejected", "gru-ft-1", False), ("gru-ft-2", "gru-rejected", True)]
+    live = await live_after(sessions, tmp_path / "models", rows)
+    assert await live.rollback() == RolledBack(version="gru-ft-1", previous="gru-ft-2")
+    assert live.version == "gru-ft-1"
