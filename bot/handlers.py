@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 
 from telegram import CallbackQuery, Message, Update, User
@@ -176,8 +177,12 @@ class Handlers:
         original = message.text_html if isinstance(message, Message) and message.text is not None else None
         markup = views.short_keyboard(payload.guess_id, verdict.top_languages)
         text = None if original is None else views.recorded_text(original, verdict)
-        if isinstance(message, Message) and message.reply_markup == markup and text == original:
-            return  # the same verdict again: an edit would change nothing, yet count against the chat's limit
+        # The same choice again, on a message that shows it: an edit would change nothing, yet count against
+        # the chat's limit. Only then: the message is as it was when pressed, and a press in between may
+        # have changed it. (PTB's HTML writes ' as &#x27;, ours does not: compared as text.)
+        unchanged = text is None or original is None or html.unescape(text) == html.unescape(original)
+        if not verdict.changed and isinstance(message, Message) and message.reply_markup == markup and unchanged:
+            return
         try:
             if text is None:
                 await query.edit_message_reply_markup(reply_markup=markup)

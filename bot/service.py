@@ -38,6 +38,7 @@ class VerdictRecorded:
     language: str
     confirmed: bool
     top_languages: tuple[str, ...]  # the guess's top 3, to redraw its keyboard
+    changed: bool = True  # False when this user had already chosen this language for this guess
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class GuessService:
             if guess is None or guess.chat_id != chat_id:
                 logger.warning("refused a verdict for guess %s: unknown, or from another chat", guess_id)
                 return VerdictRefused("I can't find that guess any more. Send the name again?")
+            previous = await repository.chosen_language(session=session, guess_id=guess.id, user_id=user_id)
             correction = await repository.upsert_correction(
                 session=session, guess=guess, user_id=user_id, language=language
             )
@@ -152,6 +154,7 @@ class GuessService:
                 language=language,
                 confirmed=correction.confirmed,
                 top_languages=tuple(guess.top_languages.split(",")),
+                changed=previous != language,
             )
 
     async def compare(self, text: str) -> Comparison | Rejected:

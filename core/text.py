@@ -41,8 +41,10 @@ GENERATIONAL_SUFFIXES = frozenset({"jr", "sr"})
 DEGREE_SUFFIXES = frozenset({"phd", "md", "esq"})
 ROMAN_NUMERAL_SUFFIXES = frozenset({"III", "IV"})
 # Separators typed without a space: "J.R.R.Tolkien", "F.Dostoevsky", "first_last". Only a query is split at
-# them; the dataset's names hold none, so its cleaning stays as it is. (Not "/": "</b>" would part a word.)
-_WORD_BREAKS = re.compile(r"[._]")
+# them; the dataset's names hold none, so its cleaning stays as it is. A dot parts words only before a word
+# of two letters or more, so "Ph.D.", "M.D." and "J.R." stay whole and are still seen as what they are.
+# (Not "/": "</b>" would part a word.)
+_WORD_BREAKS = re.compile(r"_|\.(?=[^\W\d_]{2})")
 # "Smith, John" (as lists and spreadsheets write names) or "King, Jr.": the surname stands before the comma.
 _COMMA = re.compile(r"[,，]")
 

@@ -40,6 +40,10 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("J.R.R.Tolkien", "Tolkien", True),  # initials typed without spaces are words of their own
         ("F.Dostoevsky", "Dostoevsky", True),
         ("first_last", "last", True),
+        ("Jane Doe Ph.D.", "Doe", True),  # a dotted degree stays one word, and is dropped
+        ("Jane Doe M.D.", "Doe", True),
+        ("Smith J.R.", "Smith", True),
+        ("А.Пушкин", "Pushkin", True),
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:

@@ -72,6 +72,14 @@ async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:
     return await session.get(Guess, guess_id)
 
 
+async def chosen_language(*, session: AsyncSession, guess_id: int, user_id: int) -> str | None:
+    """The language ``user_id`` has chosen for the guess so far, or None before their first press."""
+    language: str | None = await session.scalar(
+        select(Correction.language).where(Correction.guess_id == guess_id, Correction.user_id == user_id)
+    )
+    return language
+
+
 async def upsert_correction(*, session: AsyncSession, guess: Guess, user_id: int, language: str) -> Correction:
     """Record ``user_id``'s verdict on ``guess``; pressing again updates the same row.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -14,10 +15,12 @@ import pytest
 from bot.handlers import PRESSING_TOO_FAST, SLOW_DOWN
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
+from core.data import LANGUAGES
 from tests.bot.conftest import running_bot, settings_for
 from tests.databases import fetch
 from tests.fake_telegram import Call, FakeTelegram
 
+SCOTTISH = LANGUAGES.index("Scottish")
 GROUP_ANONYMOUS_BOT = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
 
 
@@ -178,19 +181,22 @@ async def test_a_list_after_the_guess_command_is_answered_line_by_line(
     assert ["<b>Nakamura</b>" in replies[0], "<b>Rossi</b>" in replies[-1], len(replies)] == [True, True, 2]
 
 
+@pytest.mark.parametrize("name", ["Rossi", "O'Brien"])  # PTB writes ' back as &#x27;, the bot does not
 async def test_the_same_verdict_again_edits_nothing(
-    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+    name: str, telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings_for(telegram, tmp_path)
     async with running_bot(settings, predictors):
-        telegram.inject_message(71, "Rossi")
+        telegram.inject_message(71, name)
         [reply] = await telegram.wait_for_count("sendMessage", 1)
+        guess_id = confirm_button(reply).split(":")[1]
+        # Scottish, from the full keyboard: its "Recorded" line repeats the name, apostrophe and all.
         for presses in (1, 2, 3):  # handled one after another: each press sees the message as the last left it
-            telegram.inject_callback(71, 71, telegram.last_bot_message_id(71), confirm_button(reply))
+            telegram.inject_callback(71, 71, telegram.last_bot_message_id(71), f"v:{guess_id}:{SCOTTISH}")
             await handled(caplog, 1 + presses)
     assert len(telegram.sent("answerCallbackQuery")) == 3
     assert len(telegram.sent("editMessageText")) == 1  # a group's 20 messages a minute are not spent on no-ops
-    assert "Recorded" in telegram.messages[(71, telegram.last_bot_message_id(71))]["text"]
+    assert f"{name} is Scottish" in telegram.messages[(71, telegram.last_bot_message_id(71))]["text"]
 
 
 async def test_a_list_stops_at_the_limit_with_one_notice_and_five_names_need_no_note(
@@ -206,3 +212,26 @@ async def test_a_list_stops_at_the_limit_with_one_notice_and_five_names_need_no_
         telegram.inject_message(81, "Rossi\nNakamura\nSmith\nIvanov\nNguyen")
         await handled(caplog, 2)
     assert len(texts_to(telegram, 81)) == 5  # all answered: no "more than I answer" note
+
+
+async def test_a_press_on_a_message_that_changed_since_still_redraws_it(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(72, "Rossi")
+        [reply] = await telegram.wait_for_count("sendMessage", 1)
+        key = (72, telegram.last_bot_message_id(72))
+        confirm = confirm_button(reply)
+        telegram.inject_callback(72, *key, confirm)  # ✅ Italian
+        await handled(caplog, 2)
+        showing_italian = copy.deepcopy(telegram.messages[key])
+        telegram.inject_callback(72, *key, f"v:{confirm.split(':')[1]}:{LANGUAGES.index('Arabic')}")
+        await handled(caplog, 3)
+        # ✅ Italian again, pressed before the Arabic edit reached the user: the press carries the old message.
+        showing_arabic, telegram.messages[key] = telegram.messages[key], showing_italian
+        telegram.inject_callback(72, *key, confirm)
+        telegram.messages[key] = showing_arabic
+        await handled(caplog, 4)
+    assert telegram.messages[key]["text"].endswith("✅ Recorded: Italian is right. Thank you!")  # as stored
+    assert await fetch(settings.database_url, "SELECT language FROM corrections") == [("Italian",)]
