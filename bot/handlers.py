@@ -85,7 +85,8 @@ class Handlers:
         _command, *rest = message.text.split(maxsplit=1)
         text = rest[0] if rest else ""
         if not text.strip():
-            await message.reply_html(EMPTY_GUESS)
+            if await self._within_limit(update):  # a bare /guess in a group, sent again and again
+                await message.reply_html(EMPTY_GUESS)
             return
         await self._answer_lines(update, message, text)
 
@@ -198,11 +199,11 @@ class Handlers:
         message = update.effective_message
         if message is None:
             return
+        if not await self._within_limit(update):
+            return
         text = " ".join(context.args or [])
         if not text.strip():
             await message.reply_html("Send a surname after the command, for example: <code>/compare Rossi</code>")
-            return
-        if not await self._within_limit(update):
             return
         outcome = await self.service.compare(text)
         if isinstance(outcome, Rejected):

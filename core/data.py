@@ -71,7 +71,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Return ``data_dir`` if given, else ``$NAMES_DATA_DIR``, else ``data/names``."""
     if data_dir is not None:
         return Path(data_dir)
-    from_env = os.environ.get(DATA_DIR_ENV)
+    from_env = os.environ.get(DATA_DIR_ENV, "").strip()  # blank: unset, as the bot reads it
     return Path(from_env) if from_env else DEFAULT_DATA_DIR
 
 

@@ -16,6 +16,8 @@ import pytest
 from core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from core.cli import main
 from core.cli.predict_cmd import chunks_as_they_arrive
+from core.cli.train_cmd import default_model_dir
+from core.data import resolve_data_dir
 from tests.conftest import must_not_run
 
 
@@ -336,3 +338,11 @@ def test_an_empty_path_is_rejected_rather_than_read_as_the_default(
     assert exited.value.code == 2
     assert "expected a path, got an empty string" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_blank_folder_variables_mean_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_DIR", " ")  # as the bot reads them: never a folder named " "
+    monkeypatch.setenv("NAMES_DATA_DIR", "")
+    assert (default_model_dir(), resolve_data_dir()) == (Path("data/models"), Path("data/names"))
+    monkeypatch.setenv("MODEL_DIR", "/srv/models")
+    assert default_model_dir() == Path("/srv/models")

@@ -17,6 +17,7 @@ import pytest
 
 import core.download
 from core.cli import main
+from core.cli.common import Terminated, sigterm_unwinds
 from core.data import LANGUAGES, load_dataset
 from core.download import EXPECTED_SHA256, MAX_MEMBER_BYTES, DownloadError, download_dataset
 
@@ -247,7 +248,7 @@ def test_sigterm_during_a_download_leaves_no_temporary_folder(
 
     def half_fetched_then_stopped(url: str, destination: Path, timeout: float) -> None:
         destination.write_bytes(b"PK\x03\x04 first bytes")
-        os.kill(os.getpid(), signal.SIGTERM)  # docker stop, mid-download
+        signal.raise_signal(signal.SIGTERM)  # docker stop, mid-download
 
     monkeypatch.setattr(core.download, "_fetch", half_fetched_then_stopped)
     status = main(["data", "download", "--dir", str(tmp_path / "names")])
@@ -271,9 +272,20 @@ def test_sigterm_while_writing_the_files_leaves_no_partial_file(
     def replace_then_stopped(source: Path, destination: Path) -> None:
         real_replace(source, destination)
         moved.append(Path(destination).name)
-        os.kill(os.getpid(), signal.SIGTERM)  # after the first file is in place, the others still partial
+        signal.raise_signal(signal.SIGTERM)  # after the first file is in place, the others still partial
 
     monkeypatch.setattr(core.download.os, "replace", replace_then_stopped)
     target = tmp_path / "names"
     assert main(["data", "download", "--dir", str(target), "--url", archive_server.url]) == 143
     assert sorted(path.name for path in target.iterdir()) == moved == ["Arabic.txt"]
+
+
+def test_a_second_sigterm_does_not_break_off_the_clean_up(sigterms: list[int]) -> None:
+    cleaned: list[str] = []
+    with pytest.raises(Terminated), sigterm_unwinds():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            signal.raise_signal(signal.SIGTERM)  # docker stop sent twice, while the first is being cleaned up after
+            cleaned.append("temporary files")
+    assert cleaned == ["temporary files"] and sigterms == []

@@ -11,7 +11,7 @@ import io
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points, version
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
 from core.cli import data_cmd, eval_cmd, predict_cmd, train_cmd
 from core.cli.common import CommandError, ReaderGone, Terminated
@@ -19,11 +19,19 @@ from core.cli.common import CommandError, ReaderGone, Terminated
 PLUGIN_GROUP = "nameorigin.commands"
 
 
+def installed_version() -> str:
+    """The installed distribution's version; "unknown" when run from a checkout that was never installed."""
+    try:
+        return version("nameorigin")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every core and plugin subcommand."""
     parser = argparse.ArgumentParser(prog="nameorigin", description="Guess the language of origin of a surname.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('nameorigin')}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (predict_cmd, train_cmd, eval_cmd, data_cmd):
         module.register(commands)

@@ -43,15 +43,20 @@ def sigterm_unwinds() -> Iterator[None]:
 
     The default action kills at once, so ``finally`` blocks never run: a download's temporary folder and
     half-written files stayed behind. Unwinding removes them; the CLI then exits with 143, as if killed.
+    Like Ctrl-C, the signal takes effect between Python steps: one that lands just after a checkpoint was
+    moved into place exits 143 with the whole file saved.
     """
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
 
     def terminate(signum: int, frame: FrameType | None) -> None:
+        # A second SIGTERM must not break off the clean-up the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    # None: a handler not set from Python, which cannot be put back; the default is what it did.
+    previous = signal.signal(signal.SIGTERM, terminate) or signal.SIG_DFL
     try:
         yield
     finally:

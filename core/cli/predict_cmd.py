@@ -156,7 +156,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--top-k must be between 1 and {len(predictor.labels)}")
     render = to_json if args.json else to_text
     if not args.names and _is_terminal(sys.stdin):  # otherwise the command seems to hang
-        print("reading names from standard input, one per line; end with Ctrl-D", file=sys.stderr)
+        print(
+            "reading names from standard input, one per line; end with Ctrl-D (Ctrl-Z, Enter on Windows)",
+            file=sys.stderr,
+        )
     chunks = _chunks(args.names) if args.names else stdin_chunks()
     with stdout_to_a_reader_that_may_leave():
         for chunk in chunks:

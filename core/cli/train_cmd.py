@@ -35,7 +35,7 @@ MAX_THREADS = 1024
 
 def default_model_dir() -> Path:
     """``$MODEL_DIR`` when set, the folder the bot starts its GRU from; else ``data/models``."""
-    return Path(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+    return Path(os.environ.get(MODEL_DIR_ENV, "").strip() or DEFAULT_MODEL_DIR)  # blank: unset, as the bot reads it
 
 
 def positive_int(text: str) -> int:

@@ -84,14 +84,14 @@ async def test_a_flood_of_refused_requests_gets_one_notice(
 ) -> None:
     settings = settings_for(telegram, tmp_path, guesses_per_minute=3, button_presses_per_minute=2)
     async with running_bot(settings, predictors):
-        for text in ["Rossi"] * 8 + ["/help", "/stats", "/compare Rossi"]:
+        for text in ["Rossi"] * 8 + ["/help", "/stats", "/compare Rossi", "/compare", "/guess"]:
             telegram.inject_message(40, text)
-        await handled(caplog, 11)
+        await handled(caplog, 13)
         replies = texts_to(telegram, 40)
         message_id, confirm = first_answer(telegram, 40)
         for _ in range(5):
             telegram.inject_callback(40, 40, message_id, confirm)
-        await handled(caplog, 16)
+        await handled(caplog, 18)
     assert len(replies) == 4 and replies.count(SLOW_DOWN) == 1  # three answers, one notice, then quiet
     assert await fetch(settings.database_url, "SELECT COUNT(*) FROM guesses") == [(3,)]
     answers = [(c.params.get("text"), c.params.get("show_alert")) for c in telegram.sent("answerCallbackQuery")]
