@@ -110,6 +110,13 @@ def first_answer(telegram: FakeTelegram, chat_id: int) -> tuple[int, str]:
     ]
 
 
+async def first_reply(telegram: FakeTelegram, chat_id: int, name: str) -> Call:
+    """Send ``name`` in a private chat and wait for the answer: the first message of the test."""
+    telegram.inject_message(chat_id, name)
+    [reply] = await telegram.wait_for_count("sendMessage", 1)
+    return reply
+
+
 def confirm_button(reply: Call) -> str:
     """The callback data of a guess's first button: ✅, its top language."""
     return str(reply.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
@@ -159,8 +166,7 @@ async def test_a_stored_verdict_whose_message_cannot_be_updated_gets_no_apology(
 ) -> None:
     settings = settings_for(telegram, tmp_path)
     async with running_bot(settings, predictors):
-        telegram.inject_message(70, "Rossi")
-        [reply] = await telegram.wait_for_count("sendMessage", 1)
+        reply = await first_reply(telegram, 70, "Rossi")
         telegram.fail_next("editMessageText", 502, times=20)  # Telegram cannot update the message for now
         telegram.inject_callback(70, 70, telegram.last_bot_message_id(70), confirm_button(reply))
         await handled(caplog, 2, timeout=60)
@@ -187,8 +193,7 @@ async def test_the_same_verdict_again_edits_nothing(
 ) -> None:
     settings = settings_for(telegram, tmp_path)
     async with running_bot(settings, predictors):
-        telegram.inject_message(71, name)
-        [reply] = await telegram.wait_for_count("sendMessage", 1)
+        reply = await first_reply(telegram, 71, name)
         guess_id = confirm_button(reply).split(":")[1]
         # Scottish, from the full keyboard: its "Recorded" line repeats the name, apostrophe and all.
         for presses in (1, 2, 3):  # handled one after another: each press sees the message as the last left it
@@ -219,8 +224,7 @@ async def test_a_press_on_a_message_that_changed_since_still_redraws_it(
 ) -> None:
     settings = settings_for(telegram, tmp_path)
     async with running_bot(settings, predictors):
-        telegram.inject_message(72, "Rossi")
-        [reply] = await telegram.wait_for_count("sendMessage", 1)
+        reply = await first_reply(telegram, 72, "Rossi")
         key = (72, telegram.last_bot_message_id(72))
         confirm = confirm_button(reply)
         telegram.inject_callback(72, *key, confirm)  # ✅ Italian
