@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter
 
 logger = logging.getLogger(__name__)
@@ -37,11 +39,47 @@ def may_retry(endpoint: str, error: NetworkError) -> bool:
     return not endpoint.startswith(_DELIVERING)
 
 
-class RetryingRateLimiter(AIORateLimiter):
-    """``AIORateLimiter`` (which retries 429s after ``retry_after``) that also retries what ``may_retry`` allows."""
+Request = Callable[..., Coroutine[Any, Any, Any]]
 
-    def __init__(self, *, server_error_retries: int = 3, backoff: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    """How long Telegram asked to wait, whichever type (int or timedelta) this PTB version gives it in."""
+    value = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def waiting_out_flood_control(callback: Request, retries: int) -> Request:
+    """``callback``, sent again after each 429 (up to ``retries`` times) once Telegram's wait is over.
+
+    Only this request waits. ``AIORateLimiter``'s own retry pauses every request of the bot, and
+    Telegram's flood limits are mostly per chat (a group's 20 messages a minute): one busy group
+    would hold up every user's replies for as long as Telegram asked that group to wait.
+    """
+
+    async def patient(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(retries + 1):
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                if attempt == retries:
+                    raise
+                seconds = retry_after_seconds(exc) + 0.1
+                logger.info("Telegram asked this request to wait %.1f s (flood control)", seconds)
+                await asyncio.sleep(seconds)
+        raise AssertionError("unreachable")
+
+    return patient
+
+
+class RetryingRateLimiter(AIORateLimiter):
+    """``AIORateLimiter``'s outgoing limits, with retries: a 429 after its wait (for that request alone), and
+    the failures ``may_retry`` allows."""
+
+    def __init__(
+        self, *, flood_retries: int = 3, server_error_retries: int = 3, backoff: float = 0.5, **kwargs: Any
+    ) -> None:
+        super().__init__(max_retries=0, **kwargs)  # its retries pause every request: see waiting_out_flood_control
+        self._flood_retries = flood_retries
         self._server_error_retries = server_error_retries
         self._backoff = backoff
 
@@ -57,7 +95,8 @@ class RetryingRateLimiter(AIORateLimiter):
         """Send the request, retrying failures ``may_retry`` allows with exponential back-off."""
         for attempt in range(self._server_error_retries + 1):
             try:
-                return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+                patient = waiting_out_flood_control(callback, rate_limit_args or self._flood_retries)
+                return await super().process_request(patient, args, kwargs, endpoint, data, None)
             except NetworkError as exc:
                 if attempt == self._server_error_retries or not may_retry(endpoint, exc):
                     raise
@@ -75,6 +114,6 @@ def outgoing_limiter(messages_per_second: float, max_retries: int = 3) -> Retryi
     """
     if 0 < messages_per_second < 1:
         return RetryingRateLimiter(
-            max_retries=max_retries, overall_max_rate=1, overall_time_period=1 / messages_per_second
+            flood_retries=max_retries, overall_max_rate=1, overall_time_period=1 / messages_per_second
         )
-    return RetryingRateLimiter(max_retries=max_retries, overall_max_rate=messages_per_second)
+    return RetryingRateLimiter(flood_retries=max_retries, overall_max_rate=messages_per_second)

@@ -258,3 +258,18 @@ async def test_the_buttons_of_a_group_keep_working_once_it_becomes_a_supergroup(
         await handled(caplog, 4)
     assert [c.params.get("text") for c in telegram.sent("answerCallbackQuery")] == ["Recorded, thank you!"]
     assert await fetch(settings.database_url, "SELECT user_id, language FROM corrections") == [(61, "Italian")]
+
+
+async def test_one_chats_flood_wait_holds_up_no_one_else(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        reply = await first_reply(telegram, 90, "Rossi")
+        telegram.fail_next("editMessageText", 429, retry_after=3)  # Telegram: that chat must wait 3 s
+        telegram.inject_callback(90, 90, telegram.last_bot_message_id(90), confirm_button(reply))
+        await telegram.wait_for_count("editMessageText", 1)
+        telegram.inject_message(91, "Nakamura")
+        await telegram.wait_for(lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == 91, timeout=2)
+        assert len(telegram.sent("editMessageText")) == 1  # answered while the other chat still waits
+        await telegram.wait_for_count("editMessageText", 2, timeout=10)  # whose edit goes out after its wait
