@@ -83,6 +83,7 @@ def build_application(
         model_dir=settings.model_dir,
         uncertain_below=settings.uncertain_below,
         prior=settings.prediction_prior,
+        adopt_max_drop=settings.finetune_max_drop,
     )
     runner = FinetuneRunner(settings, live, sessions)
     admin = AdminHandlers(runner=runner, live=live, admin_ids=settings.bot_admin_ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class LiveModel:
         model_dir: Path,
         uncertain_below: float,
         prior: Prior = "dataset",
+        adopt_max_drop: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._predictors = predictors
@@ -76,6 +78,7 @@ class LiveModel:
         self._model_dir = model_dir
         self._uncertain_below = uncertain_below
         self._prior = prior
+        self._adopt_max_drop = adopt_max_drop  # how much worse a trained model adopted at start may be
         self._swap_lock = asyncio.Lock()
         self._clock = clock
         self._load_failures: dict[str, _LoadFailure] = {}  # live versions that failed to load, by version
@@ -103,7 +106,12 @@ class LiveModel:
         """
         async with self._swap_lock:
             record = await model_store.live_record(
-                self._sessions, self._model_dir, prior=self._prior, warned=self._warned, adopt_trained=adopt_trained
+                self._sessions,
+                self._model_dir,
+                prior=self._prior,
+                warned=self._warned,
+                adopt_trained=adopt_trained,
+                adopt_max_drop=self._adopt_max_drop,
             )
             if record.version == self.version:
                 return self.version

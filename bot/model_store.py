@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import stat
@@ -121,14 +122,54 @@ def _warn_once(warned: set[str] | None, key: str, message: str) -> None:
         warned.add(key)
 
 
+def _test_accuracy(metadata: CheckpointMetadata) -> float | None:
+    accuracy = metadata.metrics.get("test", {}).get("accuracy")
+    return float(accuracy) if accuracy is not None else None
+
+
+async def _too_far_below_live(
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, trained: CheckpointMetadata, max_drop: float
+) -> str | None:
+    """Why ``trained`` may not replace the live model: its recorded test accuracy is more than ``max_drop``
+    points lower. None when it is not, or when there is nothing comparable (no figures, another dataset)."""
+    async with sessions() as session:
+        live = await versions.active_version(session=session)
+    # Before any version is live, the one to beat is the shipped model, which would be registered instead.
+    stored = f"{SHIPPED_PREFIX}gru" if live is None else live.checkpoint_path
+    if stored is None:
+        return None
+    try:
+        live_metadata = await asyncio.to_thread(read_metadata, resolve(model_dir, stored))
+    except CheckpointError:  # the live model's own trouble is reported where it is loaded
+        return None
+    ours, theirs = _test_accuracy(trained), _test_accuracy(live_metadata)
+    if ours is None or theirs is None or trained.dataset_sha256 != live_metadata.dataset_sha256:
+        return None
+    drop = (theirs - ours) * 100
+    if drop <= max_drop:
+        return None
+    return (
+        f"its test accuracy, {ours:.2%}, is {drop:.2f} points below that of the live {live_metadata.version}, "
+        f"{theirs:.2%} (FINETUNE_MAX_DROP is {max_drop:g}); to start with it all the same, start once with "
+        "a larger FINETUNE_MAX_DROP"
+    )
+
+
 async def _adopt_trained_model(
-    sessions: async_sessionmaker[AsyncSession], model_dir: Path, prior: Prior, warned: set[str] | None, adopt: bool
+    sessions: async_sessionmaker[AsyncSession],
+    model_dir: Path,
+    prior: Prior,
+    warned: set[str] | None,
+    adopt: bool,
+    max_drop: float,
 ) -> None:
     """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing.
 
-    Only with ``adopt`` (the bot starting): no gate judges such a model, so it goes live when the bot
-    is (re)started, not when a training run happens to write there; otherwise a new one is only reported.
-    A file that cannot serve (half copied, corrupt, not a GRU, no use under ``prior``) is not adopted,
+    Only with ``adopt`` (the bot starting), so it goes live when the bot is (re)started, not when a
+    training run happens to write there; otherwise a new one is only reported. Its test accuracy, as
+    ``train`` recorded it, may fall at most ``max_drop`` points below the live model's: a one-epoch
+    trial run saved there by mistake must not go live for every user at the next restart. A file that
+    cannot serve (half copied, corrupt, not a GRU, no use under ``prior``) is not adopted,
     and the live model stays. (``serve`` loads the file before this runs and refuses to start with such
     a file; this guards against one replaced in between.)
     """
@@ -156,6 +197,10 @@ async def _adopt_trained_model(
         message = f"{trained} holds {metadata.version}, which is not live: restart the bot to start with it"
         _warn_once(warned, f"waiting:{metadata.version}", message)  # not a refusal: a start adopts it
         return
+    refusal = await _too_far_below_live(sessions, model_dir, metadata, max_drop)
+    if refusal is not None:
+        _warn_once(warned, metadata.version, f"not adopting {trained}: {refusal}")
+        return
     try:
         _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir, prior)
     except CheckpointError as exc:
@@ -178,14 +223,16 @@ async def live_record(
     prior: Prior = "dataset",
     warned: set[str] | None = None,
     adopt_trained: bool = False,
+    adopt_max_drop: float = math.inf,
 ) -> VersionRecord:
     """The live version; with ``adopt_trained``, after adopting a new ``MODEL_DIR/gru.safetensors`` that can serve.
 
-    ``adopt_trained`` is for the bot's start. With neither a live version nor a trained model, the shipped
-    GRU is registered as the live one. A caller that asks again and again passes the same ``warned`` set
-    each time, so a trained file it cannot or may not adopt is warned about once, not at every call.
+    ``adopt_trained`` is for the bot's start; ``adopt_max_drop`` limits how much worse on the test split,
+    in points, the trained model may be than the live one. With neither a live version nor a trained
+    model, the shipped GRU is registered as the live one. A caller that asks again and again passes the
+    same ``warned`` set each time, so a trained file it cannot or may not adopt is warned about once.
     """
-    await _adopt_trained_model(sessions, model_dir, prior, warned, adopt_trained)
+    await _adopt_trained_model(sessions, model_dir, prior, warned, adopt_trained, adopt_max_drop)
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:

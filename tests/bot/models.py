@@ -9,7 +9,10 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.predict import shipped_checkpoint_path
 
 
-def trained_copy(path: Path, version: str) -> Path:
-    """The shipped GRU saved as if `nameorigin train` had produced ``version``."""
+def trained_copy(path: Path, version: str, test_accuracy: float | None = None) -> Path:
+    """The shipped GRU saved as if `nameorigin train` had produced ``version`` (recording ``test_accuracy``)."""
     shipped = load_checkpoint(shipped_checkpoint_path("gru"))
-    return save_checkpoint(path, shipped.model, replace(shipped.metadata, version=version))
+    metrics = shipped.metadata.metrics
+    if test_accuracy is not None:
+        metrics = {**metrics, "test": {**metrics["test"], "accuracy": test_accuracy}}
+    return save_checkpoint(path, shipped.model, replace(shipped.metadata, version=version, metrics=metrics))

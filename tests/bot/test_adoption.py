@@ -9,14 +9,16 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import model_store
-from bot.app import load_predictors
+from bot.app import SERVICE_KEY, load_predictors
 from bot.config import Settings, load_settings
 from bot.db import versions
 from bot.live_model import LiveModel
 from bot.service import Predictors
 from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, save_checkpoint
 from core.predict import Predictor, shipped_checkpoint_path
+from tests.bot.conftest import running_bot, settings_for
 from tests.bot.models import trained_copy
+from tests.fake_telegram import FakeTelegram
 
 
 async def test_a_newly_trained_model_in_model_dir_is_adopted_and_copied(
@@ -138,3 +140,29 @@ async def test_a_model_trained_into_model_dir_goes_live_only_when_the_bot_starts
     async with sessions() as session:
         assert await versions.get_version(session=session, version="gru-trained-1") is None
     assert await live.sync(adopt_trained=True) == "gru-trained-1"  # the restart
+
+
+@pytest.mark.parametrize("first_start", [True, False])
+async def test_a_trained_model_far_worse_than_the_live_one_is_not_adopted(
+    first_start: bool, sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = Predictor.shipped("gru").version
+    if not first_start:  # else the model to beat is the shipped one, which would be registered instead
+        await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    trained_copy(model_dir / "gru.safetensors", "gru-one-epoch", test_accuracy=0.619)  # a trial run, saved there
+    live = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=0.5)
+    assert live.version == shipped
+    assert f"its test accuracy, 61.90%, is 25.92 points below that of the live {shipped}, 87.82%" in caplog.text
+    trained_copy(model_dir / "gru.safetensors", "gru-retrained", test_accuracy=0.8760)  # 0.22 points lower
+    live = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=0.5)
+    assert live.version == "gru-retrained"
+
+
+async def test_the_bot_holds_what_it_adopts_at_start_to_finetune_max_drop(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
+) -> None:
+    settings = settings_for(telegram, tmp_path, finetune_max_drop=0.5)
+    trained_copy(settings.model_dir / "gru.safetensors", "gru-one-epoch", test_accuracy=0.619)
+    async with running_bot(settings, predictors) as application:
+        assert application.bot_data[SERVICE_KEY].model_version == predictors.gru.version
