@@ -130,7 +130,6 @@ def build_application(
     private_text = new & filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE
     application.add_handler(MessageHandler(private_text, handlers.guess_text))
     application.add_handler(CallbackQueryHandler(handlers.button))
-    application.add_handler(MessageHandler(new & filters.StatusUpdate.MIGRATE, handlers.chat_migrated))
     application.add_handler(CommandHandler("retrain", admin.retrain, filters=new))
     application.add_handler(CommandHandler("models", admin.models, filters=new))
     application.add_handler(CommandHandler("rollback", admin.rollback, filters=new))

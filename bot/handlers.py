@@ -194,16 +194,6 @@ class Handlers:
         except TelegramError as exc:  # stored and confirmed: an apology ("try again") would be wrong
             logger.warning("could not show the recorded verdict: %s", exc)
 
-    async def chat_migrated(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A group became a supergroup: Telegram says so in both chats, and either moves its guesses."""
-        message = update.effective_message
-        if message is None:
-            return
-        if message.migrate_to_chat_id is not None:
-            await self.service.move_chat(old_chat_id=message.chat.id, new_chat_id=message.migrate_to_chat_id)
-        elif message.migrate_from_chat_id is not None:
-            await self.service.move_chat(old_chat_id=message.migrate_from_chat_id, new_chat_id=message.chat.id)
-
     async def compare(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/compare <name>: GRU and RNN side by side."""
         message = update.effective_message

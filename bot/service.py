@@ -157,12 +157,6 @@ class GuessService:
                 changed=previous != language,
             )
 
-    async def move_chat(self, *, old_chat_id: int, new_chat_id: int) -> None:
-        """A group became a supergroup (a new chat id): its guesses' buttons must keep working there."""
-        async with self._sessions.begin() as session:
-            moved = await repository.move_chat(session=session, old_chat_id=old_chat_id, new_chat_id=new_chat_id)
-        logger.info("chat %s became %s: %d guesses moved", old_chat_id, new_chat_id, moved)
-
     async def compare(self, text: str) -> Comparison | Rejected:
         """The GRU's and the RNN's answers for ``text``."""
         (gru_result, _), (rnn_result, _) = await asyncio.gather(self._gru.submit(text), self._rnn.submit(text))

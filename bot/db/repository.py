@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Executable, func, select, update
+from sqlalchemy import Executable, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,12 +70,6 @@ async def add_guesses(*, session: AsyncSession, guesses: Sequence[NewGuess]) -> 
 async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:
     """The guess with this id, or None."""
     return await session.get(Guess, guess_id)
-
-
-async def move_chat(*, session: AsyncSession, old_chat_id: int, new_chat_id: int) -> int:
-    """Point the guesses of a group at the supergroup it became; returns how many moved."""
-    result = await session.execute(update(Guess).where(Guess.chat_id == old_chat_id).values(chat_id=new_chat_id))
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def chosen_language(*, session: AsyncSession, guess_id: int, user_id: int) -> str | None:

@@ -241,25 +241,6 @@ async def test_a_press_on_a_message_that_changed_since_still_redraws_it(
     assert await fetch(settings.database_url, "SELECT language FROM corrections") == [("Italian",)]
 
 
-async def test_the_buttons_of_a_group_keep_working_once_it_becomes_a_supergroup(
-    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
-) -> None:
-    settings = settings_for(telegram, tmp_path)
-    async with running_bot(settings, predictors):
-        telegram.inject_message(61, "/guess Rossi", chat_id=-600)
-        [reply] = await telegram.wait_for_count("sendMessage", 1)
-        # Telegram tells both chats, in service messages without text.
-        for chat_id, field, other in ((-600, "migrate_to_chat_id", -100600), (-100600, "migrate_from_chat_id", -600)):
-            service = message(telegram.user(61), chat_id, "", **{field: other})
-            del service["text"]
-            telegram.inject({"message": service})
-        await handled(caplog, 3)
-        telegram.inject_callback(61, -100600, telegram.last_bot_message_id(-600), confirm_button(reply))
-        await handled(caplog, 4)
-    assert [c.params.get("text") for c in telegram.sent("answerCallbackQuery")] == ["Recorded, thank you!"]
-    assert await fetch(settings.database_url, "SELECT user_id, language FROM corrections") == [(61, "Italian")]
-
-
 async def test_one_chats_flood_wait_holds_up_no_one_else(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
 ) -> None:
