@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -48,40 +49,60 @@ def retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def waiting_out_flood_control(callback: Request, retries: int) -> Request:
-    """``callback``, sent again after each 429 (up to ``retries`` times) once Telegram's wait is over.
+class _FloodWait(Exception):
+    """A 429 carried past ``AIORateLimiter``, whose own handling would pause every request of the bot."""
 
-    Only this request waits. ``AIORateLimiter``'s own retry pauses every request of the bot, and
-    Telegram's flood limits are mostly per chat (a group's 20 messages a minute): one busy group
-    would hold up every user's replies for as long as Telegram asked that group to wait.
-    """
+    def __init__(self, error: RetryAfter) -> None:
+        super().__init__(str(error))
+        self.error = error
 
-    async def patient(*args: Any, **kwargs: Any) -> Any:
-        for attempt in range(retries + 1):
-            try:
-                return await callback(*args, **kwargs)
-            except RetryAfter as exc:
-                if attempt == retries:
-                    raise
-                seconds = retry_after_seconds(exc) + 0.1
-                logger.info("Telegram asked this request to wait %.1f s (flood control)", seconds)
-                await asyncio.sleep(seconds)
-        raise AssertionError("unreachable")
 
-    return patient
+def _surfacing_flood_waits(callback: Request) -> Request:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter as exc:
+            raise _FloodWait(exc) from exc
+
+    return call
+
+
+class FloodWaits:
+    """The chats Telegram asked to wait (429), and until when; requests to other chats go on meanwhile."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+
+    def block(self, chat: object, seconds: float) -> None:
+        """Hold back every request to ``chat`` for ``seconds``."""
+        now = self._clock()
+        self._until = {key: until for key, until in self._until.items() if until > now}  # forget waits that ended
+        self._until[str(chat)] = max(self._until.get(str(chat), now), now + seconds)
+
+    async def wait_for(self, chat: object) -> None:
+        """Return once ``chat`` may be sent to (at once for a chat that was not asked to wait)."""
+        while (remaining := self._until.get(str(chat), 0.0) - self._clock()) > 0:
+            await asyncio.sleep(remaining)
 
 
 class RetryingRateLimiter(AIORateLimiter):
-    """``AIORateLimiter``'s outgoing limits, with retries: a 429 after its wait (for that request alone), and
-    the failures ``may_retry`` allows."""
+    """``AIORateLimiter``'s outgoing limits, with retries: after a 429, once its chat's wait is over; after the
+    failures ``may_retry`` allows, with back-off.
+
+    ``AIORateLimiter``'s own 429 handling pauses every request of the bot, while Telegram's flood limits are
+    mostly per chat (a group's 20 messages a minute): one busy group would hold up every user's replies.
+    Here only requests to that chat wait, and each retry goes through the limits again.
+    """
 
     def __init__(
         self, *, flood_retries: int = 3, server_error_retries: int = 3, backoff: float = 0.5, **kwargs: Any
     ) -> None:
-        super().__init__(max_retries=0, **kwargs)  # its retries pause every request: see waiting_out_flood_control
+        super().__init__(max_retries=0, **kwargs)  # it never sees a 429: _surfacing_flood_waits
         self._flood_retries = flood_retries
         self._server_error_retries = server_error_retries
         self._backoff = backoff
+        self._flood_waits = FloodWaits()
 
     async def process_request(
         self,
@@ -92,11 +113,30 @@ class RetryingRateLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> Any:
-        """Send the request, retrying failures ``may_retry`` allows with exponential back-off."""
+        """Send the request once its chat may be sent to; retry after a 429 and the failures ``may_retry`` allows."""
+        chat = data.get("chat_id")
+        retries = rate_limit_args or self._flood_retries
+        for attempt in range(retries + 1):
+            await self._flood_waits.wait_for(chat)
+            try:
+                return await self._send(_surfacing_flood_waits(callback), args, kwargs, endpoint, data)
+            except _FloodWait as wait:
+                if attempt == retries:
+                    raise wait.error from None
+                seconds = retry_after_seconds(wait.error) + 0.1
+                logger.info("Telegram asked %s to wait %.1f s (flood control)", endpoint, seconds)
+                if chat is None:  # no chat to hold back: this request alone waits
+                    await asyncio.sleep(seconds)
+                else:
+                    self._flood_waits.block(chat, seconds)
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self, callback: Request, args: Any, kwargs: dict[str, Any], endpoint: str, data: dict[str, Any]
+    ) -> Any:
         for attempt in range(self._server_error_retries + 1):
             try:
-                patient = waiting_out_flood_control(callback, rate_limit_args or self._flood_retries)
-                return await super().process_request(patient, args, kwargs, endpoint, data, None)
+                return await super().process_request(callback, args, kwargs, endpoint, data, None)
             except NetworkError as exc:
                 if attempt == self._server_error_retries or not may_retry(endpoint, exc):
                     raise

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
 from bot import outgoing
 from bot.outgoing import may_retry, outgoing_limiter
@@ -83,3 +83,23 @@ def test_the_outgoing_limit_allows_its_rate_as_whole_messages(rate: float, burst
     assert bucket is not None
     assert (bucket.max_rate, bucket.time_period) == (burst, seconds)
     assert outgoing_limiter(0)._base_limiter is None
+
+
+async def test_a_429_that_persists_is_raised_after_the_retries_and_never_pauses_the_whole_bot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    async def flooded(*_: Any, **__: Any) -> bool:
+        calls.append("sendMessage")
+        raise RetryAfter(0)  # wait 0 s (and 0.1 s to spare), again and again
+
+    limiter = outgoing_limiter(0, max_retries=2)
+    await limiter.initialize()
+    try:
+        with pytest.raises(RetryAfter):
+            await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 5}, None)
+    finally:
+        await limiter.shutdown()
+    assert len(calls) == 3
+    assert "Rate limit hit" not in caplog.text  # AIORateLimiter's own handling, which pauses every chat, never ran

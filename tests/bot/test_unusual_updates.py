@@ -241,7 +241,7 @@ async def test_a_press_on_a_message_that_changed_since_still_redraws_it(
     assert await fetch(settings.database_url, "SELECT language FROM corrections") == [("Italian",)]
 
 
-async def test_one_chats_flood_wait_holds_up_no_one_else(
+async def test_a_flood_wait_holds_back_its_chat_and_no_other(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
 ) -> None:
     settings = settings_for(telegram, tmp_path)
@@ -250,7 +250,10 @@ async def test_one_chats_flood_wait_holds_up_no_one_else(
         telegram.fail_next("editMessageText", 429, retry_after=3)  # Telegram: that chat must wait 3 s
         telegram.inject_callback(90, 90, telegram.last_bot_message_id(90), confirm_button(reply))
         await telegram.wait_for_count("editMessageText", 1)
+        telegram.inject_message(90, "Tanaka")  # to the waiting chat: held back, not sent into the wait
         telegram.inject_message(91, "Nakamura")
         await telegram.wait_for(lambda c: c.method == "sendMessage" and int(c.params["chat_id"]) == 91, timeout=2)
-        assert len(telegram.sent("editMessageText")) == 1  # answered while the other chat still waits
-        await telegram.wait_for_count("editMessageText", 2, timeout=10)  # whose edit goes out after its wait
+        # Chat 91 is answered while chat 90 still waits: neither its edit nor its new answer went out.
+        assert (len(telegram.sent("editMessageText")), len(telegram.sent("sendMessage", chat_id=90))) == (1, 1)
+        await telegram.wait_for_count("editMessageText", 2, timeout=10)  # both go out after the wait
+        await telegram.wait_for(lambda c: c.method == "sendMessage" and "Tanaka" in c.params["text"], timeout=10)
