@@ -131,7 +131,9 @@ async def _too_far_below_live(
     sessions: async_sessionmaker[AsyncSession], model_dir: Path, trained: CheckpointMetadata, max_drop: float
 ) -> str | None:
     """Why ``trained`` may not replace the live model: its recorded test accuracy is more than ``max_drop``
-    points lower. None when it is not, or when there is nothing comparable (no figures, another dataset)."""
+    points lower, or cannot be compared with it. None when it may (always with ``max_drop`` 100)."""
+    if max_drop >= 100:
+        return None
     async with sessions() as session:
         live = await versions.active_version(session=session)
     # Before any version is live, the one to beat is the shipped model, which would be registered instead.
@@ -140,18 +142,26 @@ async def _too_far_below_live(
         return None
     try:
         live_metadata = await asyncio.to_thread(read_metadata, resolve(model_dir, stored))
-    except CheckpointError:  # the live model's own trouble is reported where it is loaded
+    except CheckpointError:  # nothing to beat: a live model that cannot be read is reported where it is loaded
         return None
     ours, theirs = _test_accuracy(trained), _test_accuracy(live_metadata)
-    if ours is None or theirs is None or trained.dataset_sha256 != live_metadata.dataset_sha256:
+    anyway = "to start with it all the same, start once with FINETUNE_MAX_DROP=100"
+    if theirs is None:
         return None
+    if ours is None:
+        return f"it records no test accuracy to compare with that of the live {live_metadata.version}; {anyway}"
+    if trained.dataset_sha256 != live_metadata.dataset_sha256:
+        return (
+            f"it was trained on another dataset than the live {live_metadata.version} (SHA-256 "
+            f"{trained.dataset_sha256[:12]}… against {live_metadata.dataset_sha256[:12]}…), so their test "
+            f"figures cannot be compared; {anyway}"
+        )
     drop = (theirs - ours) * 100
     if drop <= max_drop:
         return None
     return (
         f"its test accuracy, {ours:.2%}, is {drop:.2f} points below that of the live {live_metadata.version}, "
-        f"{theirs:.2%} (FINETUNE_MAX_DROP is {max_drop:g}); to start with it all the same, start once with "
-        "a larger FINETUNE_MAX_DROP"
+        f"{theirs:.2%} (FINETUNE_MAX_DROP is {max_drop:g}); {anyway}"
     )
 
 
@@ -193,11 +203,14 @@ async def _adopt_trained_model(
         return
     if await _known(sessions, metadata.version):
         return  # already known (it may have been rolled back on purpose)
-    if not adopt:
-        message = f"{trained} holds {metadata.version}, which is not live: restart the bot to start with it"
-        _warn_once(warned, f"waiting:{metadata.version}", message)  # not a refusal: a start adopts it
-        return
     refusal = await _too_far_below_live(sessions, model_dir, metadata, max_drop)
+    if not adopt:
+        if refusal is None:
+            message = f"{trained} holds {metadata.version}, which is not live: restart the bot to start with it"
+        else:
+            message = f"{trained} holds {metadata.version}, which the next start will not adopt: {refusal}"
+        _warn_once(warned, f"waiting:{metadata.version}", message)  # said once; a start decides
+        return
     if refusal is not None:
         _warn_once(warned, metadata.version, f"not adopting {trained}: {refusal}")
         return

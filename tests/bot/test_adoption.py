@@ -166,3 +166,19 @@ async def test_the_bot_holds_what_it_adopts_at_start_to_finetune_max_drop(
     trained_copy(settings.model_dir / "gru.safetensors", "gru-one-epoch", test_accuracy=0.619)
     async with running_bot(settings, predictors) as application:
         assert application.bot_data[SERVICE_KEY].model_version == predictors.gru.version
+
+
+async def test_a_trained_model_that_cannot_be_compared_waits_for_a_deliberate_start(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version
+    trained_copy(model_dir / "gru.safetensors", "gru-other-data", dataset_sha256="0" * 64)  # a changed dataset
+    running = await model_store.live_record(sessions, model_dir, warned=set(), adopt_max_drop=0.5)
+    assert running.version == shipped and "which the next start will not adopt" in caplog.text
+    assert (
+        await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=0.5)
+    ).version == shipped
+    assert "trained on another dataset than the live" in caplog.text and "FINETUNE_MAX_DROP=100" in caplog.text
+    started = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=100)
+    assert started.version == "gru-other-data"  # the operator's say-so
