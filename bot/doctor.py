@@ -97,20 +97,34 @@ def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | st
     return model_store.not_a_gru(metadata, path) or metadata
 
 
+def _described(metadata: CheckpointMetadata, stored: str) -> str:
+    accuracy = metadata.metrics.get("test", {}).get("accuracy")
+    figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    return f"{metadata.version} loads from {stored}{figures}"
+
+
 def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
-    # `serve` starts with MODEL_DIR/gru.safetensors when it is there, before it syncs to the live version.
-    trained = settings.model_dir / model_store.TRAINED_GRU
-    if stored is not None and stored != model_store.TRAINED_GRU and trained.is_file():
-        starting = _servable(trained, settings)
-        if isinstance(starting, str):
-            return Finding(Status.PROBLEM, "model", f"{starting} (`serve` starts with it)")
-    stored = stored or model_store.initial_checkpoint(settings.model_dir)
+    # `serve` starts with MODEL_DIR/gru.safetensors when it is there, before it syncs to the live version, and
+    # adopts it as live only if it is not far worse (model_store.adoption_refusal): the shipped GRU is the one
+    # to beat while no version is live.
+    trained_path = settings.model_dir / model_store.TRAINED_GRU
+    trained = _servable(trained_path, settings) if trained_path.is_file() else None
+    if isinstance(trained, str):
+        return Finding(Status.PROBLEM, "model", f"{trained} (`serve` starts with it)")
+    first_start = stored is None
+    stored = stored or f"{model_store.SHIPPED_PREFIX}gru"
     live = _servable(model_store.resolve(settings.model_dir, stored), settings)
     if isinstance(live, str):
         return Finding(Status.PROBLEM, "model", live)
-    accuracy = live.metrics.get("test", {}).get("accuracy")
-    figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
-    return Finding(Status.OK, "model", f"{live.version} loads from {stored}{figures}")
+    if trained is None or trained.version == live.version:
+        return Finding(Status.OK, "model", _described(live, stored))
+    refusal = model_store.adoption_refusal(trained, live, settings.finetune_max_drop)
+    if refusal is not None:
+        detail = f"{_described(live, stored)}; {trained.version} in {trained_path} stays out: {refusal}"
+        return Finding(Status.WARNING, "model", detail)
+    if first_start:  # adopted at start, in the shipped model's place
+        return Finding(Status.OK, "model", _described(trained, model_store.TRAINED_GRU))
+    return Finding(Status.OK, "model", _described(live, stored))
 
 
 def _model_dir(settings: FinetuneSettings) -> Finding:

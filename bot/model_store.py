@@ -127,16 +127,38 @@ def _test_accuracy(metadata: CheckpointMetadata) -> float | None:
     return float(accuracy) if accuracy is not None else None
 
 
+def adoption_refusal(trained: CheckpointMetadata, live: CheckpointMetadata, max_drop: float) -> str | None:
+    """Why ``trained`` may not replace ``live`` at start: its recorded test accuracy is more than ``max_drop``
+    points lower, or cannot be compared with it. None when it may (always with ``max_drop`` 100)."""
+    ours, theirs = _test_accuracy(trained), _test_accuracy(live)
+    if max_drop >= 100 or theirs is None:
+        return None
+    anyway = "to start with it all the same, start once with FINETUNE_MAX_DROP=100"
+    if ours is None:
+        return f"it records no test accuracy to compare with that of the live {live.version}; {anyway}"
+    if trained.dataset_sha256 != live.dataset_sha256:
+        return (
+            f"it was trained on another dataset than the live {live.version} (SHA-256 "
+            f"{trained.dataset_sha256[:12]}… against {live.dataset_sha256[:12]}…), so their test "
+            f"figures cannot be compared; {anyway}"
+        )
+    drop = (theirs - ours) * 100
+    if drop <= max_drop:
+        return None
+    return (
+        f"its test accuracy, {ours:.2%}, is {drop:.2f} points below that of the live {live.version}, "
+        f"{theirs:.2%} (FINETUNE_MAX_DROP is {max_drop:g}); {anyway}"
+    )
+
+
 async def _too_far_below_live(
     sessions: async_sessionmaker[AsyncSession], model_dir: Path, trained: CheckpointMetadata, max_drop: float
 ) -> str | None:
-    """Why ``trained`` may not replace the live model: its recorded test accuracy is more than ``max_drop``
-    points lower, or cannot be compared with it. None when it may (always with ``max_drop`` 100)."""
+    """``adoption_refusal`` against the live version (the shipped model while none is live yet)."""
     if max_drop >= 100:
         return None
     async with sessions() as session:
         live = await versions.active_version(session=session)
-    # Before any version is live, the one to beat is the shipped model, which would be registered instead.
     stored = f"{SHIPPED_PREFIX}gru" if live is None else live.checkpoint_path
     if stored is None:
         return None
@@ -144,25 +166,7 @@ async def _too_far_below_live(
         live_metadata = await asyncio.to_thread(read_metadata, resolve(model_dir, stored))
     except CheckpointError:  # nothing to beat: a live model that cannot be read is reported where it is loaded
         return None
-    ours, theirs = _test_accuracy(trained), _test_accuracy(live_metadata)
-    anyway = "to start with it all the same, start once with FINETUNE_MAX_DROP=100"
-    if theirs is None:
-        return None
-    if ours is None:
-        return f"it records no test accuracy to compare with that of the live {live_metadata.version}; {anyway}"
-    if trained.dataset_sha256 != live_metadata.dataset_sha256:
-        return (
-            f"it was trained on another dataset than the live {live_metadata.version} (SHA-256 "
-            f"{trained.dataset_sha256[:12]}… against {live_metadata.dataset_sha256[:12]}…), so their test "
-            f"figures cannot be compared; {anyway}"
-        )
-    drop = (theirs - ours) * 100
-    if drop <= max_drop:
-        return None
-    return (
-        f"its test accuracy, {ours:.2%}, is {drop:.2f} points below that of the live {live_metadata.version}, "
-        f"{theirs:.2%} (FINETUNE_MAX_DROP is {max_drop:g}); {anyway}"
-    )
+    return adoption_refusal(trained, live_metadata, max_drop)
 
 
 async def _adopt_trained_model(

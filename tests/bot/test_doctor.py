@@ -22,6 +22,7 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cli import main
 from core.predict import shipped_checkpoint_path
 from tests.bot.commands import nameorigin
+from tests.bot.models import trained_copy
 from tests.fake_telegram import FakeTelegram
 
 # Nothing listens on port 9 of loopback: doctor's Telegram check stays on this machine unless a test says otherwise.
@@ -280,3 +281,16 @@ def test_blank_folder_settings_mean_the_defaults_not_the_working_folder(
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("✗ dataset: dataset folder data/names does not exist") for line in lines)
     assert "✓ model folder: data/models will be created by the first fine-tune" in lines
+
+
+async def test_a_trained_model_far_worse_than_the_live_one_is_named_as_staying_out(
+    settings_only_from: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trained_copy(settings_only_from / "models" / "gru.safetensors", "gru-one-epoch", test_accuracy=0.619)
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "MODEL_DIR": "models", "FINETUNE_MAX_DROP": "0.5"}
+    [model] = [line for line in await run_doctor(monkeypatch, capsys, **env) if " model: " in line]
+    assert model.startswith("! model: gru-") and "loads from shipped:gru, test accuracy 87.82%" in model
+    assert "gru-one-epoch in models/gru.safetensors stays out: its test accuracy, 61.90%, is 25.92 points" in model
+    trained_copy(settings_only_from / "models" / "gru.safetensors", "gru-retrained", test_accuracy=0.8760)
+    [model] = [line for line in await run_doctor(monkeypatch, capsys, **env) if " model: " in line]
+    assert model == "✓ model: gru-retrained loads from gru.safetensors, test accuracy 87.60%"  # goes live at start
