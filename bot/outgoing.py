@@ -57,16 +57,6 @@ class _FloodWait(Exception):
         self.error = error
 
 
-def _surfacing_flood_waits(callback: Request) -> Request:
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await callback(*args, **kwargs)
-        except RetryAfter as exc:
-            raise _FloodWait(exc) from exc
-
-    return call
-
-
 class FloodWaits:
     """The chats Telegram asked to wait (429), and until when; requests to other chats go on meanwhile."""
 
@@ -84,6 +74,18 @@ class FloodWaits:
         """Return once ``chat`` may be sent to (at once for a chat that was not asked to wait)."""
         while (remaining := self._until.get(str(chat), 0.0) - self._clock()) > 0:
             await asyncio.sleep(remaining)
+
+
+def _surfacing_flood_waits(callback: Request, waits: FloodWaits, chat: object) -> Request:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        # Again here, after the limits let it through: a 429 to its chat may have come while it queued.
+        await waits.wait_for(chat)
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter as exc:
+            raise _FloodWait(exc) from exc
+
+    return call
 
 
 class RetryingRateLimiter(AIORateLimiter):
@@ -119,16 +121,17 @@ class RetryingRateLimiter(AIORateLimiter):
         for attempt in range(retries + 1):
             await self._flood_waits.wait_for(chat)
             try:
-                return await self._send(_surfacing_flood_waits(callback), args, kwargs, endpoint, data)
+                surfacing = _surfacing_flood_waits(callback, self._flood_waits, chat)
+                return await self._send(surfacing, args, kwargs, endpoint, data)
             except _FloodWait as wait:
+                seconds = retry_after_seconds(wait.error) + 0.1
+                if chat is not None:  # whether or not this one gives up, the chat's next requests must wait
+                    self._flood_waits.block(chat, seconds)
                 if attempt == retries:
                     raise wait.error from None
-                seconds = retry_after_seconds(wait.error) + 0.1
                 logger.info("Telegram asked %s to wait %.1f s (flood control)", endpoint, seconds)
                 if chat is None:  # no chat to hold back: this request alone waits
                     await asyncio.sleep(seconds)
-                else:
-                    self._flood_waits.block(chat, seconds)
         raise AssertionError("unreachable")
 
     async def _send(

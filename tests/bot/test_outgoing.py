@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,3 +104,27 @@ async def test_a_429_that_persists_is_raised_after_the_retries_and_never_pauses_
         await limiter.shutdown()
     assert len(calls) == 3
     assert "Rate limit hit" not in caplog.text  # AIORateLimiter's own handling, which pauses every chat, never ran
+
+
+async def test_a_429_given_up_on_still_holds_its_chat_back() -> None:
+    sent_at: list[float] = []
+
+    async def flooded(*_: Any, **__: Any) -> bool:
+        raise RetryAfter(1)
+
+    async def fine(*_: Any, **__: Any) -> bool:
+        sent_at.append(time.monotonic())
+        return True
+
+    limiter = outgoing_limiter(0, max_retries=1)
+    await limiter.initialize()
+    try:
+        with pytest.raises(RetryAfter):
+            await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 7}, None)
+        gave_up = time.monotonic()
+        await limiter.process_request(fine, (), {}, "sendMessage", {"chat_id": "7"}, None)  # the same chat
+        await limiter.process_request(fine, (), {}, "sendMessage", {"chat_id": 8}, None)  # another one
+    finally:
+        await limiter.shutdown()
+    assert sent_at[0] - gave_up >= 1.0  # Telegram's last word was "wait 1 s", and it was heeded
+    assert sent_at[1] - sent_at[0] < 0.5
