@@ -133,7 +133,10 @@ def adoption_refusal(trained: CheckpointMetadata, live: CheckpointMetadata, max_
     ours, theirs = _test_accuracy(trained), _test_accuracy(live)
     if max_drop >= 100 or theirs is None:
         return None
-    anyway = "to start with it all the same, start once with FINETUNE_MAX_DROP=100"
+    anyway = (
+        "to start with it all the same, start once with FINETUNE_MAX_DROP=100, then again with the usual value "
+        "(it also limits what fine-tunes may lose)"
+    )
     if ours is None:
         return f"it records no test accuracy to compare with that of the live {live.version}; {anyway}"
     if trained.dataset_sha256 != live.dataset_sha256:
@@ -141,6 +144,11 @@ def adoption_refusal(trained: CheckpointMetadata, live: CheckpointMetadata, max_
             f"it was trained on another dataset than the live {live.version} (SHA-256 "
             f"{trained.dataset_sha256[:12]}… against {live.dataset_sha256[:12]}…), so their test "
             f"figures cannot be compared; {anyway}"
+        )
+    if trained.split_seed != live.split_seed:
+        return (
+            f"it was tested on another split than the live {live.version} (seed {trained.split_seed} against "
+            f"{live.split_seed}), so their test figures cannot be compared; {anyway}"
         )
     drop = (theirs - ours) * 100
     if drop <= max_drop:
@@ -207,6 +215,8 @@ async def _adopt_trained_model(
         return
     if await _known(sessions, metadata.version):
         return  # already known (it may have been rolled back on purpose)
+    if not adopt and warned is not None and f"waiting:{metadata.version}" in warned:
+        return  # said already; the comparison need not run at every refresh
     refusal = await _too_far_below_live(sessions, model_dir, metadata, max_drop)
     if not adopt:
         if refusal is None:

@@ -180,5 +180,8 @@ async def test_a_trained_model_that_cannot_be_compared_waits_for_a_deliberate_st
         await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=0.5)
     ).version == shipped
     assert "trained on another dataset than the live" in caplog.text and "FINETUNE_MAX_DROP=100" in caplog.text
+    trained_copy(model_dir / "gru.safetensors", "gru-other-split", split_seed=7)  # tested on other names
+    started = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=0.5)
+    assert started.version == shipped and "tested on another split than the live" in caplog.text
     started = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=100)
-    assert started.version == "gru-other-data"  # the operator's say-so
+    assert started.version == "gru-other-split"  # the operator's say-so
