@@ -98,7 +98,7 @@ def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | st
 
 
 def _described(metadata: CheckpointMetadata, stored: str) -> str:
-    accuracy = metadata.metrics.get("test", {}).get("accuracy")
+    accuracy = model_store.recorded_test_accuracy(metadata)
     figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
     return f"{metadata.version} loads from {stored}{figures}"
 

@@ -107,9 +107,10 @@ class Handlers:
 
     async def _answer_guess(self, update: Update, text: str) -> bool:
         """Guess ``text`` and reply; False when the user is over their rate limit (and was told so)."""
-        message, user, chat = update.effective_message, update.effective_user, update.effective_chat
-        if message is None or user is None or chat is None or not await self._within_limit(update):
+        if update.effective_chat is None or not await self._within_limit(update):
             return False
+        message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+        assert message is not None and user is not None  # _within_limit needs both
         outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, message_id=message.message_id, text=text)
         if isinstance(outcome, Rejected):
             await message.reply_text(f"I can't classify that: {outcome.reason}.")

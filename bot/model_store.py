@@ -122,7 +122,8 @@ def _warn_once(warned: set[str] | None, key: str, message: str) -> None:
         warned.add(key)
 
 
-def _test_accuracy(metadata: CheckpointMetadata) -> float | None:
+def recorded_test_accuracy(metadata: CheckpointMetadata) -> float | None:
+    """The test-split accuracy the checkpoint records (as ``train`` or a fine-tune measured it), if any."""
     accuracy = metadata.metrics.get("test", {}).get("accuracy")
     return float(accuracy) if accuracy is not None else None
 
@@ -130,7 +131,7 @@ def _test_accuracy(metadata: CheckpointMetadata) -> float | None:
 def adoption_refusal(trained: CheckpointMetadata, live: CheckpointMetadata, max_drop: float) -> str | None:
     """Why ``trained`` may not replace ``live`` at start: its recorded test accuracy is more than ``max_drop``
     points lower, or cannot be compared with it. None when it may (always with ``max_drop`` 100)."""
-    ours, theirs = _test_accuracy(trained), _test_accuracy(live)
+    ours, theirs = recorded_test_accuracy(trained), recorded_test_accuracy(live)
     if max_drop >= 100 or theirs is None:
         return None
     anyway = (
