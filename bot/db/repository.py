@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Executable, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,22 +81,27 @@ async def chosen_language(*, session: AsyncSession, guess_id: int, user_id: int)
 
 
 async def upsert_correction(*, session: AsyncSession, guess: Guess, user_id: int, language: str) -> Correction:
-    """Record ``user_id``'s verdict on ``guess``; pressing again updates the same row.
+    """Record ``user_id``'s verdict on ``guess``; pressing another language updates the same row.
 
     One ``INSERT ... ON CONFLICT DO UPDATE``: two presses racing (a double click, two devices) both
-    succeed, the later one winning, inside the caller's transaction on either backend.
+    succeed, the later one winning, inside the caller's transaction on either backend. The same language
+    pressed again leaves the row as it was: its ``updated_at`` says when the choice was made, and a
+    fine-tune counts the choices made since the last run, so a double tap must not count as new feedback.
     """
     values = {"language": language, "confirmed": language == guess.top_language}
     row = {"guess_id": guess.id, "user_id": user_id, **values, "created_at": utcnow()}
     key, changes = [Correction.guess_id, Correction.user_id], {**values, "updated_at": utcnow()}
     dialect = session.get_bind().dialect.name
-    statement: Executable
+    insert: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        statement = postgresql.insert(Correction).values(row).on_conflict_do_update(index_elements=key, set_=changes)
+        insert = postgresql.insert(Correction).values(row)
     elif dialect == "sqlite":
-        statement = sqlite.insert(Correction).values(row).on_conflict_do_update(index_elements=key, set_=changes)
+        insert = sqlite.insert(Correction).values(row)
     else:
         raise RuntimeError(f"no upsert for the {dialect} dialect")
+    statement = insert.on_conflict_do_update(
+        index_elements=key, set_=changes, where=Correction.language != insert.excluded.language
+    )
     await session.execute(statement)
     correction = await session.scalar(
         select(Correction)

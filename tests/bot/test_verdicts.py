@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -111,5 +112,33 @@ async def test_stats_count_both_tables_and_are_reused_for_a_while(database_url: 
         assert (await service.stats()).guesses == 0  # the count from a moment ago
         now[0] = STATS_MAX_AGE_S
         assert await service.stats() == Stats(guesses=3, corrections=3, confirmed=2, users=2)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_same_choice_pressed_again_is_not_a_new_choice(database_url: str, predictors: Predictors) -> None:
+    """Fine-tunes count the choices made since the last run: a double tap, or an old answer pressed again,
+    must not count as new feedback. Another language is a new choice."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    service = GuessService(predictors=predictors, sessions=sessions)
+
+    async def press(language: str) -> tuple[bool, list[tuple[str, datetime]]]:
+        verdict = await service.record_verdict(guess_id=guess_id, chat_id=7, user_id=7, language=language)
+        assert isinstance(verdict, VerdictRecorded)
+        async with sessions() as session:
+            votes = await repository.fetch_votes(session=session)
+        return verdict.changed, [(vote.language, vote.updated_at) for vote in votes]
+
+    try:
+        async with sessions.begin() as session:
+            new = NewGuess(7, 7, 1, "Rossi", "Rossi", ("Italian", "Spanish", "Portuguese"), 0.6, "test")
+            [guess_id] = await repository.add_guesses(session=session, guesses=[new])
+        changed, [(_, chosen)] = await press("Italian")
+        assert changed
+        assert await press("Italian") == (False, [("Italian", chosen)])
+        changed, [(language, changed_at)] = await press("Spanish")
+        assert changed and language == "Spanish" and changed_at > chosen
     finally:
         await engine.dispose()
