@@ -7,11 +7,12 @@ import logging
 
 from telegram import CallbackQuery, Message, Update, User
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import views
 from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode
+from bot.keyed_locks import KeyedLocks
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, StoredGuess, VerdictRefused
 from bot.update_log import LoggingApplication
@@ -28,9 +29,11 @@ MAX_NAMES_PER_MESSAGE = 5  # a pasted list is answered line by line, up to this 
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: bool = False) -> None:
-    """Answer a button press; one Telegram no longer takes (answered too late, after a backlog) is only logged.
+    """Answer a button press; an answer Telegram no longer takes (too late, after a backlog) or that could
+    not be delivered (a time-out, an outage) is only logged.
 
-    Whatever the press did is stored by then, and the message is still brought up to date after it.
+    Whatever the press did is stored by then, and the message is still brought up to date after it; an
+    apology ("try again") would tell the user it failed.
     """
     try:
         await query.answer(text, show_alert=show_alert)
@@ -40,6 +43,8 @@ async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: b
         if "query is too old" not in reason and "query id is invalid" not in reason:
             raise
         logger.info("button press answered too late: %s", exc.message)
+    except NetworkError as exc:  # retried where that was safe already (bot/outgoing.py)
+        logger.warning("could not answer a button press: %r", exc)
 
 
 def sender_key(message: Message, user: User) -> int:
@@ -58,6 +63,7 @@ class Handlers:
         self.service = service
         self.limiter = limiter
         self.button_limiter = button_limiter
+        self.presses = KeyedLocks()  # per guess: one message's presses in turn
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Explain what the bot does."""
@@ -145,9 +151,15 @@ class Handlers:
         if chat_id is None:
             await answer(query, "That message is too old to change.", show_alert=True)
             return
-        if payload.action is Action.VERDICT:
-            await self._record_verdict(query, payload, chat_id)
-            return
+        # Presses on one message run one after another. Each stores, answers, then redraws the message; when
+        # they interleave, an earlier press's redraw can land last and show a choice that is no longer stored.
+        async with self.presses.hold(payload.guess_id):
+            if payload.action is Action.VERDICT:
+                await self._record_verdict(query, payload, chat_id)
+            else:
+                await self._switch_keyboard(query, payload, chat_id)
+
+    async def _switch_keyboard(self, query: CallbackQuery, payload: ButtonPayload, chat_id: int) -> None:
         languages = await self.service.guess_languages(guess_id=payload.guess_id, chat_id=chat_id)
         if languages is None:
             await answer(query, "I can't find that guess any more. Send the name again?", show_alert=True)
