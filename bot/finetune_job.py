@@ -67,6 +67,22 @@ class RunReport:
         """Parse what ``to_json`` wrote."""
         return cls(**json.loads(line))
 
+    @classmethod
+    def from_record(cls, run: VersionRecord) -> RunReport:
+        """The report a run whose row is ``run`` printed (or would have, had it lived to print it)."""
+        status: Status = "promoted" if run.decision == versions.PROMOTED else "rejected"
+        metrics = run.metrics
+        return cls(
+            status,
+            run.reason or "",
+            run.parent_version,
+            run.version,
+            metrics.get("live"),
+            metrics.get("candidate"),
+            metrics.get("feedback", {}),
+            metrics.get("seconds", 0.0),
+        )
+
 
 def policy_from(settings: FinetuneSettings) -> FeedbackPolicy:
     """The feedback policy the settings describe."""

@@ -92,7 +92,8 @@ class FinetuneRunner:
     """Runs at most one fine-tune child at a time, in a task of its own.
 
     The task is a plain asyncio task, not one of the Application's, so stopping the bot never waits
-    for a run: ``stop`` terminates the child instead, and the live model stays as it was.
+    for a run: ``stop`` terminates the child instead, and the live model stays as it was unless the run
+    had already committed a promotion.
     """
 
     def __init__(self, settings: Settings, live: LiveModel, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -123,6 +124,8 @@ class FinetuneRunner:
     async def _run(self, *, force: bool) -> RunOutcome:
         started = utcnow()
         outcome = await self._run_child(force=force)
+        if isinstance(outcome, RunFailed):
+            outcome = await self._recorded_run(started) or outcome
         if isinstance(outcome, RunFailed) and self._stopping:
             # stop() ended the child on purpose: an abandoned run, not a failure to report or investigate.
             logger.info("fine-tune abandoned as the bot stops (%s); the live model is unchanged", outcome.message)
@@ -177,6 +180,24 @@ class FinetuneRunner:
         logger.error("unreadable fine-tune report %r", lines[-1])
         return RunFailed("the fine-tune process printed no readable report")
 
+    async def _recorded_run(self, started: datetime) -> RunReport | None:
+        """The outcome a child that died without a report had committed, if it got that far; else None.
+
+        The child commits its row and only then prints its report: stopped (or killed) in between, its
+        promotion holds although nothing says so. One run holds the lock at a time, so a row begun after
+        this run started is this run's.
+        """
+        try:
+            async with self._sessions() as session:
+                run = await versions.last_run(session=session)
+        except Exception:  # the database may be why the child died: then it recorded nothing either
+            logger.exception("could not check what the fine-tune process recorded")
+            return None
+        if run is None or run.started_at is None or run.started_at < started:
+            return None
+        logger.info("the fine-tune process ended before reporting, but had recorded %s (%s)", run.version, run.decision)
+        return RunReport.from_record(run)
+
     async def _record_failure(self, failure: RunFailed, started: datetime, decision: str) -> None:
         try:
             async with self._sessions.begin() as session:
@@ -195,7 +216,7 @@ class FinetuneRunner:
             logger.exception("could not record the failed fine-tune")
 
     async def stop(self, grace: float = STOP_GRACE_S) -> None:
-        """Abandon a running fine-tune: terminate the child (nothing of its run is committed) and wait.
+        """Abandon a running fine-tune: terminate the child and wait; what it had committed stands.
 
         A child that ignores SIGTERM for ``grace`` seconds is killed.
         """

@@ -90,15 +90,21 @@ async def count_versions(*, session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(ModelVersion)) or 0)
 
 
-async def last_run_started(*, session: AsyncSession) -> datetime | None:
-    """When the most recent fine-tune run (promoted or rejected) began, or None if none ever ran."""
-    started = await session.scalar(
-        select(ModelVersion.started_at)
+async def last_run(*, session: AsyncSession) -> VersionRecord | None:
+    """The most recent fine-tune run that got as far as a decision (promoted or rejected), or None."""
+    row = await session.scalar(
+        select(ModelVersion)
         .where(ModelVersion.decision.in_((PROMOTED, REJECTED)))
         .order_by(ModelVersion.started_at.desc())
         .limit(1)
     )
-    return as_utc(started) if started else None
+    return _record(row) if row else None
+
+
+async def last_run_started(*, session: AsyncSession) -> datetime | None:
+    """When the most recent fine-tune run (promoted or rejected) began, or None if none ever ran."""
+    run = await last_run(session=session)
+    return run.started_at if run else None
 
 
 async def add_version(
