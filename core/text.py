@@ -7,6 +7,7 @@ would be trained on one alphabet and queried in another.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from unidecode import unidecode
@@ -14,7 +15,10 @@ from unidecode import unidecode
 MAX_INPUT_CHARS = 64
 
 # Characters a surname may keep after transliteration: O'Brien, Abdel-Malek, De la Cruz.
+SURNAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' -")
 _DISALLOWED = re.compile(r"[^A-Za-z' -]+")
+# What people type for an apostrophe (O’Brien, O´Brien); unidecode would turn some of them into nothing.
+_APOSTROPHES = frozenset("'’‘´ʼ′＇")
 _SPACES = re.compile(r"\s+")
 _LETTER = re.compile(r"[A-Za-z]")
 # Most inputs are one plain ASCII word; they need no transliteration or cleaning.
@@ -22,6 +26,8 @@ _PLAIN_SURNAME = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
 _REPEATED_PUNCTUATION = re.compile(r"([' -])[' -]+")
 # Python decodes bytes that are not UTF-8 (in argv, or stdin read with "surrogateescape") to lone surrogates.
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+# Control characters other than whitespace (tab, newline...): NUL, escape, delete, the C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 # Particles that belong to the surname that follows them ("Ludwig van Beethoven"), matched in any case
 # because surnames typed alone are often capitalized ("De Luca", "Van Dyke"). The cost is a first name
@@ -76,9 +82,22 @@ def to_ascii(text: str) -> str:
     return " ".join(word for word in words if word)  # a word of emoji transliterates to nothing
 
 
+def _spelled(character: str) -> str:
+    """``character`` if it can be part of a name once transliterated; an apostrophe as "'"; else nothing.
+
+    Letters, marks and numbers are kept (numbers are dropped after transliteration, Roman numerals
+    aside), as are spaces and dashes. Symbols are not: unidecode spells ™ as "(tm)", № as "No." and
+    € as "EUR", which would become letters of the name.
+    """
+    if character in _APOSTROPHES:
+        return "'"
+    category = unicodedata.category(character)
+    return character if category[0] in "LMN" or category in ("Pd", "Zs") or character.isspace() else ""
+
+
 def clean_surname(text: str) -> str:
     """Return the ASCII form of ``text`` keeping only letters, apostrophes, hyphens and spaces."""
-    ascii_text = to_ascii(text.replace("’", "'"))
+    ascii_text = to_ascii("".join(map(_spelled, text)))
     kept = _DISALLOWED.sub("", ascii_text)
     kept = _REPEATED_PUNCTUATION.sub(r"\1", kept)
     return kept.strip(" '-")
@@ -109,10 +128,16 @@ def parse_query(raw: str) -> SurnameQuery:
     stripped = raw.strip()
     if not stripped:
         raise InvalidNameError("empty input: send a surname such as 'Nakamura'")
-    if len(stripped) > MAX_INPUT_CHARS:
-        raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
     if _SURROGATES.search(stripped):
         raise InvalidNameError("not valid UTF-8: the input holds bytes that are not text")
+    if control := _CONTROL.search(stripped):
+        # Dropped, "S\0m\0i\0t\0h" would be classified as Smith, and UTF-16 text given as UTF-8 reads just so.
+        hint = ": is the text UTF-16? Send UTF-8" if control.group() == "\x00" else ""
+        raise InvalidNameError(f"holds a control character, U+{ord(control.group()):04X}{hint}")
+    # Counted as written: "Á" typed as A and a combining accent (as macOS stores file names) is one character.
+    stripped = unicodedata.normalize("NFC", stripped)
+    if len(stripped) > MAX_INPUT_CHARS:
+        raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
     if _PLAIN_SURNAME.fullmatch(stripped):
         return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
     spaced = _WORD_BREAKS.sub(" ", stripped)

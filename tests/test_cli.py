@@ -62,7 +62,7 @@ def test_predict_text_shows_each_name_on_one_line_with_no_terminal_escapes(capsy
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "Fyodor\\nDostoevsky (as Dostoevsky)",
-        "\\x1b[31mSmith (as mSmith)",
+        "'\\x1b[31mSmith'",  # an error, the escape shown as such
         "O\\u2028Brien (as Brien)",
     ]
 

@@ -44,6 +44,15 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("Jane Doe M.D.", "Doe", True),
         ("Smith J.R.", "Smith", True),
         ("А.Пушкин", "Pushkin", True),
+        ("Ivanov№", "Ivanov", False),  # a symbol is no letter of the name: not "IvanovNo"
+        ("Smith™", "Smith", False),
+        ("Nestlé®", "Nestle", False),
+        ("Müller°", "Muller", False),
+        ("Smith€", "Smith", False),
+        ("O´Brien", "O'Brien", False),  # an acute accent typed for an apostrophe
+        ("Abdel—Malek", "Abdel-Malek", False),
+        ("Smi\xadth", "Smith", False),  # a soft hyphen is invisible
+        ("\u0041\u0301" + "a" * 63, "A" + "a" * 63, False),  # 64 letters shown; NFD spells the first with two
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:
@@ -65,6 +74,9 @@ def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: b
         ("ß" * 33, "too long once written in Latin letters: 66"),  # one word, each ß becomes "ss"
         ("'--'", "no letters"),
         ("Smith\udcff", "not valid UTF-8"),  # how Python decodes the byte 0xff of a non-UTF-8 input
+        ("Sm\x00ith", "a control character, U\\+0000"),  # dropped, it would pass for Smith
+        ("S\x00m\x00i\x00t\x00h\x00", "UTF-16"),  # what UTF-16 text read as UTF-8 looks like
+        ("Smith\x1b[31m", "a control character, U\\+001B$"),
     ],  # fmt: skip
 )
 def test_parse_query_rejects_bad_input(raw: str, reason: str) -> None:

@@ -27,11 +27,6 @@ def rejected_for_its_data(error: Exception) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in _DATA_ERROR_CLASSES
 
 
-def storable_text(text: str) -> str:
-    """``text`` with each NUL character replaced by U+FFFD: PostgreSQL text columns cannot hold NUL."""
-    return text.replace("\x00", "\ufffd")
-
-
 @dataclass(frozen=True)
 class NewGuess:
     """A guess to store."""
@@ -53,7 +48,7 @@ async def add_guesses(*, session: AsyncSession, guesses: Sequence[NewGuess]) -> 
             user_id=g.user_id,
             chat_id=g.chat_id,
             message_id=g.message_id,
-            raw_input=storable_text(g.raw_input),
+            raw_input=g.raw_input,
             surname=g.surname,
             top_language=g.top_languages[0],
             top_languages=",".join(g.top_languages),

@@ -154,7 +154,7 @@ async def test_hostile_inputs_each_get_an_answer(
         "/compare",
         "/compare Rossi",
         "德" * 60 + "李",  # 61 characters, 122 once transliterated: longer than the surname column
-        "Smith\x00Jones",  # PostgreSQL text cannot hold NUL
+        "Smith\x00Jones",  # refused, and so never stored: PostgreSQL text cannot hold NUL
     ]
     async with running_bot(settings, predictors) as application:
         for user, text in enumerate(inputs, start=100):
@@ -169,8 +169,8 @@ async def test_hostile_inputs_each_get_an_answer(
         assert "Russian" in by_chat[107]
         assert "GRU" in by_chat[113] and "Elman RNN" in by_chat[113]
         assert "too long once written in Latin letters" in by_chat[114]
-        assert "Jones" in by_chat[115]
-    assert await rows(settings, "SELECT raw_input FROM guesses WHERE user_id = 115") == [("Smith\ufffdJones",)]
+        assert "control character" in by_chat[115]
+    assert await rows(settings, "SELECT raw_input FROM guesses WHERE user_id = 115") == []
     assert (await rows(settings, "SELECT COUNT(*) FROM guesses"))[0][0] >= 5
 
 
