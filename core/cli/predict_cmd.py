@@ -124,16 +124,20 @@ def chunks_as_they_arrive(read: Callable[[], bytes], size: int = CHUNK) -> Itera
     # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8" starts with one) is no part of the first name.
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
     pieces: list[str] = []  # a line still arriving; joined only once it ends, so a huge line costs linear time
+    after_cr = False  # the last read ended with "\r": a "\n" starting the next one ends no other line
     while True:
         data = read()
         text = decoder.decode(data, final=not data)
+        if after_cr and text:
+            text, after_cr = text.removeprefix("\n"), False
         if data and "\n" not in text and "\r" not in text:
             pieces.append(text)
             continue
         joined = "".join([*pieces, text])
-        held = "\r" if data and joined.endswith("\r") else ""  # its "\n" may come with the next read
-        lines = LINE_END.split(joined.removesuffix(held) if held else joined)
-        pieces = [lines.pop() + held]  # the text after the last line end
+        # A line ended by "\r" is answered now, not when the next read shows whether a "\n" follows.
+        after_cr = joined.endswith("\r")
+        lines = LINE_END.split(joined)
+        pieces = [lines.pop()]  # the text after the last line end
         if not data and pieces[0]:
             lines.append(pieces[0])  # the last line had no line end
         for start in range(0, len(lines), size):
