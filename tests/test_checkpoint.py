@@ -192,6 +192,18 @@ def test_a_class_prior_that_is_not_a_distribution_over_the_labels_is_rejected(tm
         load_checkpoint(tmp_path / "m.safetensors")
 
 
+def test_a_flipped_bit_in_the_weights_is_caught_by_their_checksum(tmp_path: Path) -> None:
+    """A bit flipped on disk or in a copy leaves finite, small weights: only the checksum tells."""
+    config, vocabulary = small_config()
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(config), metadata_for(config, vocabulary))
+    load_checkpoint(path)
+    raw = bytearray(path.read_bytes())
+    raw[-2] ^= 0x01  # a mantissa bit of the last weight (little-endian): still a finite, small number
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupt: its weights do not match the checksum"):
+        load_checkpoint(path)
+
+
 def small_config(kind: str = "gru") -> tuple[ModelConfig, Vocabulary]:
     vocabulary = Vocabulary.from_names(["ab"])
     config_class = GRUConfig if kind == "gru" else ElmanConfig

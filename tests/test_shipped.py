@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from core.batching import encode_examples
 from core.calibration import class_prior
@@ -24,6 +25,8 @@ def test_shipped_checkpoint_is_small_and_loads(kind: str) -> None:
     assert checkpoint.metadata.kind == kind
     assert len(checkpoint.metadata.labels) == 18
     assert {"validation", "test"} <= set(checkpoint.metadata.metrics)
+    with safe_open(path, "pt") as stored:  # so a damaged copy fails to load instead of answering wrongly
+        assert len(stored.metadata()["nameorigin.weights_sha256"]) == 64
 
 
 @pytest.mark.parametrize("kind", ["gru", "rnn"])
