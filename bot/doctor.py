@@ -74,6 +74,9 @@ async def _database(url: str) -> tuple[Finding, str | None]:
         # One line: SQLAlchemy adds a "(Background on this error at: …)" line to its messages.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Finding(Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {reason}"), None
+    if not migrate.is_known_revision(revision):
+        detail = f"at revision {revision}, which this nameorigin does not know: a newer version migrated it"
+        return Finding(Status.PROBLEM, "database", detail), None
     if revision != head:
         detail = f"at revision {revision or 'none'}, the code expects {head}: `serve` migrates at start"
         return Finding(Status.WARNING, "database", detail), None

@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -20,7 +21,10 @@ from bot.db.engine import create_engine, ensure_sqlite_folder
 
 
 class DatabaseUnavailable(Exception):
-    """The database cannot be reached or opened; the message is one line and hides the password."""
+    """The database cannot be used: out of reach, unopenable, or migrated by a newer nameorigin.
+
+    The message is one line and hides the password.
+    """
 
 
 @contextmanager
@@ -67,10 +71,24 @@ def _sqlite_migration_lock(database_url: str) -> Iterator[None]:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database up to ``revision``, one process at a time. Blocking: call it off the event loop."""
+    """Migrate the database up to ``revision``, one process at a time. Blocking: call it off the event loop.
+
+    Raises ``DatabaseUnavailable`` for a database at a revision these migrations do not hold.
+    """
     ensure_sqlite_folder(database_url)
     with _sqlite_migration_lock(database_url):
-        command.upgrade(alembic_config(database_url), revision)
+        try:
+            command.upgrade(alembic_config(database_url), revision)
+        except AlembicError:
+            current = current_revision(database_url)
+            if is_known_revision(current):
+                raise
+            # Alembic says only "Can't locate revision", in a traceback; this happens after a rollback.
+            safe = make_url(database_url).render_as_string(hide_password=True)
+            raise DatabaseUnavailable(
+                f"the database {safe} is at revision {current}, which this version of nameorigin does not know: a "
+                f"newer version migrated it. Run that one, or first its `nameorigin db downgrade {head_revision()}`"
+            ) from None
 
 
 def downgrade(database_url: str, revision: str) -> None:
@@ -82,6 +100,12 @@ def downgrade(database_url: str, revision: str) -> None:
 def head_revision() -> str | None:
     """The newest revision in the packaged migrations."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def is_known_revision(revision: str | None) -> bool:
+    """Whether the packaged migrations hold ``revision`` (None: an empty database, which they start from)."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return revision is None or revision in {script.revision for script in scripts.walk_revisions()}
 
 
 def current_revision(database_url: str) -> str | None:

@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -104,6 +105,11 @@ async def test_a_complete_setup_passes_and_an_unreachable_database_is_named(
         line.startswith("✗ database: cannot connect to sqlite+aiosqlite:///garbage.db: ")
         and "is not a database" in line
     )
+
+    with sqlite3.connect(settings_only_from / "bot.db") as connection:  # as a newer release would leave it
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    newer = await run_doctor(monkeypatch, capsys, **settings)
+    assert "✗ database: at revision 9999, which this nameorigin does not know: a newer version migrated it" in newer
 
 
 async def test_a_token_telegram_rejects_or_a_bot_api_out_of_reach_is_named_without_the_token(

@@ -48,6 +48,24 @@ def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert "corrections" in table_names(database_url)  # type: ignore[operator]
 
 
+async def _set_revision(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        await engine.dispose()
+
+
+def test_a_database_a_newer_version_migrated_is_refused_in_one_line(database_url: str) -> None:
+    """After rolling back to an older release: Alembic's own error is a traceback that never says why."""
+    migrate.upgrade(database_url)
+    asyncio.run(_set_revision(database_url, "9999"))
+    with pytest.raises(migrate.DatabaseUnavailable, match="revision 9999, which this version of nameorigin does not"):
+        migrate.upgrade(database_url)
+    assert migrate.current_revision(database_url) == "9999"  # left as it was
+
+
 def test_migrations_match_the_models(database_url: str) -> None:
     migrate.upgrade(database_url)
     assert asyncio.run(_inspect(database_url, "diff")) == []
