@@ -178,7 +178,7 @@ async def _too_far_below_live(
     return adoption_refusal(trained, live_metadata, max_drop)
 
 
-async def _adopt_trained_model(
+async def _adopt_new_model(
     sessions: async_sessionmaker[AsyncSession],
     model_dir: Path,
     prior: Prior,
@@ -186,7 +186,7 @@ async def _adopt_trained_model(
     adopt: bool,
     max_drop: float,
 ) -> None:
-    """Make a newly trained ``MODEL_DIR/gru.safetensors`` live, copying it so a later overwrite changes nothing.
+    """Make the model in place live if its version is new: ``MODEL_DIR/gru.safetensors``, else the shipped GRU.
 
     Only with ``adopt`` (the bot starting), so it goes live when the bot is (re)started, not when a
     training run happens to write there; otherwise a new one is only reported. Its test accuracy, as
@@ -194,23 +194,31 @@ async def _adopt_trained_model(
     trial run saved there by mistake must not go live for every user at the next restart. A file that
     cannot serve (half copied, corrupt, not a GRU, no use under ``prior``) is not adopted,
     and the live model stays. (``serve`` loads the file before this runs and refuses to start with such
-    a file; this guards against one replaced in between.)
+    a file; this guards against one replaced in between.) It is copied, so a later overwrite changes nothing.
+
+    The shipped GRU changes when nameorigin is upgraded to a release with a new model: it then goes live
+    as a trained one would. (The first start registers the shipped model where it lies; see ``live_record``.)
     """
-    trained = model_dir / TRAINED_GRU
+    source = model_dir / TRAINED_GRU
     try:
-        state = trained.stat()
+        state = source.stat()
     except OSError:
-        return
+        async with sessions() as session:
+            live = await versions.active_version(session=session)
+        if live is None:
+            return
+        source = shipped_checkpoint_path("gru")
+        state = source.stat()
     if not stat.S_ISREG(state.st_mode):
         return
     try:
-        metadata = await asyncio.to_thread(read_metadata, trained)
+        metadata = await asyncio.to_thread(read_metadata, source)
     except CheckpointError as exc:  # e.g. still being copied in; its size and time change until it is whole
-        _warn_once(warned, f"{state.st_size}:{state.st_mtime_ns}", f"not adopting {trained} (yet): {exc}")
+        _warn_once(warned, f"{state.st_size}:{state.st_mtime_ns}", f"not adopting {source} (yet): {exc}")
         return
     if warned is not None and metadata.version in warned:
         return  # refused before, and said why; a new training run writes a new version
-    problem = not_a_gru(metadata, trained)
+    problem = not_a_gru(metadata, source)
     if problem is not None:  # `serve` refuses to start with it; a running bot keeps its model and says why
         _warn_once(warned, metadata.version, f"not adopting it: {problem}")
         return
@@ -221,22 +229,22 @@ async def _adopt_trained_model(
     refusal = await _too_far_below_live(sessions, model_dir, metadata, max_drop)
     if not adopt:
         if refusal is None:
-            message = f"{trained} holds {metadata.version}, which is not live: restart the bot to start with it"
+            message = f"{source} holds {metadata.version}, which is not live: restart the bot to start with it"
         else:
-            message = f"{trained} holds {metadata.version}, which the next start will not adopt: {refusal}"
+            message = f"{source} holds {metadata.version}, which the next start will not adopt: {refusal}"
         _warn_once(warned, f"waiting:{metadata.version}", message)  # said once; a start decides
         return
     if refusal is not None:
-        _warn_once(warned, metadata.version, f"not adopting {trained}: {refusal}")
+        _warn_once(warned, metadata.version, f"not adopting {source}: {refusal}")
         return
     try:
-        _, copied = await asyncio.to_thread(_copy_and_place, trained, model_dir, prior)
+        _, copied = await asyncio.to_thread(_copy_and_place, source, model_dir, prior)
     except CheckpointError as exc:
-        _warn_once(warned, metadata.version, f"not adopting {trained}: {exc}")
+        _warn_once(warned, metadata.version, f"not adopting {source}: {exc}")
         return
     if copied.version != metadata.version and await _known(sessions, copied.version):
         return  # retrained meanwhile, into a version already known
-    await _register(sessions, copied, candidate_checkpoint(copied.version), f"trained model found at {trained}")
+    await _register(sessions, copied, candidate_checkpoint(copied.version), f"new model found at {source}")
 
 
 async def _known(sessions: async_sessionmaker[AsyncSession], version: str) -> bool:
@@ -260,7 +268,7 @@ async def live_record(
     model, the shipped GRU is registered as the live one. A caller that asks again and again passes the
     same ``warned`` set each time, so a trained file it cannot or may not adopt is warned about once.
     """
-    await _adopt_trained_model(sessions, model_dir, prior, warned, adopt_trained, adopt_max_drop)
+    await _adopt_new_model(sessions, model_dir, prior, warned, adopt_trained, adopt_max_drop)
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:

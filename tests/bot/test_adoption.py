@@ -185,3 +185,33 @@ async def test_a_trained_model_that_cannot_be_compared_waits_for_a_deliberate_st
     assert started.version == shipped and "tested on another split than the live" in caplog.text
     started = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=100)
     assert started.version == "gru-other-split"  # the operator's say-so
+
+
+async def test_a_release_that_ships_a_new_gru_makes_it_live_at_the_next_start(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start registers the shipped GRU where it lies; an upgrade replaces that file. The row of the
+    old one must not stay live, pointing at a file that now holds another version."""
+    model_dir = tmp_path / "models"
+    old = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    new = trained_copy(tmp_path / "package" / "gru.safetensors", "gru-next-release")
+    monkeypatch.setattr(model_store, "shipped_checkpoint_path", lambda kind: new)
+    waiting = await model_store.live_record(sessions, model_dir, warned=set())  # a refresh only reports it
+    assert waiting.version == old.version
+    live = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    assert (live.version, live.decision, live.parent_version) == ("gru-next-release", "imported", old.version)
+    assert load_checkpoint(model_dir / live.checkpoint_path).metadata.version == "gru-next-release"  # a copy
+
+
+async def test_a_new_shipped_gru_far_worse_than_the_live_model_stays_out(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = tmp_path / "models"
+    await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    trained = trained_copy(model_dir / "gru.safetensors", "gru-own", test_accuracy=0.9)
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
+    trained.unlink()  # the live model is the copy in versions/
+    worse = trained_copy(tmp_path / "package" / "gru.safetensors", "gru-next-release", test_accuracy=0.5)
+    monkeypatch.setattr(model_store, "shipped_checkpoint_path", lambda kind: worse)
+    live = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=1.0)
+    assert live.version == "gru-own"
