@@ -30,3 +30,12 @@ def test_too_small_a_dataset_says_how_many_names_it_needs(tmp_path: Path) -> Non
         split_dataset(load_dataset(write_dataset(tmp_path / "four", per_language=4)))
     split = split_dataset(load_dataset(write_dataset(tmp_path / "six", per_language=6)))
     assert (len(split.train), len(split.validation), len(split.test)) == (18 * 4, 18, 18)
+
+
+def test_each_part_takes_its_own_fraction_and_the_split_records_its_seed(tiny_data_dir: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    split = split_dataset(dataset, SplitConfig(validation_fraction=0.2, test_fraction=0.1, seed=7))
+    assert (len(split.train), len(split.validation), len(split.test)) == (18 * 21, 18 * 6, 18 * 3)
+    assert split.seed == 7  # checkpoints record it: fine-tuning rebuilds the same test split from it
+    no_test = split_dataset(dataset, SplitConfig(test_fraction=0.0))  # a part not asked for may be empty
+    assert (len(no_test.train), len(no_test.validation), no_test.test) == (18 * 27, 18 * 3, ())

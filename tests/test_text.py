@@ -53,6 +53,12 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("Abdel—Malek", "Abdel-Malek", False),
         ("Smi\xadth", "Smith", False),  # a soft hyphen is invisible
         ("\u0041\u0301" + "a" * 63, "A" + "a" * 63, False),  # 64 letters shown; NFD spells the first with two
+        ("'Rossi'", "Rossi", False),  # quotes and dashes around a name are no part of it
+        ("-Smith-", "Smith", False),
+        ("Abdel--Malek", "Abdel-Malek", False),  # a doubled separator is one, as the dataset's names have it
+        ("O''Brien", "O'Brien", False),
+        ("Jr.", "Jr", False),  # a lone suffix is all there is: kept
+        ("x" * 64, "x" * 64, False),  # MAX_INPUT_CHARS itself is allowed
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:

@@ -7,19 +7,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden, NetworkError
 
+from bot.admin import AdminHandlers, send_report
 from bot.admin_views import run_report
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import Settings, load_settings
 from bot.db.repository import Stats
 from bot.finetune_job import RunReport
-from bot.finetune_runner import child_command, child_environment, failure_reason
+from bot.finetune_runner import RunFailed, child_command, child_environment, failure_reason
 from bot.handlers import answer
 from bot.outgoing import outgoing_limiter
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
-from bot.service import VerdictRecorded
-from bot.views import bar, guess_text, recorded_text, stats_text
+from bot.service import Comparison, VerdictRecorded
+from bot.views import bar, comparison_text, guess_text, recorded_text, stats_text
 from core.cli import main
 from core.data import LANGUAGES
 from core.gate import GateScores, decide
@@ -48,6 +49,34 @@ def test_malformed_payloads_are_rejected(data: str | None) -> None:
 def test_stats_count_one_user_in_the_singular() -> None:
     assert "Guesses: 1 from 1 user\n" in stats_text(Stats(guesses=1, corrections=0, confirmed=0, users=1), "gru-a")
     assert "Guesses: 5 from 2 users\n" in stats_text(Stats(guesses=5, corrections=0, confirmed=0, users=2), "gru-a")
+
+
+def test_stats_show_the_share_confirmed_the_live_model_and_zero_users_in_the_plural() -> None:
+    text = stats_text(Stats(guesses=0, corrections=0, confirmed=0, users=0), "gru-20260101T000000Z")
+    assert "Guesses: 0 from 0 users\n" in text and "Confirmed right: no verdicts yet" in text
+    assert "Live model: <code>gru-20260101T000000Z</code>" in text
+    some = Stats(guesses=9, corrections=4, confirmed=3, users=2)
+    assert "Confirmed right: 75% of 4 verdicts" in stats_text(some, "g")
+
+
+def test_an_answer_asks_for_a_verdict_and_a_recorded_one_no_longer_does() -> None:
+    ranking = (LanguageGuess("Italian", 0.9), LanguageGuess("Spanish", 0.05))
+    result = Guess(parse_query("Rossi"), ranking, uncertain=False)
+    html = guess_text(result)
+    assert html.endswith("\n\nIs the first one right?") and "Uncertain" not in html
+    recorded = recorded_text(html, VerdictRecorded("Rossi", "Italian", confirmed=True, top_languages=("Italian",)))
+    assert "Is the first one right?" not in recorded
+    assert recorded.endswith("Spanish\n\n✅ Recorded: Italian is right. Thank you!")
+
+
+def test_a_comparison_shows_each_model_s_own_ranking() -> None:
+    query = parse_query("Dostoevsky")
+    gru = Guess(query, (LanguageGuess("Russian", 0.81), LanguageGuess("Polish", 0.1)), uncertain=False)
+    rnn = Guess(query, (LanguageGuess("Czech", 0.52), LanguageGuess("Russian", 0.3)), uncertain=False)
+    text = comparison_text(Comparison(gru=gru, rnn=rnn))
+    gru_block, rnn_block = text.split("<b>Elman RNN</b>")
+    assert "<b>GRU</b>" in gru_block and "81.0%  Russian" in gru_block and "Czech" not in gru_block
+    assert "52.0%  Czech" in rnn_block and "30.0%  Russian" in rnn_block and "81.0%" not in rnn_block
 
 
 def test_finetune_may_lower_its_priority_but_not_raise_it(capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,3 +250,81 @@ def test_the_fine_tune_child_gets_its_settings_but_none_of_the_bot_s_secrets(mon
     assert not [value for value in environment.values() if "xyzzy" in value]
     assert environment["FINETUNE_THREADS"] == environment["OMP_NUM_THREADS"] == "2"
     assert environment["PREDICTION_PRIOR"] == "uniform"
+
+
+class ReportBot:
+    """A Bot whose send_message records each attempt and raises the queued errors first."""
+
+    def __init__(self, errors: dict[int, list[Exception]] | None = None) -> None:
+        self.errors = errors or {}
+        self.attempts: list[int] = []
+
+    async def send_message(self, chat_id: int, text: str, parse_mode: str | None = None) -> None:
+        self.attempts.append(chat_id)
+        queued = self.errors.get(chat_id)
+        if queued:
+            raise queued.pop(0)
+
+
+async def test_a_report_is_sent_once_again_after_a_network_failure_and_never_after_a_refusal() -> None:
+    bot = ReportBot({2: [NetworkError("reset")], 3: [NetworkError("reset")] * 5, 4: [BadRequest("chat not found")]})
+    await send_report(bot, 1, "report", backoff=0)  # type: ignore[arg-type]
+    await send_report(bot, 2, "report", backoff=0)  # type: ignore[arg-type]
+    with pytest.raises(NetworkError):
+        await send_report(bot, 3, "report", backoff=0)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest):
+        await send_report(bot, 4, "report", backoff=0)  # type: ignore[arg-type]
+    assert bot.attempts == [1, 2, 2, 3, 3, 3, 4]  # a delivered report is not sent again
+
+
+class ScriptedRunner:
+    """A FinetuneRunner whose runs end when the test says so, with the outcome it gives."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.started: list[bool] = []  # force, per run started
+        self.runs: list[asyncio.Future[object]] = []
+
+    def start(self, *, force: bool) -> asyncio.Task[object] | None:
+        if self.runs and not self.runs[-1].done():
+            return None
+        self.started.append(force)
+        run: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self.runs.append(run)
+
+        async def outcome() -> object:
+            return await run
+
+        return asyncio.create_task(outcome())
+
+
+async def until_reported(admin: AdminHandlers) -> None:
+    for _ in range(100):
+        await asyncio.sleep(0)
+    await asyncio.gather(*admin._reporters)
+
+
+async def test_a_scheduled_run_reports_to_every_admin_and_a_skipped_one_to_nobody() -> None:
+    runner = ScriptedRunner()
+    admin = AdminHandlers(runner=runner, live=None, admin_ids=frozenset({5, 3, 9}))  # type: ignore[arg-type]
+    bot = ReportBot({3: [Forbidden("bot was blocked by the user")]})
+    context = type("Context", (), {"bot": bot})()
+
+    await admin.scheduled_finetune(context)
+    runner.runs[-1].set_result(RunReport("promoted", "ok", "gru-a", "gru-b"))
+    await until_reported(admin)
+    assert bot.attempts == [3, 5, 9]  # an admin who blocked the bot does not keep the others from hearing
+    assert runner.started == [False] and admin._current is None
+
+    for status in ("skipped", "busy"):
+        bot.attempts.clear()
+        await admin.scheduled_finetune(context)
+        runner.runs[-1].set_result(RunReport(status, "3 new usable verdicts since the last run; 20 needed"))
+        await until_reported(admin)
+        assert bot.attempts == []  # nothing to tell every admin every night
+
+    await admin.scheduled_finetune(context)
+    runner.stopping = True  # the bot is shutting down: the run's end goes unreported
+    runner.runs[-1].set_result(RunFailed("killed by SIGTERM"))
+    await until_reported(admin)
+    assert bot.attempts == []

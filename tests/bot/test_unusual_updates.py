@@ -257,3 +257,89 @@ async def test_a_flood_wait_holds_back_its_chat_and_no_other(
         assert (len(telegram.sent("editMessageText")), len(telegram.sent("sendMessage", chat_id=90))) == (1, 1)
         await telegram.wait_for_count("editMessageText", 2, timeout=10)  # both go out after the wait
         await telegram.wait_for(lambda c: c.method == "sendMessage" and "Tanaka" in c.params["text"], timeout=10)
+
+
+async def test_a_list_skips_blank_lines_and_goes_on_past_a_name_it_cannot_classify(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(82, "Rossi\n   \n12345\n\t\nNakamura")
+        await handled(caplog, 1)
+    replies = texts_to(telegram, 82)
+    assert len(replies) == 3  # a line of spaces is no name: no "I can't classify that: empty input"
+    assert "<b>Rossi</b>" in replies[0] and "no letters" in replies[1] and "<b>Nakamura</b>" in replies[2]
+    assert await fetch(settings.database_url, "SELECT surname FROM guesses ORDER BY id") == [("Rossi",), ("Nakamura",)]
+
+
+async def test_a_long_list_cut_short_by_the_limit_gets_no_note_about_the_rest(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=2)
+    async with running_bot(settings, predictors):
+        telegram.inject_message(83, "Rossi\nNakamura\nSmith\nIvanov\nNguyen\nMüller\nDubois")
+        await handled(caplog, 1)
+    replies = texts_to(telegram, 83)
+    assert len(replies) == 3 and replies[-1] == SLOW_DOWN  # two answers, the notice, and nothing after it
+    assert await fetch(settings.database_url, "SELECT COUNT(*) FROM guesses") == [(2,)]
+
+
+async def test_switching_keyboards_answers_every_press_and_a_double_press_gets_no_apology(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        reply = await first_reply(telegram, 73, "Rossi")
+        guess_id = confirm_button(reply).split(":")[1]
+        other = str(reply.params["reply_markup"]["inline_keyboard"][-1][0]["callback_data"])
+        key = (73, telegram.last_bot_message_id(73))
+        telegram.inject_callback(73, *key, other)
+        await handled(caplog, 2)
+        assert len(telegram.messages[key]["reply_markup"]["inline_keyboard"]) > 3  # the full keyboard
+        telegram.inject_callback(73, *key, other)  # pressed twice: Telegram says "message is not modified"
+        await handled(caplog, 3)
+        back = telegram.messages[key]["reply_markup"]["inline_keyboard"][-1][0]["callback_data"]
+        telegram.inject_callback(73, *key, back)
+        await handled(caplog, 4)
+    assert telegram.messages[key]["reply_markup"] == reply.params["reply_markup"]  # the short one again
+    answers = telegram.sent("answerCallbackQuery")
+    assert sorted(a.params["callback_query_id"] for a in answers) == ["1", "2", "3"]  # none left spinning
+    assert texts_to(telegram, 73) == [reply.params["text"]]  # no "Sorry, something went wrong"
+    assert guess_id == back.split(":")[1]
+
+
+async def test_the_same_verdict_again_shows_it_when_the_first_edit_failed(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        reply = await first_reply(telegram, 74, "Rossi")
+        key = (74, telegram.last_bot_message_id(74))
+        telegram.fail_next("editMessageText", 400, description="Bad Request: something else")
+        telegram.inject_callback(74, *key, confirm_button(reply))
+        await handled(caplog, 2)
+        assert "Recorded" not in telegram.messages[key]["text"]  # stored, but the message still asks
+        telegram.inject_callback(74, *key, confirm_button(reply))  # the same choice again, by the same user
+        await handled(caplog, 3)
+    assert len(telegram.sent("editMessageText")) == 2
+    assert telegram.messages[key]["text"].endswith("✅ Recorded: Italian is right. Thank you!")
+    assert await fetch(settings.database_url, "SELECT user_id, language FROM corrections") == [(74, "Italian")]
+
+
+async def test_a_group_that_became_a_supergroup_gets_no_apology_in_the_old_chat(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    migrated = {
+        "ok": False,
+        "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": -1001234567890},
+    }
+    telegram._failures["sendMessage"] = [(400, migrated)] * 2  # the answer, and an apology if one were tried
+    async with running_bot(settings, predictors):
+        telegram.inject_message(84, "/guess Rossi", chat_id=-84)
+        [line] = await handled(caplog, 1)
+    assert line["outcome"] != "ok"
+    assert len(telegram.sent("sendMessage", chat_id=-84)) == 1  # no one to tell there: no "Sorry" sent into the void
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # not an error of the bot's

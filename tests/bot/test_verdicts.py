@@ -12,7 +12,8 @@ from bot.db import migrate, repository
 from bot.db.engine import create_engine, session_factory
 from bot.db.models import Correction
 from bot.db.repository import NewGuess, Stats
-from bot.service import STATS_MAX_AGE_S, GuessService, Predictors, VerdictRecorded
+from bot.service import STATS_MAX_AGE_S, Comparison, GuessService, Predictors, VerdictRecorded, VerdictRefused
+from core.predict import Rejected
 from tests.databases import fetch
 
 
@@ -140,5 +141,108 @@ async def test_the_same_choice_pressed_again_is_not_a_new_choice(database_url: s
         assert await press("Italian") == (False, [("Italian", chosen)])
         changed, [(language, changed_at)] = await press("Spanish")
         assert changed and language == "Spanish" and changed_at > chosen
+    finally:
+        await engine.dispose()
+
+
+async def test_a_guess_is_stored_as_answered_and_shown_only_in_its_own_chat(
+    database_url: str, predictors: Predictors
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    service = GuessService(predictors=predictors, sessions=session_factory(engine))
+    try:
+        stored = await service.guess(user_id=7, chat_id=-700, message_id=41, text="Anna Rossi")
+        assert not isinstance(stored, Rejected)
+        top = [p.language for p in stored.result.predictions]
+        assert len(top) == 3
+        rows = await fetch(
+            database_url,
+            "SELECT id, user_id, chat_id, message_id, raw_input, surname, top_languages, probability, model_version"
+            " FROM guesses",
+        )
+        [(row_id, user_id, chat_id, message_id, raw, surname, languages, probability, version)] = rows
+        assert (row_id, user_id, chat_id, message_id) == (stored.guess_id, 7, -700, 41)
+        assert (raw, surname) == ("Anna Rossi", "Rossi")  # the surname the model read, not the whole input
+        assert languages == ",".join(top) and version == service.model_version
+        assert probability == pytest.approx(stored.result.predictions[0].probability, abs=1e-4)  # the top one's
+        guess_id = stored.guess_id
+        assert await service.guess_languages(guess_id=guess_id, chat_id=-700) == tuple(top)
+        assert await service.guess_languages(guess_id=guess_id, chat_id=7) is None  # a forged press elsewhere
+        assert await service.guess_languages(guess_id=guess_id + 1, chat_id=-700) is None
+    finally:
+        await engine.dispose()
+
+
+async def test_a_verdict_says_whether_it_changed_anything(database_url: str, predictors: Predictors) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    service = GuessService(predictors=predictors, sessions=session_factory(engine))
+    try:
+        async with service._sessions.begin() as session:
+            new = NewGuess(7, 7, 1, "Rossi", "Rossi", ("Italian", "Spanish", "Portuguese"), 0.6, "test")
+            [guess_id] = await repository.add_guesses(session=session, guesses=[new])
+
+        async def press(user_id: int, language: str) -> VerdictRecorded | VerdictRefused:
+            return await service.record_verdict(guess_id=guess_id, chat_id=7, user_id=user_id, language=language)
+
+        presses = ((7, "Italian"), (7, "Italian"), (7, "Spanish"), (8, "Spanish"))
+        first, again, other, someone_else = [await press(user, language) for user, language in presses]
+        assert isinstance(first, VerdictRecorded) and (first.changed, first.confirmed) == (True, True)
+        assert first.top_languages == ("Italian", "Spanish", "Portuguese")
+        assert isinstance(again, VerdictRecorded) and again.changed is False
+        assert isinstance(other, VerdictRecorded) and (other.changed, other.confirmed) == (True, False)
+        assert isinstance(someone_else, VerdictRecorded) and someone_else.changed is True
+        assert isinstance(await press(7, "Klingon"), VerdictRefused)
+        rows = await fetch(database_url, "SELECT user_id, language, confirmed FROM corrections ORDER BY user_id")
+        assert [(u, lang, bool(c)) for u, lang, c in rows] == [(7, "Spanish", False), (8, "Spanish", False)]
+    finally:
+        await engine.dispose()
+
+
+async def test_compare_answers_with_each_model_and_refuses_what_neither_can_read(
+    database_url: str, predictors: Predictors
+) -> None:
+    engine = create_engine(database_url)
+    service = GuessService(predictors=predictors, sessions=session_factory(engine))
+    try:
+        comparison = await service.compare("Dostoevsky")
+        assert isinstance(comparison, Comparison)
+        assert comparison.gru.predictions == predictors.gru.predict("Dostoevsky", 3).predictions
+        assert comparison.rnn.predictions == predictors.rnn.predict("Dostoevsky", 3).predictions
+        assert comparison.rnn.predictions != comparison.gru.predictions  # not the live GRU twice
+        refused = await service.compare("12345")
+        assert isinstance(refused, Rejected) and "no letters" in refused.reason
+    finally:
+        await engine.dispose()
+
+
+async def test_a_guess_the_database_refuses_does_not_take_the_others_of_its_batch_with_it(
+    database_url: str, predictors: Predictors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    service = GuessService(predictors=predictors, sessions=session_factory(engine))
+    add_guesses = repository.add_guesses
+
+    async def refusing_smith(*, session: object, guesses: list[NewGuess]) -> list[int]:
+        if any(guess.surname == "Smith" for guess in guesses):  # as PostgreSQL refuses a value too long
+            raise IntegrityError("INSERT INTO guesses", {}, Exception("value too long"))
+        return await add_guesses(session=session, guesses=guesses)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repository, "add_guesses", refusing_smith)
+    try:
+        together = asyncio.gather(  # submitted at once: one batch, one transaction
+            *(
+                service.guess(user_id=user, chat_id=user, message_id=1, text=name)
+                for user, name in enumerate(["Rossi", "Smith", "Nakamura"], start=1)
+            ),
+            return_exceptions=True,
+        )
+        outcomes = await asyncio.wait_for(together, timeout=30)
+        assert isinstance(outcomes[1], IntegrityError)
+        assert not isinstance(outcomes[0], BaseException) and not isinstance(outcomes[2], BaseException)
+        rows = await fetch(database_url, "SELECT surname FROM guesses ORDER BY user_id")
+        assert rows == [("Rossi",), ("Nakamura",)]
     finally:
         await engine.dispose()
