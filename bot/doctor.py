@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -111,9 +112,9 @@ def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
     # adopts it as live only if it is not far worse (model_store.adoption_refusal): the shipped GRU is the one
     # to beat while no version is live.
     trained_path = settings.model_dir / model_store.TRAINED_GRU
-    trained = _servable(trained_path, settings) if trained_path.is_file() else None
+    trained = _servable(trained_path, settings) if os.path.lexists(trained_path) else None
     if isinstance(trained, str):
-        return Finding(Status.PROBLEM, "model", f"{trained} (`serve` starts with it)")
+        return Finding(Status.PROBLEM, "model", f"{trained} (`serve` refuses to start until it is replaced or removed)")
     first_start = stored is None
     stored = stored or f"{model_store.SHIPPED_PREFIX}gru"
     live = _servable(model_store.resolve(settings.model_dir, stored), settings)

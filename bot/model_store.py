@@ -49,8 +49,12 @@ def not_a_gru(metadata: CheckpointMetadata, path: Path) -> str | None:
 
 
 def initial_checkpoint(model_dir: Path) -> str:
-    """The stored path of the GRU to start from when no version is live yet: a trained one, else the shipped one."""
-    return TRAINED_GRU if (model_dir / TRAINED_GRU).is_file() else f"{SHIPPED_PREFIX}gru"
+    """The stored path of the GRU to start from when no version is live yet: a trained one, else the shipped one.
+
+    Anything at ``MODEL_DIR/gru.safetensors`` counts as a trained one, so that a folder or a dangling link
+    there (Docker creates a folder when it mounts a file that does not exist) is refused, not passed over.
+    """
+    return TRAINED_GRU if os.path.lexists(model_dir / TRAINED_GRU) else f"{SHIPPED_PREFIX}gru"
 
 
 def candidate_checkpoint(version: str) -> str:

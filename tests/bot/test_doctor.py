@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -16,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from bot import model_store
-from bot.config import Settings
+from bot.app import load_predictors
+from bot.config import Settings, load_settings
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.cli import main
 from core.predict import shipped_checkpoint_path
 from tests.bot.commands import nameorigin
@@ -201,9 +203,10 @@ def test_doctor_stops_quietly_when_the_reader_has_left(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize("live_in_database", [False, True])
+@pytest.mark.parametrize(("live_in_database", "placed"), [(False, "rnn"), (True, "rnn"), (True, "folder")])
 def test_a_model_in_model_dir_that_is_no_gru_is_a_problem(
     live_in_database: bool,
+    placed: str,
     settings_only_from: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -214,11 +217,19 @@ def test_a_model_in_model_dir_that_is_no_gru_is_a_problem(
         url = f"sqlite+aiosqlite:///{settings_only_from / 'data' / 'nameorigin.db'}"
         migrate.upgrade(url)
         asyncio.run(register_the_live_model(url, settings_only_from / "models"))
-    (settings_only_from / "models").mkdir(exist_ok=True)
-    (settings_only_from / "models" / "gru.safetensors").write_bytes(shipped_checkpoint_path("rnn").read_bytes())
+    trained = settings_only_from / "models" / "gru.safetensors"
+    if placed == "folder":  # what Docker leaves when it mounts a file that does not exist
+        trained.mkdir(parents=True)
+    else:
+        trained.parent.mkdir(exist_ok=True)
+        trained.write_bytes(shipped_checkpoint_path("rnn").read_bytes())
     assert main(["doctor"]) == 1
     [model] = [line for line in capsys.readouterr().out.splitlines() if " model: " in line]
-    assert model.startswith("✗ model: models/gru.safetensors holds a rnn model (rnn-")
+    problem = "is a directory, not a file" if placed == "folder" else "holds a rnn model (rnn-"
+    assert model.startswith("✗ model: ") and f"models/gru.safetensors {problem}" in model
+    assert model.endswith("(`serve` refuses to start until it is replaced or removed)")
+    with pytest.raises(CheckpointError, match=re.escape(problem)):
+        load_predictors(load_settings(Settings))  # as `serve` starts
 
 
 async def register_the_live_model(url: str, model_dir: Path) -> None:
