@@ -109,8 +109,12 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     from bot.finetune_job import EXIT_BUSY, limit_resources, run_finetune
     from core.checkpoint import CheckpointError
     from core.data import DatasetError
+    from core.paths import unwritable_reason
 
     settings = _settings(FinetuneSettings)
+    unwritable = unwritable_reason(settings.model_dir)
+    if unwritable is not None:  # its lock, and any candidate, are written there: say so before the slow work
+        raise CommandError(f"cannot fine-tune: MODEL_DIR {settings.model_dir}: {unwritable}")
     limit_resources(settings.finetune_threads, args.nice)
     try:
         with migrate.reaching(settings.database_url):

@@ -65,16 +65,16 @@ def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path
     assert "hunter2" not in result.stderr
 
 
-def test_an_unusable_model_dir_is_one_line(tmp_path: Path, real_data_dir: Path) -> None:
+def test_an_unusable_model_dir_is_one_line_that_names_the_file_in_the_way(tmp_path: Path, real_data_dir: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
-    result = nameorigin(
-        tmp_path,
-        "finetune",
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-        MODEL_DIR=str(tmp_path / "a-file" / "models"),
-        NAMES_DATA_DIR=str(real_data_dir),
-    )
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        f"nameorigin finetune: error: cannot fine-tune: Not a directory: {tmp_path / 'a-file' / 'models'}"
-    ]
+    for model_dir in (tmp_path / "a-file", tmp_path / "a-file" / "models"):
+        result = nameorigin(
+            tmp_path,
+            "finetune",
+            DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            MODEL_DIR=str(model_dir),
+            NAMES_DATA_DIR=str(real_data_dir),
+        )
+        assert result.returncode == 2
+        reason = f"MODEL_DIR {model_dir}: {tmp_path / 'a-file'} is not a folder"
+        assert result.stderr.splitlines() == [f"nameorigin finetune: error: cannot fine-tune: {reason}"]
