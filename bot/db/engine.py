@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def ensure_sqlite_folder(url: str) -> None:
-    """Create the folder of an SQLite database file so a first start does not fail."""
+    """Create the folder of an SQLite database file so a first start does not fail.
+
+    Raises ``IsADirectoryError`` when the file is a folder (Docker makes one when it mounts a file that
+    does not exist yet): SQLite's own "unable to open database file" came with stray thread tracebacks.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if Path(parsed.database).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "an SQLite database is a file, not a folder", parsed.database)
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 

@@ -106,3 +106,18 @@ def test_a_version_table_alembic_cannot_read_is_one_line(
     assert main(["db", "current"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("nameorigin db: error: cannot read the revision: Version table 'alembic_version' has ")
+
+
+def test_a_database_path_that_is_a_folder_is_one_line(
+    in_tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Docker makes a folder when it mounts a database file that does not exist yet."""
+    (in_tmp_path / "bot.db").mkdir()
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///bot.db")
+    for action in ("upgrade", "current"):
+        assert main(["db", action]) == 2
+        error = capsys.readouterr().err  # SQLite's own failure also printed tracebacks from aiosqlite's thread
+        assert error.splitlines() == [
+            "nameorigin db: error: cannot use the database sqlite+aiosqlite:///bot.db: IsADirectoryError: "
+            "[Errno 21] an SQLite database is a file, not a folder: 'bot.db'"
+        ]
