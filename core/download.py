@@ -104,18 +104,21 @@ def _extract_verified(archive: Path) -> dict[str, bytes]:
     return contents
 
 
-def _holds_the_verified_files(target: Path) -> bool:
-    """Whether ``target`` already holds all 18 files, each with its published hash."""
+def _unverified_files(target: Path) -> list[str]:
+    """What keeps ``target`` from holding the 18 published files: one entry per file missing or different."""
+    problems = []
     for language, expected in EXPECTED_SHA256.items():
         path = target / f"{language}.txt"
         try:
-            if not path.is_file() or path.stat().st_size > MAX_MEMBER_BYTES:
-                return False
-            if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
-                return False
-        except OSError:  # unreadable: downloading will say why it cannot be replaced, if it cannot
-            return False
-    return True
+            if not path.is_file():
+                problems.append(f"{path.name} is missing")
+            elif path.stat().st_size > MAX_MEMBER_BYTES:
+                problems.append(f"{path.name} is too large")
+            elif (digest := hashlib.sha256(path.read_bytes()).hexdigest()) != expected:
+                problems.append(f"{path.name} differs from the published file (SHA-256 {digest[:12]}…)")
+        except OSError as exc:  # unreadable: downloading will say why it cannot be replaced, if it cannot
+            problems.append(f"{path.name} cannot be read ({exc.strerror or exc})")
+    return problems
 
 
 def _check_target(target: Path) -> None:
@@ -154,14 +157,22 @@ def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL,
     the 18 verified files is left as it is, with no download.
     """
     target = Path(target_dir)
-    if _holds_the_verified_files(target):  # nothing to fetch, so it works offline too
+    problems = _unverified_files(target)
+    if not problems:  # nothing to fetch, so it works offline too
         logger.info("%s already holds the 18 verified files", target)
         return target
     _check_target(target)
     with tempfile.TemporaryDirectory(prefix="nameorigin-download-") as scratch:
         archive = Path(scratch) / "data.zip"
         logger.info("downloading %s", url)
-        _fetch(url, archive, timeout)
+        try:
+            _fetch(url, archive, timeout)
+        except DownloadError as exc:
+            if len(problems) == len(LANGUAGES) and all(p.endswith(" is missing") for p in problems):
+                raise
+            # Files copied by hand that fail verification (line ends converted, say) are why it had to download.
+            listed = "; ".join(problems[:3]) + ("; …" if len(problems) > 3 else "")
+            raise DownloadError(f"{exc} The folder does not hold the published files: {listed}") from exc
         contents = _extract_verified(archive)
     _write_all(target, contents)
     logger.info("wrote %d verified files to %s", len(contents), target)

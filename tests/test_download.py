@@ -224,6 +224,9 @@ def test_a_folder_that_already_holds_the_verified_files_needs_no_download(
     assert download_dataset(copy, url="http://127.0.0.1:9/data.zip", timeout=5) == copy  # offline, yet fine
     with (copy / "Greek.txt").open("ab") as handle:
         handle.write(b"\n")  # one file no longer matches: the archive is fetched to replace it
+    # Offline, the error names the file that sent it downloading; it had said only to copy the files by hand.
+    with pytest.raises(DownloadError, match=r"could not download .* Greek\.txt differs from the published file"):
+        download_dataset(copy, url="http://127.0.0.1:9/data.zip", timeout=5)
     archive_server.body = zip_of(real_data_dir)
     download_dataset(copy, url=archive_server.url)
     assert archive_server.requests == 1
