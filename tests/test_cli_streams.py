@@ -5,12 +5,14 @@ import json
 import os
 import subprocess
 import sys
+import types
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from core.cli import main
+from core.console import run
 
 CLI = [sys.executable, "-m", "core.cli"]
 
@@ -122,3 +124,16 @@ def test_version_prints_the_installed_distribution(capsys: pytest.CaptureFixture
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"nameorigin {version('nameorigin')}\n"
+
+
+def test_ctrl_c_while_the_command_starts_ends_it_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing the CLI imports torch, a second or more: Ctrl-C then was a traceback from inside torch."""
+
+    class Interrupted(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise KeyboardInterrupt  # as if Ctrl-C came while the CLI was being imported
+
+    monkeypatch.setitem(sys.modules, "core.cli", Interrupted("core.cli"))
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code == 130
