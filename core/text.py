@@ -15,10 +15,8 @@ from unidecode import unidecode
 MAX_INPUT_CHARS = 64
 
 # Characters a surname may keep after transliteration: O'Brien, Abdel-Malek, De la Cruz.
-SURNAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz' -")
 _DISALLOWED = re.compile(r"[^A-Za-z' -]+")
-# What people type for an apostrophe (O’Brien, O´Brien); unidecode would turn some of them into nothing.
-_APOSTROPHES = frozenset("'’‘´ʼ′＇")
+_PUNCTUATION_ONLY = re.compile(r"[' -]+")
 _SPACES = re.compile(r"\s+")
 _LETTER = re.compile(r"[A-Za-z]")
 # Most inputs are one plain ASCII word; they need no transliteration or cleaning.
@@ -83,16 +81,16 @@ def to_ascii(text: str) -> str:
 
 
 def _spelled(character: str) -> str:
-    """``character`` if it can be part of a name once transliterated; an apostrophe as "'"; else nothing.
+    """``character`` if it can be part of a name once transliterated; else what it stands for among
+    apostrophes, hyphens and spaces (``’`` → ``'``, ``−`` → ``-``); else nothing.
 
-    Letters, marks and numbers are kept (numbers are dropped after transliteration, Roman numerals
-    aside), as are spaces and dashes. Symbols are not: unidecode spells ™ as "(tm)", № as "No." and
-    € as "EUR", which would become letters of the name.
+    A character that is no letter must not become letters: unidecode spells ™ as "(tm)", № as "No." and
+    € as "EUR", which would become part of the name.
     """
-    if character in _APOSTROPHES:
-        return "'"
-    category = unicodedata.category(character)
-    return character if category[0] in "LMN" or category in ("Pd", "Zs") or character.isspace() else ""
+    if unicodedata.category(character)[0] in "LMN" or character.isspace():
+        return character
+    spelled = unidecode(character)
+    return spelled if _PUNCTUATION_ONLY.fullmatch(spelled) else ""
 
 
 def clean_surname(text: str) -> str:
@@ -135,9 +133,10 @@ def parse_query(raw: str) -> SurnameQuery:
         hint = ": is the text UTF-16? Send UTF-8" if control.group() == "\x00" else ""
         raise InvalidNameError(f"holds a control character, U+{ord(control.group()):04X}{hint}")
     # Counted as written: "Á" typed as A and a combining accent (as macOS stores file names) is one character.
-    stripped = unicodedata.normalize("NFC", stripped)
-    if len(stripped) > MAX_INPUT_CHARS:
-        raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
+    # (A few characters are longer composed than not, so the shorter form counts.)
+    length = min(len(stripped), len(unicodedata.normalize("NFC", stripped)))
+    if length > MAX_INPUT_CHARS:
+        raise InvalidNameError(f"too long: {length} characters, at most {MAX_INPUT_CHARS}")
     if _PLAIN_SURNAME.fullmatch(stripped):
         return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
     spaced = _WORD_BREAKS.sub(" ", stripped)

@@ -51,6 +51,10 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("Smith€", "Smith", False),
         ("O´Brien", "O'Brien", False),  # an acute accent typed for an apostrophe
         ("Abdel—Malek", "Abdel-Malek", False),
+        ("Abdel−Malek", "Abdel-Malek", False),  # a minus sign, a symbol that stands for a hyphen
+        ("O\u05f3Brien", "O'Brien", False),  # a Hebrew geresh, punctuation that stands for an apostrophe
+        ("Smith§", "Smith", False),  # punctuation unidecode would spell as letters ("SS")
+        ("\u095b" * 40, "z" * 40, False),  # 40 characters, though 80 once composed (NFC excludes this one)
         ("Smi\xadth", "Smith", False),  # a soft hyphen is invisible
         ("\u0041\u0301" + "a" * 63, "A" + "a" * 63, False),  # 64 letters shown; NFD spells the first with two
         ("'Rossi'", "Rossi", False),  # quotes and dashes around a name are no part of it
