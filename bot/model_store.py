@@ -200,19 +200,19 @@ async def _adopt_new_model(
     and the live model stays. (``serve`` loads the file before this runs and refuses to start with such
     a file; this guards against one replaced in between.) It is copied, so a later overwrite changes nothing.
 
-    The shipped GRU changes when nameorigin is upgraded to a release with a new model: it then goes live
-    as a trained one would. (The first start registers the shipped model where it lies; see ``live_record``.)
+    The shipped GRU is considered only once an upgrade replaced the one registered at the first start
+    (see ``live_record``), not merely because no trained file is there: a bot started from its own model
+    keeps it when the file is removed. The live model is then often that registered one, whose file the
+    upgrade replaced: the new GRU is what answers already, and it takes that model's place.
     """
     source = model_dir / TRAINED_GRU
     try:
         state = source.stat()
     except OSError:
-        async with sessions() as session:
-            live = await versions.active_version(session=session)
-        if live is None:
-            return
         source = shipped_checkpoint_path("gru")
         state = source.stat()
+        if not await _shipped_model_replaced(sessions, source):
+            return
     if not stat.S_ISREG(state.st_mode):
         return
     try:
@@ -249,6 +249,17 @@ async def _adopt_new_model(
     if copied.version != metadata.version and await _known(sessions, copied.version):
         return  # retrained meanwhile, into a version already known
     await _register(sessions, copied, candidate_checkpoint(copied.version), f"new model found at {source}")
+
+
+async def _shipped_model_replaced(sessions: async_sessionmaker[AsyncSession], shipped: Path) -> bool:
+    """Whether the database registered the shipped GRU as another version than ``shipped`` holds now."""
+    try:
+        version = (await asyncio.to_thread(read_metadata, shipped)).version
+    except CheckpointError:  # a damaged installation: `serve` and the load at start say so
+        return False
+    async with sessions() as session:
+        stored = f"{SHIPPED_PREFIX}gru"
+        return await versions.another_version_at(session=session, checkpoint_path=stored, version=version)
 
 
 async def _known(sessions: async_sessionmaker[AsyncSession], version: str) -> bool:

@@ -67,6 +67,16 @@ async def get_version(*, session: AsyncSession, version: str) -> VersionRecord |
     return _record(row) if row else None
 
 
+async def another_version_at(*, session: AsyncSession, checkpoint_path: str, version: str) -> bool:
+    """Whether a row other than ``version``'s points at ``checkpoint_path``."""
+    found = await session.scalar(
+        select(ModelVersion.id)
+        .where(ModelVersion.checkpoint_path == checkpoint_path, ModelVersion.version != version)
+        .limit(1)
+    )
+    return found is not None
+
+
 async def fine_tuning_origin(*, session: AsyncSession, version: str) -> VersionRecord | None:
     """The model ``version`` grew from through fine-tunes: its nearest ancestor, or itself, that was not promoted
     by a fine-tune but put in place (the initial model, or one trained and imported). None if the chain breaks.

@@ -215,3 +215,15 @@ async def test_a_new_shipped_gru_far_worse_than_the_live_model_stays_out(
     monkeypatch.setattr(model_store, "shipped_checkpoint_path", lambda kind: worse)
     live = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=1.0)
     assert live.version == "gru-own"
+
+
+async def test_a_bot_started_from_its_own_model_keeps_it_when_the_file_is_removed(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Without MODEL_DIR/gru.safetensors the shipped GRU is the model in place, but it is no new model:
+    the operator's own, copied to versions/, stays live."""
+    model_dir = tmp_path / "models"
+    trained = trained_copy(model_dir / "gru.safetensors", "gru-own")
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
+    trained.unlink()
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
