@@ -60,7 +60,7 @@ def test_copied_files_exist_and_torch_matches_the_pin() -> None:
 def test_the_image_runs_serve_as_a_non_root_user_with_its_data_in_the_volume() -> None:
     assert arguments("CMD") == ['["nameorigin", "serve"]']
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["nameorigin"] == "core.cli:main"
+    assert scripts["nameorigin"] == "core.console:run"
     assert nameorigin("serve", "--help").returncode == 0
     [user] = arguments("USER")
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user)  # numeric and not root
