@@ -139,3 +139,21 @@ def test_real_dataset_audit(real_data_dir: Path) -> None:
     assert dataset.audit.raw_lines == 20074
     assert dataset.audit.per_language["Arabic"] == 108
     assert dataset.audit.multi_language_names > 400
+
+
+def test_the_hash_identifies_the_files_contents(tiny_data_dir: Path) -> None:
+    before = load_dataset(tiny_data_dir).sha256
+    assert load_dataset(tiny_data_dir).sha256 == before
+    greek = tiny_data_dir / "Greek.txt"
+    greek.write_text(greek.read_text() + "Newname\n")
+    assert load_dataset(tiny_data_dir).sha256 != before  # another dataset: another "fixed" test split
+
+
+def test_only_lines_changed_by_cleaning_count_as_normalized(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "French.txt").write_text("  Martin  \nLévêque\nDupont\n")
+    assert load_dataset(tiny_data_dir).audit.normalized_lines == 1  # surrounding blanks are no change
+
+
+def test_a_blank_data_dir_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAMES_DATA_DIR", "  ")
+    assert resolve_data_dir() == Path("data/names")

@@ -113,6 +113,10 @@ def test_class_weights_favour_rare_languages() -> None:
     weights = class_weights(truth, power=0.5)
     assert torch.isclose(weights[1] / weights[0], torch.tensor(10**0.5))
     assert torch.allclose(class_weights(truth, power=0.0), torch.ones(2))
+    # A language the training split lacks (a small --data-dir) weighs like one seen once, not infinitely.
+    truth[100:] = torch.tensor([True, False])
+    weights = class_weights(truth, power=0.5)
+    assert torch.isfinite(weights).all() and torch.isclose(weights[1] / weights[0], torch.tensor(110**0.5))
 
 
 def test_character_dropout_never_touches_padding() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,6 +14,7 @@ from bot import model_store
 from bot.app import SERVICE_KEY, load_predictors
 from bot.config import Settings, load_settings
 from bot.db import versions
+from bot.db.engine import create_engine, session_factory
 from bot.live_model import LiveModel
 from bot.service import Predictors
 from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, save_checkpoint
@@ -227,3 +230,59 @@ async def test_a_bot_started_from_its_own_model_keeps_it_when_the_file_is_remove
     assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
     trained.unlink()
     assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
+
+
+def test_the_adoption_gate_allows_a_drop_of_exactly_the_limit_and_anything_at_100() -> None:
+    live = load_checkpoint(shipped_checkpoint_path("gru")).metadata
+    at = {**live.metrics, "test": {**live.metrics["test"], "accuracy": 0.75}}
+    live = replace(live, metrics=at)
+    trained = replace(live, version="gru-trained", metrics={**at, "test": {**at["test"], "accuracy": 0.5}})
+    assert model_store.adoption_refusal(trained, live, 25.0) is None  # 25 points lower, 25 allowed
+    assert model_store.adoption_refusal(trained, live, 24.9) is not None
+    # doctor asks this too: FINETUNE_MAX_DROP=100 lets in even a model tested on another split
+    assert model_store.adoption_refusal(replace(trained, split_seed=live.split_seed + 1), live, 100) is None
+
+
+async def test_a_trained_model_is_adopted_when_the_live_checkpoint_is_lost(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "models"
+    await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-trained-1"
+    (model_dir / "versions" / "gru-trained-1.safetensors").unlink()  # nothing left to compare with
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-2")
+    live = await model_store.live_record(sessions, model_dir, adopt_trained=True, adopt_max_drop=0.5)
+    assert live.version == "gru-trained-2"
+
+
+async def test_a_model_another_replica_registers_first_is_not_an_error(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = tmp_path / "models"
+    shipped = (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version
+    trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
+    copy_and_place = model_store._copy_and_place
+
+    async def other_replica_registers(metadata: CheckpointMetadata, stored: str) -> None:
+        engine = create_engine(database_url)
+        try:
+            async with session_factory(engine).begin() as session:
+                assert await versions.release_live(session=session, expected=shipped)
+                await versions.add_version(
+                    session=session, version=metadata.version, kind="gru", checkpoint_path=stored,
+                    parent_version=shipped, metrics={}, decision=versions.IMPORTED, active=True,
+                )  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    def copy_while_another_replica_adopts(*args: Any) -> tuple[Path, CheckpointMetadata]:
+        target, metadata = copy_and_place(*args)
+        asyncio.run(other_replica_registers(metadata, model_store.candidate_checkpoint(metadata.version)))
+        return target, metadata
+
+    monkeypatch.setattr(model_store, "_copy_and_place", copy_while_another_replica_adopts)
+    live = await model_store.live_record(sessions, model_dir, adopt_trained=True)
+    assert live.version == "gru-trained-1"
+    async with sessions() as session:
+        assert [r.version for r in await versions.list_versions(session=session)] == ["gru-trained-1", shipped]

@@ -108,3 +108,17 @@ def test_a_verdict_changed_after_the_last_run_is_new_though_first_set_before_it(
     unchanged = vote("Falcao", 11, "Portuguese", 5)
     selection = select_trusted([changed, unchanged], POLICY, frozenset())
     assert selection.new_votes_since(last_run) == 1
+
+
+def test_the_daily_cap_keeps_a_user_s_earliest_verdicts_whatever_order_they_arrive_in() -> None:
+    policy = FeedbackPolicy(min_agreement=2, user_daily_cap=2)
+    votes = [vote(f"Name{i}", user, "Greek", i) for i in range(4) for user in (10, 11)]
+    assert sorted(labels(list(reversed(votes)), policy)) == ["Name0", "Name1"]
+
+
+def test_users_who_agree_with_an_admin_support_the_label_and_count_as_new_votes() -> None:
+    votes = [vote("Falcao", 1, "Portuguese"), vote("Falcao", 10, "Portuguese"), vote("Falcao", 11, "Italian")]
+    selection = select_trusted(votes, POLICY, frozenset())
+    [label] = selection.trusted
+    assert label.by_admin and sorted(v.user_id for v in label.supporters) == [1, 10]
+    assert selection.new_votes_since(None) == 2

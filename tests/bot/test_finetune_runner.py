@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,102 @@ async def test_a_run_stopped_before_it_committed_is_abandoned_whatever_earlier_r
     assert isinstance(outcome, RunFailed)
     recorded = [(run.version, run.decision) for run in await read_versions(database_url)]
     assert recorded[1:] == [("gru-earlier", "rejected")] and recorded[0][1] == versions.ABANDONED
+
+
+@asynccontextmanager
+async def runner_with_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child_code: str, *, migrated: bool = True
+) -> AsyncIterator[FinetuneRunner]:
+    """A runner whose fine-tune child is a stand-in that runs ``child_code``, on an SQLite file in ``tmp_path``."""
+    monkeypatch.setattr(finetune_runner, "child_command", lambda *, force: [sys.executable, "-c", child_code])
+    if migrated:
+        await asyncio.to_thread(migrate.upgrade, sqlite_database(tmp_path))
+    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=tmp_path / "models")
+    engine = create_engine(sqlite_database(tmp_path))
+    try:
+        sessions = session_factory(engine)
+        live = LiveModel(
+            predictors=load_predictors(settings), sessions=sessions, model_dir=settings.model_dir, uncertain_below=0.5
+        )
+        yield FinetuneRunner(settings, live, sessions)
+    finally:
+        await engine.dispose()
+
+
+async def outcome_of(runner: FinetuneRunner) -> RunOutcome:
+    task = runner.start(force=True)
+    assert task is not None
+    async with asyncio.timeout(30):
+        return await task
+
+
+@pytest.mark.parametrize("stdout", ["", "{}", "[1]", '{"status": "promoted", "unexpected": 1}'])
+async def test_a_child_that_exits_cleanly_without_a_readable_report_is_a_failed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdout: str
+) -> None:
+    async with runner_with_child(tmp_path, monkeypatch, f"print({stdout!r}, end='')") as runner:
+        outcome = await outcome_of(runner)
+    assert isinstance(outcome, RunFailed)
+    [failed] = await read_versions(sqlite_database(tmp_path))
+    assert failed.decision == versions.FAILED and failed.started_at is not None
+
+
+async def test_a_failed_run_is_recorded_against_the_live_model_with_its_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = "import sys; sys.exit('nameorigin finetune: error: cannot fine-tune: no disk')"
+    async with runner_with_child(tmp_path, monkeypatch, code) as runner:
+        outcome = await outcome_of(runner)
+        live_version = runner._live.version
+    message = "the fine-tune process exited with status 1: nameorigin finetune: error: cannot fine-tune: no disk"
+    assert outcome == RunFailed(message)
+    [failed] = await read_versions(sqlite_database(tmp_path))
+    assert (failed.decision, failed.reason, failed.parent_version) == (versions.FAILED, message, live_version)
+
+
+async def test_a_failure_the_database_cannot_record_is_still_an_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with runner_with_child(tmp_path, monkeypatch, "raise SystemExit(3)", migrated=False) as runner:
+        assert await outcome_of(runner) == RunFailed("the fine-tune process exited with status 3")
+
+
+async def test_a_promotion_the_bot_cannot_switch_to_at_once_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = RunReport("promoted", "within the allowed drop", "gru-live", "gru-new", seconds=1.0)
+    async with runner_with_child(tmp_path, monkeypatch, f"print({report.to_json()!r})") as runner:
+
+        async def database_down(**kwargs: object) -> str:
+            raise ConnectionError("the database went away")
+
+        monkeypatch.setattr(runner._live, "sync", database_down)
+        assert await outcome_of(runner) == report  # the periodic refresh switches later
+
+
+async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"pathlib.Path({str(ready)!r}).touch()\ntime.sleep(30)"
+    )
+    async with runner_with_child(tmp_path, monkeypatch, code) as runner:
+        task = runner.start(force=True)
+        assert task is not None
+        async with asyncio.timeout(20):
+            while not ready.exists():
+                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(10):
+                await runner.stop(grace=0.5)
+        finally:
+            if runner._process is not None and runner._process.returncode is None:
+                runner._process.kill()  # only when the test fails: leave no child behind
+        outcome = task.result()
+        again = runner.start(force=True)
+        if again is not None:  # only when the test fails: end that run too
+            await runner.stop(grace=0.1)
+    assert isinstance(outcome, RunFailed) and "SIGKILL" in outcome.message
+    assert again is None  # a stopping bot starts no new run

@@ -246,3 +246,21 @@ async def test_a_guess_the_database_refuses_does_not_take_the_others_of_its_batc
         assert rows == [("Rossi",), ("Nakamura",)]
     finally:
         await engine.dispose()
+
+
+async def test_a_changed_verdict_is_returned_as_stored_within_one_transaction(database_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine).begin() as session:
+            new = NewGuess(7, 7, 1, "Rossi", "Rossi", ("Italian", "Spanish", "Portuguese"), 0.6, "test")
+            [guess_id] = await repository.add_guesses(session=session, guesses=[new])
+            guess = await repository.get_guess(session=session, guess_id=guess_id)
+            assert guess is not None
+            first = await repository.upsert_correction(session=session, guess=guess, user_id=7, language="Italian")
+            assert (first.language, first.confirmed) == ("Italian", True)
+            # The row is already in this session: what comes back must be what the upsert wrote, not that copy.
+            second = await repository.upsert_correction(session=session, guess=guess, user_id=7, language="Spanish")
+            assert (second.language, second.confirmed) == ("Spanish", False)
+    finally:
+        await engine.dispose()

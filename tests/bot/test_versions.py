@@ -295,3 +295,34 @@ async def test_rollback_past_a_parent_without_checkpoint_goes_to_the_next_older_
     live = await live_after(sessions, tmp_path / "models", rows)
     assert await live.rollback() == RolledBack(version="gru-ft-1", previous="gru-ft-2")
     assert live.version == "gru-ft-1"
+
+
+async def test_rollback_goes_to_the_parent_even_when_a_newer_version_lies_between(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    shipped = Predictor.shipped("gru").version
+    # gru-ft-1 was rolled back, and gru-ft-2 grew from the shipped GRU afterwards: going back means the shipped GRU.
+    live = await live_after(sessions, tmp_path / "models", [("gru-ft-1", shipped, True), ("gru-ft-2", shipped, True)])
+    assert await live.rollback() == RolledBack(version=shipped, previous="gru-ft-2")
+
+
+async def test_a_live_version_that_keeps_failing_to_load_is_tried_less_and_less_often(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    now = [0.0]
+    live = await live_after(sessions, tmp_path / "models", [("gru-ft-1", None, True)])
+    live._clock = lambda: now[0]
+    stored = tmp_path / "models" / "versions" / "gru-ft-1.safetensors"
+    whole = stored.read_bytes()
+    shipped = (await live.rollback()).version  # type: ignore[union-attr]
+    stored.write_bytes(whole[: len(whole) // 2])
+    async with sessions.begin() as session:  # another replica makes it live again
+        assert await versions.make_live(session=session, expected=shipped, version="gru-ft-1")
+    assert await live.sync() == shipped  # attempt 1 fails: next at 60 s
+    now[0] = LOAD_RETRY_FIRST_S + 1
+    assert await live.sync() == shipped  # attempt 2 fails: next 120 s later
+    stored.write_bytes(whole)
+    now[0] += 2 * LOAD_RETRY_FIRST_S - 1
+    assert await live.sync() == shipped  # not yet
+    now[0] += 2
+    assert await live.sync() == "gru-ft-1"
