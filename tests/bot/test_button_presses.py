@@ -9,10 +9,17 @@ from bot.keyed_locks import KeyedLocks
 from bot.service import Predictors
 from tests.bot.conftest import running_bot, settings_for
 from tests.bot.test_e2e import buttons, reply_to, rows
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import Call, FakeTelegram
 
 # PTB's default read time-out is 5 s: an answer delayed longer fails with TimedOut, which is never retried.
 PAST_READ_TIMEOUT_S = 6.0
+
+
+async def guessed(telegram: FakeTelegram, chat_id: int, name: str) -> tuple[Call, int]:
+    """Send ``name`` in a private chat; the bot's reply and its message id."""
+    telegram.inject_message(chat_id, name)
+    reply = await telegram.wait_for(reply_to(chat_id))
+    return reply, telegram.last_bot_message_id(chat_id)
 
 
 async def test_a_press_whose_answer_is_slow_does_not_overtake_a_later_press(
@@ -20,9 +27,7 @@ async def test_a_press_whose_answer_is_slow_does_not_overtake_a_later_press(
 ) -> None:
     settings = settings_for(telegram, tmp_path)
     async with running_bot(settings, predictors):
-        telegram.inject_message(20, "Rossi")
-        reply = await telegram.wait_for(reply_to(20))
-        message_id = telegram.last_bot_message_id(20)
+        reply, message_id = await guessed(telegram, 20, "Rossi")
         (first_text, first), (second_text, second) = buttons(reply)[:2]
         # The user presses the second language, then changes their mind; Telegram takes a second to take
         # the first press's answer, so that press's redraw would come after the second's.
@@ -42,9 +47,7 @@ async def test_a_recorded_press_whose_answer_times_out_is_still_shown_and_not_ap
 ) -> None:
     settings = settings_for(telegram, tmp_path)
     async with running_bot(settings, predictors):
-        telegram.inject_message(20, "Rossi")
-        reply = await telegram.wait_for(reply_to(20))
-        message_id = telegram.last_bot_message_id(20)
+        reply, message_id = await guessed(telegram, 20, "Rossi")
         telegram.delay_next("answerCallbackQuery", PAST_READ_TIMEOUT_S)
         telegram.inject_callback(20, 20, message_id, buttons(reply)[0][1])
         edit = await telegram.wait_for(lambda c: c.method == "editMessageText", timeout=15)

@@ -22,11 +22,14 @@ from tests.bot.verdicts import read_versions
 from tests.databases import sqlite_database
 
 
-async def stopped_while_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child_code: str) -> RunOutcome:
-    """Run a stand-in child that runs ``child_code``, then waits; stop the bot while it waits."""
-    ready = tmp_path / "ready"
-    script = f"{child_code}\nimport pathlib, time\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)"
-    monkeypatch.setattr(finetune_runner, "child_command", lambda *, force: [sys.executable, "-c", script])
+@asynccontextmanager
+async def runner_with_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child_code: str, *, migrated: bool = True
+) -> AsyncIterator[FinetuneRunner]:
+    """A runner whose fine-tune child is a stand-in that runs ``child_code``, on an SQLite file in ``tmp_path``."""
+    monkeypatch.setattr(finetune_runner, "child_command", lambda *, force: [sys.executable, "-c", child_code])
+    if migrated:
+        await asyncio.to_thread(migrate.upgrade, sqlite_database(tmp_path))
     settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=tmp_path / "models")
     engine = create_engine(sqlite_database(tmp_path))
     try:
@@ -34,7 +37,16 @@ async def stopped_while_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         live = LiveModel(
             predictors=load_predictors(settings), sessions=sessions, model_dir=settings.model_dir, uncertain_below=0.5
         )
-        runner = FinetuneRunner(settings, live, sessions)
+        yield FinetuneRunner(settings, live, sessions)
+    finally:
+        await engine.dispose()
+
+
+async def stopped_while_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child_code: str) -> RunOutcome:
+    """Run a stand-in child that runs ``child_code``, then waits; stop the bot while it waits."""
+    ready = tmp_path / "ready"
+    script = f"{child_code}\nimport pathlib, time\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)"
+    async with runner_with_child(tmp_path, monkeypatch, script, migrated=False) as runner:
         task = runner.start(force=True)
         assert task is not None
         async with asyncio.timeout(30):
@@ -42,8 +54,6 @@ async def stopped_while_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                 await asyncio.sleep(0.05)
         await runner.stop(grace=5)
         return task.result()
-    finally:
-        await engine.dispose()
 
 
 def recording(database: Path, version: str, decision: str, started_ago_s: float) -> str:
@@ -93,26 +103,6 @@ async def test_a_run_stopped_before_it_committed_is_abandoned_whatever_earlier_r
     assert isinstance(outcome, RunFailed)
     recorded = [(run.version, run.decision) for run in await read_versions(database_url)]
     assert recorded[1:] == [("gru-earlier", "rejected")] and recorded[0][1] == versions.ABANDONED
-
-
-@asynccontextmanager
-async def runner_with_child(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child_code: str, *, migrated: bool = True
-) -> AsyncIterator[FinetuneRunner]:
-    """A runner whose fine-tune child is a stand-in that runs ``child_code``, on an SQLite file in ``tmp_path``."""
-    monkeypatch.setattr(finetune_runner, "child_command", lambda *, force: [sys.executable, "-c", child_code])
-    if migrated:
-        await asyncio.to_thread(migrate.upgrade, sqlite_database(tmp_path))
-    settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=tmp_path / "models")
-    engine = create_engine(sqlite_database(tmp_path))
-    try:
-        sessions = session_factory(engine)
-        live = LiveModel(
-            predictors=load_predictors(settings), sessions=sessions, model_dir=settings.model_dir, uncertain_below=0.5
-        )
-        yield FinetuneRunner(settings, live, sessions)
-    finally:
-        await engine.dispose()
 
 
 async def outcome_of(runner: FinetuneRunner) -> RunOutcome:
