@@ -87,8 +87,11 @@ def _spelled(character: str) -> str:
     A character that is no letter must not become letters: unidecode spells ™ as "(tm)", № as "No." and
     € as "EUR", which would become part of the name.
     """
-    if unicodedata.category(character)[0] in "LMN" or character.isspace():
+    category = unicodedata.category(character)
+    if category[0] in "LMN" or character.isspace():
         return character
+    if category == "Cf":  # invisible (a zero-width space, a direction mark): no break between words either
+        return ""
     spelled = unidecode(character)
     return spelled if _PUNCTUATION_ONLY.fullmatch(spelled) else ""
 
@@ -132,11 +135,12 @@ def parse_query(raw: str) -> SurnameQuery:
         # Dropped, "S\0m\0i\0t\0h" would be classified as Smith, and UTF-16 text given as UTF-8 reads just so.
         hint = ": is the text UTF-16? Send UTF-8" if control.group() == "\x00" else ""
         raise InvalidNameError(f"holds a control character, U+{ord(control.group()):04X}{hint}")
-    # Counted as written: "Á" typed as A and a combining accent (as macOS stores file names) is one character.
-    # (A few characters are longer composed than not, so the shorter form counts.)
-    length = min(len(stripped), len(unicodedata.normalize("NFC", stripped)))
-    if length > MAX_INPUT_CHARS:
-        raise InvalidNameError(f"too long: {length} characters, at most {MAX_INPUT_CHARS}")
+    # Read composed: "Ё" typed as Е and a combining diaeresis (as macOS stores file names) is one letter,
+    # transliterated as one, and counted as one. A few characters are longer composed (ज़ becomes ज and a
+    # nukta): the shorter form is read.
+    stripped = min(unicodedata.normalize("NFC", stripped), stripped, key=len)
+    if len(stripped) > MAX_INPUT_CHARS:
+        raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
     if _PLAIN_SURNAME.fullmatch(stripped):
         return SurnameQuery(raw=raw, surname=stripped, from_full_name=False)
     spaced = _WORD_BREAKS.sub(" ", stripped)

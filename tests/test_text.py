@@ -55,6 +55,9 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("O\u05f3Brien", "O'Brien", False),  # a Hebrew geresh, punctuation that stands for an apostrophe
         ("Smith§", "Smith", False),  # punctuation unidecode would spell as letters ("SS")
         ("\u095b" * 40, "z" * 40, False),  # 40 characters, though 80 once composed (NFC excludes this one)
+        ("\u0424\u0435\u0308\u0434\u043e\u0440\u043e\u0432", "Fiodorov", False),  # Фёдоров decomposed reads as composed
+        ("F.A\u0301bel", "Abel", True),  # the accent is no word break
+        ("Smith\u200bJones", "SmithJones", False),  # a zero-width space is no space
         ("Smi\xadth", "Smith", False),  # a soft hyphen is invisible
         ("\u0041\u0301" + "a" * 63, "A" + "a" * 63, False),  # 64 letters shown; NFD spells the first with two
         ("'Rossi'", "Rossi", False),  # quotes and dashes around a name are no part of it
