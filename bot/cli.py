@@ -109,12 +109,14 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     from bot.finetune_job import EXIT_BUSY, limit_resources, run_finetune
     from core.checkpoint import CheckpointError
     from core.data import DatasetError
-    from core.paths import unwritable_reason
+    from core.paths import file_in_the_way
 
     settings = _settings(FinetuneSettings)
-    unwritable = unwritable_reason(settings.model_dir)
-    if unwritable is not None:  # its lock, and any candidate, are written there: say so before the slow work
-        raise CommandError(f"cannot fine-tune: MODEL_DIR {settings.model_dir}: {unwritable}")
+    # Its lock, and any candidate, go there. (Whether it may write is left to the writes: a read-only
+    # MODEL_DIR holding a writable lock file and versions/ folder works.)
+    blocking = file_in_the_way(settings.model_dir)
+    if blocking is not None:
+        raise CommandError(f"cannot fine-tune: MODEL_DIR {settings.model_dir}: {blocking} is not a folder")
     limit_resources(settings.finetune_threads, args.nice)
     try:
         with migrate.reaching(settings.database_url):

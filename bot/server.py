@@ -22,7 +22,7 @@ from bot.db import migrate
 from bot.redaction import redact, redacted_logs, secrets_of
 from bot.service import GuessService, Predictors
 from bot.update_log import UPDATE_LOGGER
-from core.paths import unwritable_reason
+from core.paths import file_in_the_way
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def run(settings: Settings) -> None:
     with redacted_logs(settings):
         with migrate.reaching(settings.database_url):  # the first connection: an unreachable database fails here
             migrate.upgrade(settings.database_url)
-        unwritable = unwritable_reason(settings.model_dir)
-        if unwritable is not None:  # guesses work without it; every fine-tune would fail, each in its own words
-            logger.warning("MODEL_DIR %s: %s: fine-tunes and /retrain will fail", settings.model_dir, unwritable)
+        blocking = file_in_the_way(settings.model_dir)
+        if blocking is not None:  # guesses work without it; every fine-tune would fail, each in its own words
+            logger.warning("MODEL_DIR %s: %s is not a folder: fine-tunes will fail", settings.model_dir, blocking)
         asyncio.run(serve(settings, load_predictors(settings)))
