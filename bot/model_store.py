@@ -200,10 +200,10 @@ async def _adopt_new_model(
     and the live model stays. (``serve`` loads the file before this runs and refuses to start with such
     a file; this guards against one replaced in between.) It is copied, so a later overwrite changes nothing.
 
-    The shipped GRU is considered only once an upgrade replaced the one registered at the first start
-    (see ``live_record``), not merely because no trained file is there: a bot started from its own model
-    keeps it when the file is removed. The live model is then often that registered one, whose file the
-    upgrade replaced: the new GRU is what answers already, and it takes that model's place.
+    Without a trained file, the shipped GRU is considered only if the database registered it (at the first
+    start, see ``live_record``) as another version: an upgrade replaced it since. A bot started from its
+    own model never registered it, and keeps its model when the file is removed. The live model is often
+    the registered one, whose file the upgrade replaced: the new GRU answers already, and takes its place.
     """
     source = model_dir / TRAINED_GRU
     try:
