@@ -255,15 +255,6 @@ def test_stdin_chunks_rejoin_lines_and_characters_split_between_reads() -> None:
     ]  # fmt: skip
 
 
-def test_a_line_ended_by_a_lone_cr_is_answered_before_the_next_read() -> None:
-    """A program writing "Smith\\r" and waiting for the answer gets it: the CR is not held back for a LF."""
-    reads = [b"Smith\r", b"\nRossi\r", b"\r\n", b""]
-    chunks = chunks_as_they_arrive(lambda: reads.pop(0))
-    assert next(chunks) == ["Smith"]
-    assert len(reads) == 3  # answered with nothing more read
-    assert list(chunks) == [["Rossi"], [""]]  # the LF after a CR ends no line of its own; CR, CRLF: one empty
-
-
 def test_predict_answers_each_line_as_it_arrives(tmp_path: Path) -> None:
     """A program that writes one name and waits for its answer must get it before it closes stdin."""
     process = subprocess.Popen(

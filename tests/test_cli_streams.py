@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
+from core.cli.predict_cmd import chunks_as_they_arrive
 from core.console import run
 
 CLI = [sys.executable, "-m", "core.cli"]
@@ -137,3 +138,12 @@ def test_ctrl_c_while_the_command_starts_ends_it_quietly(monkeypatch: pytest.Mon
     with pytest.raises(SystemExit) as exited:
         run()
     assert exited.value.code == 130
+
+
+def test_a_line_ended_by_a_lone_cr_is_answered_before_the_next_read() -> None:
+    """A program writing "Smith\\r" and waiting for the answer gets it: the CR is not held back for a LF."""
+    reads = [b"Smith\r", b"\nRossi\r", b"\r\n", b""]
+    chunks = chunks_as_they_arrive(lambda: reads.pop(0))
+    assert next(chunks) == ["Smith"]
+    assert len(reads) == 3  # answered with nothing more read
+    assert list(chunks) == [["Rossi"], [""]]  # the LF after a CR ends no line of its own; CR, CRLF: one empty
