@@ -210,9 +210,9 @@ async def _adopt_new_model(
         state = source.stat()
     except OSError:
         source = shipped_checkpoint_path("gru")
-        state = source.stat()
-        if not await _shipped_model_replaced(sessions, source):
+        if not await _shipped_model_replaced(sessions, source):  # also False when the file cannot be read
             return
+        state = source.stat()
     if not stat.S_ISREG(state.st_mode):
         return
     try:

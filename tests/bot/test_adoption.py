@@ -221,7 +221,7 @@ async def test_a_new_shipped_gru_far_worse_than_the_live_model_stays_out(
 
 
 async def test_a_bot_started_from_its_own_model_keeps_it_when_the_file_is_removed(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without MODEL_DIR/gru.safetensors the shipped GRU is the model in place, but it is no new model:
     the operator's own, copied to versions/, stays live."""
@@ -229,6 +229,9 @@ async def test_a_bot_started_from_its_own_model_keeps_it_when_the_file_is_remove
     trained = trained_copy(model_dir / "gru.safetensors", "gru-own")
     assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
     trained.unlink()
+    assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
+    # Nor does a bot serving its own model need the shipped file to be there (a damaged installation).
+    monkeypatch.setattr(model_store, "shipped_checkpoint_path", lambda kind: tmp_path / "missing.safetensors")
     assert (await model_store.live_record(sessions, model_dir, adopt_trained=True)).version == "gru-own"
 
 
