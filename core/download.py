@@ -104,21 +104,22 @@ def _extract_verified(archive: Path) -> dict[str, bytes]:
     return contents
 
 
-def _unverified_files(target: Path) -> list[str]:
-    """What keeps ``target`` from holding the 18 published files: one entry per file missing or different."""
-    problems = []
+def _unverified_files(target: Path) -> tuple[list[str], list[str]]:
+    """What keeps ``target`` from holding the 18 published files: the files missing, and what is wrong
+    with each of the others that is not the published one."""
+    missing, wrong = [], []
     for language, expected in EXPECTED_SHA256.items():
         path = target / f"{language}.txt"
         try:
             if not path.is_file():
-                problems.append(f"{path.name} is missing")
+                missing.append(path.name)
             elif path.stat().st_size > MAX_MEMBER_BYTES:
-                problems.append(f"{path.name} is too large")
+                wrong.append(f"{path.name} is too large")
             elif (digest := hashlib.sha256(path.read_bytes()).hexdigest()) != expected:
-                problems.append(f"{path.name} differs from the published file (SHA-256 {digest[:12]}…)")
+                wrong.append(f"{path.name} differs from the published file (SHA-256 {digest[:12]}…)")
         except OSError as exc:  # unreadable: downloading will say why it cannot be replaced, if it cannot
-            problems.append(f"{path.name} cannot be read ({exc.strerror or exc})")
-    return problems
+            wrong.append(f"{path.name} cannot be read ({exc.strerror or exc})")
+    return missing, wrong
 
 
 def _check_target(target: Path) -> None:
@@ -157,8 +158,8 @@ def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL,
     the 18 verified files is left as it is, with no download.
     """
     target = Path(target_dir)
-    problems = _unverified_files(target)
-    if not problems:  # nothing to fetch, so it works offline too
+    missing, wrong = _unverified_files(target)
+    if not missing and not wrong:  # nothing to fetch, so it works offline too
         logger.info("%s already holds the 18 verified files", target)
         return target
     _check_target(target)
@@ -168,9 +169,10 @@ def download_dataset(target_dir: str | os.PathLike[str], url: str = ARCHIVE_URL,
         try:
             _fetch(url, archive, timeout)
         except DownloadError as exc:
-            if len(problems) == len(LANGUAGES) and all(p.endswith(" is missing") for p in problems):
+            if len(missing) == len(LANGUAGES):  # an empty folder: the advice to copy the files is all there is
                 raise
             # Files copied by hand that fail verification (line ends converted, say) are why it had to download.
+            problems = wrong + [f"{name} is missing" for name in missing]
             listed = "; ".join(problems[:3]) + ("; …" if len(problems) > 3 else "")
             raise DownloadError(f"{exc} The folder does not hold the published files: {listed}") from exc
         contents = _extract_verified(archive)
