@@ -56,14 +56,15 @@ def save_confusion_plot(
     reader never sees half an image. Raises ``PlotError`` when it cannot be written.
     """
     image_format = check_plot_path(path)
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: never needs a display
-    import matplotlib.pyplot as plt
+    # A Figure on the Agg canvas, not pyplot: headless, and the caller's backend and open figures are left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     totals = confusion.sum(axis=1, keepdims=True)
     shares = np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=float), where=totals > 0)
-    figure, axes = plt.subplots(figsize=(9, 8), dpi=120)
+    figure = Figure(figsize=(9, 8), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     axes.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
     axes.set_yticks(range(len(labels)), labels)
@@ -89,6 +90,5 @@ def save_confusion_plot(
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. .pgf without LaTeX
         raise PlotError(f"cannot write a plot to {target}: {exc}") from exc
     finally:
-        plt.close(figure)
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)  # already moved into place unless something failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -71,16 +72,34 @@ def shipped_checkpoint_path(kind: str = "gru") -> Path:
     return Path(str(resources.files("core") / "shipped" / f"{kind}.safetensors"))
 
 
+def _check_strings(inputs: Sequence[str]) -> None:
+    """Raise ``TypeError`` unless ``inputs`` is a sequence of ``str``: a lone string would be read letter by letter."""
+    if isinstance(inputs, str | bytes):
+        raise TypeError(f"expected a list of names, not one string: use [{inputs!r}], or predict() for one name")
+    for position, item in enumerate(inputs):
+        if not isinstance(item, str):
+            hint = ": decode it first (.decode('utf-8'))" if isinstance(item, bytes | bytearray) else ""
+            raise TypeError(f"input {position} is {type(item).__name__}, not str{hint}")
+
+
 class Predictor:
     """Wraps a checkpoint: validates input, runs the model, applies the fitted temperature.
 
     ``prior="uniform"`` removes the training data's language proportions from every answer (Bayes'
     rule), for populations of names unlike the dataset's; it needs a checkpoint that records them.
+    An answer whose top probability is below ``uncertain_below`` (0 to 1) is marked uncertain.
+    The checkpoint's model must be in eval mode. One predictor may serve several threads at once.
     """
 
     def __init__(
         self, checkpoint: Checkpoint, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW, prior: Prior = "dataset"
     ) -> None:
+        if not isinstance(uncertain_below, int | float) or isinstance(uncertain_below, bool):
+            raise TypeError(f"uncertain_below must be a number, got {type(uncertain_below).__name__}")
+        if math.isnan(uncertain_below) or not 0.0 <= uncertain_below <= 1.0:
+            raise ValueError(f"uncertain_below must be a probability from 0 to 1, got {uncertain_below}")
+        if checkpoint.model.training:  # dropout would change every answer from one call to the next
+            raise ValueError("the checkpoint's model is in training mode: call model.eval() first")
         self.checkpoint = checkpoint
         self.uncertain_below = uncertain_below
         self._prior = prior
@@ -126,21 +145,55 @@ class Predictor:
 
     def predict(self, raw: str, top_k: int = 3) -> Guess:
         """Classify one input; raises ``InvalidNameError`` when it cannot be classified."""
+        if not isinstance(raw, str):
+            hint = (
+                ": decode it first (.decode('utf-8'))"
+                if isinstance(raw, bytes | bytearray)
+                else "; predict_many() takes a list of names"
+                if isinstance(raw, list | tuple)
+                else ""
+            )
+            raise TypeError(f"predict() takes one name as str, got {type(raw).__name__}{hint}")
         result = self.predict_many([raw], top_k)[0]
         if isinstance(result, Rejected):
             raise InvalidNameError(result.reason)
         return result
 
-    @torch.inference_mode()
     def probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
-        """Calibrated probabilities ``(N, C)`` for already-normalized surnames."""
+        """Calibrated probabilities ``(N, C)``, rows in input order, for already-normalized surnames
+        (``Guess.query.surname``; raw input is not parsed or transliterated here).
+
+        Names run in chunks of ``CHUNK_SIZE``, so memory stays bounded however many are given.
+        """
+        _check_strings(surnames)
+        return self._probabilities(surnames)
+
+    def _probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
+        # Chunks of similar lengths: each runs only as many recurrent steps as its own names need.
+        order = sorted(range(len(surnames)), key=lambda i: len(surnames[i]))
+        ordered = [surnames[i] for i in order]
+        chunks = [self._chunk_probabilities(ordered[i : i + CHUNK_SIZE]) for i in range(0, len(ordered), CHUNK_SIZE)]
+        probabilities = torch.empty(len(surnames), len(self.labels))
+        if chunks:
+            probabilities[torch.tensor(order)] = torch.cat(chunks)
+        return probabilities
+
+    @torch.inference_mode()
+    def _chunk_probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
         metadata = self.checkpoint.metadata
         tokens, lengths = metadata.vocabulary.encode_batch(surnames)
         logits: torch.Tensor = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
         return calibrated_probabilities(logits.cpu(), metadata.temperature, self._logit_shift)
 
     def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:
-        """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order."""
+        """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order.
+
+        ``inputs`` is a list (or tuple) of strings: ``TypeError`` for one bare string or an item that is
+        not a ``str``; ``ValueError`` when ``top_k`` is not from 1 to the number of languages.
+        """
+        _check_strings(inputs)
+        if not isinstance(top_k, int) or isinstance(top_k, bool):
+            raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
         if not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be between 1 and {len(self.labels)}, got {top_k}")
         parsed: list[SurnameQuery | Rejected] = []
@@ -155,13 +208,7 @@ class Predictor:
     def _classify(self, queries: Sequence[SurnameQuery], top_k: int) -> list[Guess]:
         if not queries:
             return []
-        # Chunks of similar lengths: each runs only as many recurrent steps as its own names need.
-        order = sorted(range(len(queries)), key=lambda i: len(queries[i].surname))
-        ordered = [queries[i].surname for i in order]
-        chunks = [self.probabilities(ordered[i : i + CHUNK_SIZE]) for i in range(0, len(ordered), CHUNK_SIZE)]
-        probabilities = torch.empty(len(queries), len(self.labels))
-        probabilities[torch.tensor(order)] = torch.cat(chunks)
-        top = probabilities.topk(top_k, dim=1)
+        top = self._probabilities([query.surname for query in queries]).topk(top_k, dim=1)
         # Locals and map(): this loop builds five small objects per name, by the thousand.
         language_of, threshold = self.labels.__getitem__, self.uncertain_below
         with garbage_collection_paused():

@@ -93,7 +93,10 @@ def test_many_names_in_several_chunks_get_the_answers_each_gets_alone() -> None:
     assert [guess.query.raw for guess in together] == names
     # Every name against one batch in the given order, neither sorted nor chunked; a sample against each name
     # alone (1,100 single calls take seconds on a busy machine).
-    whole = predictor.probabilities(names).topk(3, dim=1)
+    tokens, lengths = predictor.checkpoint.metadata.vocabulary.encode_batch(names)
+    with torch.inference_mode():
+        logits = predictor.checkpoint.model(tokens, lengths)
+    whole = (logits / predictor.checkpoint.metadata.temperature).softmax(dim=1).topk(3, dim=1)
     assert [[g.language for g in guess.predictions] for guess in together] == [
         [predictor.labels[i] for i in row] for row in whole.indices.tolist()
     ]

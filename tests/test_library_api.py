@@ -1,0 +1,107 @@
+"""``core`` used as a library: misuse of ``Predictor`` fails clearly, and library calls leave global state alone."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import Checkpoint
+from core.data import LANGUAGES
+from core.predict import Guess, Predictor
+from tests.test_predict import untrained_predictor
+
+
+def test_a_string_given_where_a_list_of_names_belongs_is_refused() -> None:
+    # A str is a Sequence[str]: taken as one, "Smith" would be answered letter by letter, five guesses.
+    predictor = untrained_predictor()
+    with pytest.raises(TypeError, match="a list of names, not one string"):
+        predictor.predict_many("Smith")  # mypy accepts it: a str is a Sequence[str]
+    with pytest.raises(TypeError, match="a list of names, not one string"):
+        predictor.probabilities("Smith")
+
+
+DECODE_IT = r": decode it first \(\.decode\('utf-8'\)\)"
+
+
+@pytest.mark.parametrize(
+    ("value", "single", "in_list"),
+    [(b"Smith", "got bytes" + DECODE_IT, "is bytes, not str" + DECODE_IT), (None, "got NoneType$", "is NoneType"),
+     (["Smith"], r"got list; predict_many\(\) takes a list of names", "is list"), (7, "got int$", "is int")],
+)  # fmt: skip
+def test_an_input_that_is_not_a_string_is_named_in_a_type_error(value: object, single: str, in_list: str) -> None:
+    predictor = untrained_predictor()
+    with pytest.raises(TypeError, match=r"predict\(\) takes one name as str, " + single):
+        predictor.predict(value)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="input 1 " + in_list):
+        predictor.predict_many(["Smith", value])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="input 1 " + in_list):
+        predictor.probabilities(["Smith", value])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("top_k", [2.5, "3", True])
+def test_top_k_must_be_a_whole_number(top_k: object) -> None:
+    with pytest.raises(TypeError, match="top_k must be an int"):
+        untrained_predictor().predict("Smith", top_k=top_k)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, 50, float("nan")])
+def test_uncertain_below_outside_zero_to_one_is_refused(threshold: float) -> None:
+    with pytest.raises(ValueError, match="uncertain_below must be a probability from 0 to 1"):
+        untrained_predictor(uncertain_below=threshold)
+
+
+def test_uncertain_below_that_is_not_a_number_is_refused_at_construction() -> None:
+    with pytest.raises(TypeError, match="uncertain_below must be a number"):
+        untrained_predictor(uncertain_below="0.5")  # type: ignore[arg-type]
+
+
+def test_a_model_left_in_training_mode_is_refused() -> None:
+    # train_model returns its model in training mode; dropout would change every answer from call to call.
+    checkpoint = untrained_predictor().checkpoint
+    with pytest.raises(ValueError, match=r"in training mode: call model\.eval\(\) first"):
+        Predictor(Checkpoint(checkpoint.model.train(), checkpoint.metadata))
+
+
+def test_probabilities_of_no_names_is_an_empty_table() -> None:
+    for predictor in (untrained_predictor(), Predictor.shipped("gru"), Predictor.shipped("rnn")):
+        assert predictor.probabilities([]).shape == (0, len(LANGUAGES))
+
+
+def test_probabilities_of_many_names_are_computed_in_chunks_in_input_order() -> None:
+    predictor = Predictor.shipped("gru")
+    names = ["Smith", "Nakamura", "de la Cruz", "Ng"] * 400  # over three chunks of 512
+    batches: list[int] = []
+    model = predictor.checkpoint.model
+    handle = model.register_forward_hook(lambda module, args, output: batches.append(len(output)))
+    try:
+        probabilities = predictor.probabilities(names)
+    finally:
+        handle.remove()
+    assert probabilities.shape == (len(names), len(LANGUAGES)) and max(batches) <= 512
+    tokens, lengths = predictor.checkpoint.metadata.vocabulary.encode_batch(names[:4])
+    with torch.inference_mode():
+        expected = (model(tokens, lengths) / predictor.checkpoint.metadata.temperature).softmax(dim=1)
+    torch.testing.assert_close(probabilities[:4], expected)
+    torch.testing.assert_close(probabilities[-4:], expected)
+
+
+def test_well_formed_use_still_answers() -> None:
+    predictor = untrained_predictor()
+    assert isinstance(predictor.predict("Smith", top_k=18), Guess)
+    assert predictor.predict_many(("Smith", "Rossi"))[1] == predictor.predict("Rossi")
+    assert predictor.predict_many([]) == []
+
+
+def test_saving_a_confusion_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    from core.plots import save_confusion_plot
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's own backend
+    try:
+        save_confusion_plot(np.eye(3, dtype=np.int64), ["a", "b", "c"], tmp_path / "c.png", source="test")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
