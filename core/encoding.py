@@ -39,7 +39,7 @@ class Vocabulary:
         return [index.get(ch, UNK_ID) for ch in name.lower()]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Inverse of ``encode`` for known characters; padding is dropped, unknowns become '?'."""
+        """Inverse of ``encode`` for known characters, in lower case; padding is dropped, unknowns become '?'."""
         return "".join("?" if i == UNK_ID else self.characters[i - _RESERVED] for i in ids if i != PAD_ID)
 
     def encode_batch(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

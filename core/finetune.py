@@ -167,7 +167,8 @@ def fine_tune(
 ) -> Checkpoint:
     """A new checkpoint trained from ``live`` on ``feedback`` plus replay; ``live`` itself is not touched.
 
-    Names whose key is in ``exclude`` (held-out feedback) are left out of the replay sample too.
+    Names whose key is in ``exclude`` (held-out feedback) are left out of the replay sample too. Seeds the
+    global ``random``, NumPy and torch generators from ``config.seed``. The new model is in eval mode.
     """
     if not feedback:
         raise ValueError("fine-tuning needs at least one feedback example")

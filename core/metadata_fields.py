@@ -1,7 +1,8 @@
 """Type and range checks for the JSON fields of checkpoint metadata.
 
 Values are checked, not coerced: ``str()`` and ``float()`` would accept almost anything, and a
-checkpoint file may come from anywhere. Each check raises ``ValueError`` naming the field.
+checkpoint file may come from anywhere. Each check raises ``ValueError`` naming the field
+(``model_config_field`` also ``TypeError``, for a config with unknown or missing fields).
 """
 
 from __future__ import annotations

@@ -258,7 +258,8 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
 
 
 def config_from_dict(kind: str, values: dict[str, Any]) -> ModelConfig:
-    """Rebuild a model config from checkpoint metadata; raises ``ValueError`` on unknown fields."""
+    """Rebuild a model config from checkpoint metadata; raises ``TypeError`` on unknown or missing fields,
+    ``ValueError`` on an unknown kind."""
     if kind == "gru":
         return GRUConfig(**values)
     if kind == "rnn":

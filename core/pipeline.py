@@ -36,7 +36,7 @@ class TrainedModel:
 
 
 def new_version(kind: str) -> str:
-    """A sortable, human-readable version id such as ``gru-20261128T150102Z``."""
+    """A sortable, human-readable version id: kind and UTC time to the microsecond (``gru-20261128T150102123456Z``)."""
     return f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
 
 

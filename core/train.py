@@ -192,7 +192,11 @@ def train_model(
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``device`` and return its best state by the validation figure ``select_on``."""
+    """Train ``model`` in place on ``device`` and return its best state by the validation figure ``select_on``.
+
+    Seeds the global ``random``, NumPy and torch generators from ``config.seed`` (``seed_everything``). The model
+    is returned in training mode: call ``model.eval()`` before predicting with it.
+    """
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
