@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, save, save_file
+from safetensors.torch import load, save
 from torch import nn
 
 from core.calibration import PRIORS, Prior, uniform_prior_shift
@@ -195,11 +195,13 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ch
     try:
         # safetensors lays the data out by dtype and name alone: the same bytes with any metadata.
         header = {_METADATA_KEY: metadata.to_json(), _WEIGHTS_DIGEST_KEY: _weights_digest(save(tensors))}
-        save_file(tensors, tmp_name, metadata=header)
-        # Both mkstemp and safetensors create files 0600; a model is meant to be read by other users and services.
-        os.chmod(tmp_name, 0o644)
-        with open(tmp_name, "rb") as handle:
+        # Serialized in memory and written here: safetensors' own save_file reports a full disk as a
+        # SafetensorError, which callers expecting an OSError (errno and all) would let through as a traceback.
+        with open(tmp_name, "wb") as handle:
+            handle.write(save(tensors, metadata=header))
+            handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp creates files 0600; a model is meant to be read by other users and services
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

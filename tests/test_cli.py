@@ -1,6 +1,5 @@
 """The ``nameorigin`` command line, driven through ``main`` as a user would run it."""
 
-import errno
 import io
 import json
 import os
@@ -186,19 +185,6 @@ def test_train_replaces_an_earlier_checkpoint_unless_it_is_read_only(
     assert status == 0
     assert read_metadata(out).version != read_metadata(checkpoint).version
     assert out.stat().st_size < 100_000  # a dry run's model is tiny: 1.1 MB while its n-gram table was full-size
-
-
-def test_train_reports_a_failed_save_in_one_line(
-    tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def full_disk(*args: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("core.pipeline.save_checkpoint", full_disk)
-    out = tmp_path / "gru.safetensors"
-    assert main(["train", "--dry-run", "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 2
-    assert "cannot save the checkpoint" in capsys.readouterr().err
-    assert not out.exists()
 
 
 @pytest.mark.parametrize("threads", ["0", "-1", "two"])
