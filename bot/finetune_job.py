@@ -237,6 +237,22 @@ async def _record(
     return promoted, reason
 
 
+async def _discard_unless_recorded(sessions: async_sessionmaker[AsyncSession], path: Path, version: str) -> None:
+    """Remove the candidate's file after its row failed to commit, unless a row points at it after all.
+
+    A failed COMMIT is not always one that did not happen (a connection lost as PostgreSQL committed):
+    when the database cannot say, the file stays, unreferenced at worst.
+    """
+    try:
+        async with sessions() as session:
+            recorded = await versions.get_version(session=session, version=version)
+    except Exception:
+        logger.warning("kept %s: cannot tell whether its row was committed", path)
+        return
+    if recorded is None or recorded.checkpoint_path is None:
+        path.unlink(missing_ok=True)
+
+
 async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
     started, clock = utcnow(), time.perf_counter()
     engine = create_engine(settings.database_url)
@@ -271,10 +287,12 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
         }
         if inputs.origin is not None and origin_scores is not None:
             metrics["origin"] = {"version": inputs.origin[0], **origin_scores.as_dict()}
+        # The file goes when its row did not commit, but not on Ctrl-C (a cancellation) or SystemExit: those may
+        # land just after COMMIT, the row pointing at it. A stopped run leaves at worst an unreferenced file.
         try:
             promoted, reason = await _record(sessions, inputs, candidate, decision, metrics, started)
-        except BaseException:
-            path.unlink(missing_ok=True)  # no row will ever point at it
+        except Exception:
+            await _discard_unless_recorded(sessions, path, candidate.metadata.version)
             raise
         if decision.promoted and not promoted:
             path.unlink(missing_ok=True)

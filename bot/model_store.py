@@ -246,6 +246,10 @@ async def _adopt_new_model(
     except CheckpointError as exc:
         _warn_once(warned, metadata.version, f"not adopting {source}: {exc}")
         return
+    except OSError as exc:  # a full disk, versions/ unwritable: the live model answers on; the next start tries again
+        reason = f"cannot copy it into {model_dir / 'versions'}: {exc.strerror or exc}"
+        _warn_once(warned, metadata.version, f"not adopting {source}: {reason}")
+        return
     if copied.version != metadata.version and await _known(sessions, copied.version):
         return  # retrained meanwhile, into a version already known
     await _register(sessions, copied, candidate_checkpoint(copied.version), f"new model found at {source}")

@@ -1,0 +1,78 @@
+"""When the machine misbehaves (a full disk, Ctrl-C at the worst moment), nothing users taught the bot is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from bot.db import migrate
+from bot.finetune_job import run_finetune
+from core.checkpoint import load_checkpoint
+from core.predict import shipped_checkpoint_path
+from tests.bot.models import trained_copy
+from tests.bot.test_serve import serve_env
+from tests.bot.verdicts import PORTUGUESE_AO, agreed, finetune_settings, store_verdicts, version_rows
+from tests.fake_telegram import FakeTelegram
+from tests.file_limits import files_at_most
+
+# Larger than the database, smaller than a GRU checkpoint: the copy of a new model runs out of room.
+FILE_SIZE_LIMIT = shipped_checkpoint_path("gru").stat().st_size // 2
+
+
+async def test_a_new_model_that_cannot_be_copied_at_start_leaves_the_bot_answering(
+    telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    trained_copy(tmp_path / "models" / "gru.safetensors", "gru-trained-1")  # `nameorigin train` put it there
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "serve", env=serve_env(telegram, tmp_path), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=lambda: files_at_most(FILE_SIZE_LIMIT),
+    )  # fmt: skip
+    telegram.inject_message(7, "Nakamura")
+    replied = asyncio.create_task(telegram.wait_for_count("sendMessage", 1, timeout=60))
+    exited = asyncio.create_task(process.wait())
+    try:
+        await asyncio.wait([replied, exited], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        exited.cancel()
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        output = (await asyncio.wait_for(process.communicate(), timeout=30))[0].decode()
+    replied.cancel()  # in vain once it is done
+    assert not replied.cancelled() and replied.exception() is None, f"the bot did not start:\n{output}"
+    [reply] = replied.result()
+    assert "Japanese" in reply.params["text"]  # the live model answers
+    assert "Traceback" not in output
+    assert f"not adopting {tmp_path / 'models' / 'gru.safetensors'}: cannot copy it into" in output
+    assert not [path.name for path in (tmp_path / "models" / "versions").iterdir()]  # no partial copy
+
+
+def test_ctrl_c_just_after_a_promotion_commits_keeps_the_promoted_models_file(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir, finetune_epochs=2, finetune_replay=1000, finetune_max_drop=5)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+
+    def ctrl_c_once_the_candidate_is_recorded(session: Session) -> None:
+        if any((settings.model_dir / "versions").glob("*.safetensors")):  # saved just before its row commits
+            os.kill(os.getpid(), signal.SIGINT)  # the operator presses Ctrl-C at that very moment
+
+    event.listen(Session, "after_commit", ctrl_c_once_the_candidate_is_recorded)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_finetune(settings, force=True)
+    finally:
+        event.remove(Session, "after_commit", ctrl_c_once_the_candidate_is_recorded)
+
+    [live] = [row for row in version_rows(settings.database_url) if row.active]
+    assert live.decision == "promoted" and live.checkpoint_path is not None
+    # The database says it is live: its file must still be there, or no fine-tune can start from it again.
+    assert load_checkpoint(settings.model_dir / live.checkpoint_path).metadata.version == live.version
