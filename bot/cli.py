@@ -104,6 +104,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_finetune_command(args: argparse.Namespace) -> int:
     """One fine-tune run; prints its report. Exit 0 when it ran or was skipped, 75 when another run is busy."""
+    from sqlalchemy.exc import DBAPIError
+
     from bot.config import FinetuneSettings
     from bot.db import migrate
     from bot.finetune_job import EXIT_BUSY, limit_resources, run_finetune
@@ -127,6 +129,8 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     except OSError as exc:  # MODEL_DIR missing, unwritable or full
         where = f": {exc.filename}" if exc.filename else ""
         raise CommandError(f"cannot fine-tune: {exc.strerror or exc}{where}") from exc
+    except DBAPIError as exc:  # the database failed mid-run (locked past the busy timeout, gone): nothing was kept
+        raise CommandError(f"cannot fine-tune: database error: {exc.orig}") from exc
     with stdout_to_a_reader_that_may_leave():
         if args.json:
             print(report.to_json())

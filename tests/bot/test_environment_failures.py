@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session
 from bot.db import migrate
 from bot.finetune_job import run_finetune
 from core.checkpoint import load_checkpoint
+from core.cli import main
+from core.finetune import fine_tune
 from core.predict import shipped_checkpoint_path
 from tests.bot.models import trained_copy
 from tests.bot.test_serve import serve_env
@@ -76,3 +79,33 @@ def test_ctrl_c_just_after_a_promotion_commits_keeps_the_promoted_models_file(
     assert live.decision == "promoted" and live.checkpoint_path is not None
     # The database says it is live: its file must still be there, or no fine-tune can start from it again.
     assert load_checkpoint(settings.model_dir / live.checkpoint_path).metadata.version == live.version
+
+
+def test_a_database_locked_when_the_run_is_recorded_is_one_line_and_leaves_no_file(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = finetune_settings(tmp_path, real_data_dir, finetune_epochs=1, finetune_replay=200, finetune_max_drop=5)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+    locker = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+
+    def fine_tune_then_lock_the_database(*args: object, **kwargs: object) -> object:
+        candidate = fine_tune(*args, **kwargs)  # type: ignore[arg-type]
+        locker.execute("BEGIN EXCLUSIVE")  # another writer holds the database as the run comes to record itself
+        return candidate
+
+    monkeypatch.setattr("bot.finetune_job.fine_tune", fine_tune_then_lock_the_database)
+    monkeypatch.setattr("bot.db.engine.SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("DATABASE_URL", settings.database_url), ("MODEL_DIR", str(settings.model_dir)),
+                        ("NAMES_DATA_DIR", str(real_data_dir)), ("FINETUNE_EPOCHS", "1"), ("FINETUNE_REPLAY", "200"),
+                        ("FINETUNE_MAX_DROP", "5")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    try:
+        assert main(["finetune", "--force"]) == 2
+    finally:
+        locker.close()
+    error = capsys.readouterr().err.strip()
+    assert error == "nameorigin finetune: error: cannot fine-tune: database error: database is locked"
+    assert not list((settings.model_dir / "versions").glob("*.safetensors"))  # no file that no row points at
+    assert not version_rows(settings.database_url)[1:]  # the shipped model's row only
