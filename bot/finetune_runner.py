@@ -122,10 +122,10 @@ class FinetuneRunner:
         return self._task
 
     async def _run(self, *, force: bool) -> RunOutcome:
-        started = utcnow()
+        started, rows_before = utcnow(), await self._last_row_id()
         outcome = await self._run_child(force=force)
-        if isinstance(outcome, RunFailed):
-            outcome = await self._recorded_run(started) or outcome
+        if isinstance(outcome, RunFailed) and rows_before is not None:
+            outcome = await self._recorded_run(rows_before) or outcome
         if isinstance(outcome, RunFailed) and self._stopping:
             # stop() ended the child on purpose: an abandoned run, not a failure to report or investigate.
             logger.info("fine-tune abandoned as the bot stops (%s); the live model is unchanged", outcome.message)
@@ -180,20 +180,29 @@ class FinetuneRunner:
         logger.error("unreadable fine-tune report %r", lines[-1])
         return RunFailed("the fine-tune process printed no readable report")
 
-    async def _recorded_run(self, started: datetime) -> RunReport | None:
+    async def _last_row_id(self) -> int | None:
+        """The newest model-versions row id before a run, or None when the database cannot say."""
+        try:
+            async with self._sessions() as session:
+                return await versions.last_row_id(session=session)
+        except Exception:  # then the child cannot record anything either; its own error will say why
+            logger.warning("could not read the model versions before a fine-tune", exc_info=True)
+            return None
+
+    async def _recorded_run(self, rows_before: int) -> RunReport | None:
         """The outcome a child that died without a report had committed, if it got that far; else None.
 
         The child commits its row and only then prints its report: stopped (or killed) in between, its
-        promotion holds although nothing says so. One run holds the lock at a time, so a row begun after
-        this run started is this run's.
+        promotion holds although nothing says so. One run holds the lock at a time, so a decided row added
+        after ``rows_before`` is this run's. (Not one begun after this run: a clock set back breaks that.)
         """
         try:
             async with self._sessions() as session:
-                run = await versions.last_run(session=session)
+                run = await versions.last_run(session=session, recorded_after=rows_before)
         except Exception:  # the database may be why the child died: then it recorded nothing either
             logger.exception("could not check what the fine-tune process recorded")
             return None
-        if run is None or run.started_at is None or run.started_at < started:
+        if run is None:
             return None
         logger.info("the fine-tune process ended before reporting, but had recorded %s (%s)", run.version, run.decision)
         return RunReport.from_record(run)

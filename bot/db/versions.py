@@ -100,15 +100,24 @@ async def count_versions(*, session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(ModelVersion)) or 0)
 
 
-async def last_run(*, session: AsyncSession) -> VersionRecord | None:
-    """The most recent fine-tune run that got as far as a decision (promoted or rejected), or None."""
+async def last_run(*, session: AsyncSession, recorded_after: int = 0) -> VersionRecord | None:
+    """The fine-tune run recorded last that got as far as a decision (promoted or rejected), or None.
+
+    Only rows with an id above ``recorded_after`` (see ``last_row_id``) count. Recorded last, not begun
+    last: a clock set back makes a later run's ``started_at`` the earlier one.
+    """
     row = await session.scalar(
         select(ModelVersion)
-        .where(ModelVersion.decision.in_((PROMOTED, REJECTED)))
-        .order_by(ModelVersion.started_at.desc())
+        .where(ModelVersion.decision.in_((PROMOTED, REJECTED)), ModelVersion.id > recorded_after)
+        .order_by(ModelVersion.id.desc())
         .limit(1)
     )
     return _record(row) if row else None
+
+
+async def last_row_id(*, session: AsyncSession) -> int:
+    """The id of the row added last (0 when there is none): rows added from now on have larger ones."""
+    return int(await session.scalar(select(func.max(ModelVersion.id))) or 0)
 
 
 async def last_run_started(*, session: AsyncSession) -> datetime | None:

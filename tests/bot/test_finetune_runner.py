@@ -93,12 +93,15 @@ async def test_a_run_stopped_after_it_committed_but_before_it_reported_keeps_its
     assert [(run.version, run.decision) for run in await read_versions(database_url)] == [("gru-new", "rejected")]
 
 
+# -3600: the earlier run began an hour "in the future", and the clock was set back since.
+@pytest.mark.parametrize("earlier_run_began_s_ago", [60, -3600])
 async def test_a_run_stopped_before_it_committed_is_abandoned_whatever_earlier_runs_recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier_run_began_s_ago: float
 ) -> None:
     database_url = sqlite_database(tmp_path)
     await asyncio.to_thread(migrate.upgrade, database_url)
-    await asyncio.to_thread(exec, recording(tmp_path / "bot.db", "gru-earlier", versions.REJECTED, 60), {})
+    earlier = recording(tmp_path / "bot.db", "gru-earlier", versions.REJECTED, earlier_run_began_s_ago)
+    await asyncio.to_thread(exec, earlier, {})
     outcome = await stopped_while_waiting(tmp_path, monkeypatch, "")
     assert isinstance(outcome, RunFailed)
     recorded = [(run.version, run.decision) for run in await read_versions(database_url)]

@@ -25,18 +25,26 @@ async def add_rows(
 
 
 async def test_the_last_run_is_the_latest_that_reached_a_decision(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Fine-tunes count the verdicts set since it began: a run that died or was abandoned decided nothing."""
+    """Fine-tunes count the verdicts set since it began: a run that died or was abandoned decided nothing.
+
+    The last run is the one recorded last: after the clock was set back, it may have begun "before" the
+    one recorded ahead of it."""
     await add_rows(
         sessions,
         [
-            ("gru-run-2", None, versions.REJECTED, T0 + timedelta(hours=2)),
-            ("gru-run-1", None, versions.PROMOTED, T0 + timedelta(hours=1)),  # rows need not be in start order
+            ("gru-run-1", None, versions.REJECTED, T0 + timedelta(hours=2)),
+            ("gru-run-2", None, versions.PROMOTED, T0 + timedelta(hours=1)),  # the clock was set back meanwhile
             ("gru-run-3", None, versions.FAILED, T0 + timedelta(hours=3)),
             ("gru-run-4", None, versions.ABANDONED, T0 + timedelta(hours=4)),
         ],
     )
     async with sessions() as session:
-        assert await versions.last_run_started(session=session) == T0 + timedelta(hours=2)
+        assert await versions.last_run_started(session=session) == T0 + timedelta(hours=1)
+        first_row = await versions.last_row_id(session=session) - 3
+        assert await versions.last_run(session=session, recorded_after=first_row) == await versions.last_run(
+            session=session
+        )
+        assert await versions.last_run(session=session, recorded_after=first_row + 1) is None
 
 
 async def test_a_cycle_of_fine_tunes_has_no_origin(sessions: async_sessionmaker[AsyncSession]) -> None:
