@@ -60,12 +60,30 @@ def _copy_at_most(response: IO[bytes], out: IO[bytes], limit: int) -> None:
         copied += len(chunk)
         if copied > limit:
             raise DownloadError(f"the download exceeds {limit:,} bytes; the official archive is about 2.9 MB")
-        out.write(chunk)
+        try:
+            out.write(chunk)
+        except OSError as exc:  # this machine's fault (a full disk), not the network's
+            raise _unwritable(Path(out.name), exc) from exc
+
+
+def _unwritable(destination: Path, exc: OSError) -> DownloadError:
+    return DownloadError(
+        f"cannot write the download to {destination.parent} (the temporary folder; TMPDIR sets it): "
+        f"{exc.strerror or exc}"
+    )
 
 
 def _fetch(url: str, destination: Path, timeout: float) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, destination.open("wb") as out:
+        with destination.open("wb") as out:
+            _download_into(out, url, timeout)
+    except OSError as exc:  # opening or flushing the file; a failed write is turned into a DownloadError on the spot
+        raise _unwritable(destination, exc) from exc
+
+
+def _download_into(out: IO[bytes], url: str, timeout: float) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             _copy_at_most(response, out, MAX_ARCHIVE_BYTES)
     except ValueError as exc:  # urllib's word for a malformed URL
         raise DownloadError(f"cannot download {url!r}: {exc}") from exc

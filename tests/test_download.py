@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import http.server
 import io
@@ -20,6 +21,7 @@ from core.cli import main
 from core.cli.common import Terminated, sigterm_unwinds
 from core.data import LANGUAGES, load_dataset
 from core.download import EXPECTED_SHA256, MAX_MEMBER_BYTES, DownloadError, download_dataset
+from tests.file_limits import file_size_limit
 
 
 def test_embedded_hashes_cover_every_language() -> None:
@@ -131,6 +133,18 @@ def test_a_cut_off_download_is_a_clear_error(tiny_data_dir: Path, archive_server
     archive_server.cut_chunk_at = 100
     with pytest.raises(DownloadError, match="could not download .*broke off.*IncompleteRead"):
         download_dataset(tmp_path / "downloaded", url=archive_server.url, timeout=5)
+    assert not (tmp_path / "downloaded").exists()
+
+
+def test_a_full_temporary_folder_is_named_not_blamed_on_the_network(
+    tiny_data_dir: Path, archive_server: StaticServer, tmp_path: Path
+) -> None:
+    archive_server.body = zip_of(tiny_data_dir)
+    with file_size_limit(100), pytest.raises(DownloadError) as raised:  # the archive is larger: as on a full disk
+        download_dataset(tmp_path / "downloaded", url=archive_server.url, timeout=5)
+    message = str(raised.value)
+    assert message.startswith(f"cannot write the download to {tempfile.gettempdir()}") and "TMPDIR" in message
+    assert os.strerror(errno.EFBIG) in message and "internet" not in message
     assert not (tmp_path / "downloaded").exists()
 
 
