@@ -14,7 +14,9 @@ from telegram.ext import ContextTypes
 from bot import admin_views
 from bot.finetune_job import RunReport
 from bot.finetune_runner import FinetuneRunner, RunOutcome
+from bot.handlers import SLOW_DOWN
 from bot.live_model import LiveModel
+from bot.ratelimit import UserRateLimiter
 from core.metadata_fields import is_version_name
 
 logger = logging.getLogger(__name__)
@@ -54,10 +56,20 @@ class _Run:
 class AdminHandlers:
     """Commands only ``BOT_ADMIN_IDS`` may use, and the jobs that report to them."""
 
-    def __init__(self, *, runner: FinetuneRunner, live: LiveModel, admin_ids: frozenset[int]) -> None:
+    def __init__(
+        self,
+        *,
+        runner: FinetuneRunner,
+        live: LiveModel,
+        admin_ids: frozenset[int],
+        limiter: UserRateLimiter,
+    ) -> None:
         self.runner = runner
         self.live = live
         self.admin_ids = admin_ids
+        # The incoming limit of /guess and the rest: a refusal is a reply too, and a non-admin sending /models
+        # again and again would otherwise spend the bot's outgoing budget, holding up everyone's answers.
+        self.limiter = limiter
         self._current: _Run | None = None  # the run in progress, if this bot started it
         self._reporters: set[asyncio.Task[None]] = set()
 
@@ -68,7 +80,10 @@ class AdminHandlers:
         # In groups, silence: a bare /retrain there may be meant for another bot, and anyone could
         # otherwise make the bot post a refusal per message.
         if message is not None and message.chat.type == ChatType.PRIVATE:
-            await message.reply_text(admin_views.NOT_ADMIN)
+            if user is None or self.limiter.allow(user.id):
+                await message.reply_text(admin_views.NOT_ADMIN)
+            elif self.limiter.should_warn(user.id):  # over the limit: told once a minute, as for guesses
+                await message.reply_text(SLOW_DOWN)
         logger.warning("refused an admin command from a non-admin")  # the update's log line has the hashed user
         return False
 

@@ -74,9 +74,8 @@ def build_application(
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     service = GuessService(predictors=predictors, sessions=sessions)
-    handlers = Handlers(
-        service, UserRateLimiter(settings.guesses_per_minute), UserRateLimiter(settings.button_presses_per_minute)
-    )
+    requests = UserRateLimiter(settings.guesses_per_minute)
+    handlers = Handlers(service, requests, UserRateLimiter(settings.button_presses_per_minute))
     live = LiveModel(
         predictors=predictors,
         sessions=sessions,
@@ -86,7 +85,7 @@ def build_application(
         adopt_max_drop=settings.finetune_max_drop,
     )
     runner = FinetuneRunner(settings, live, sessions)
-    admin = AdminHandlers(runner=runner, live=live, admin_ids=settings.bot_admin_ids)
+    admin = AdminHandlers(runner=runner, live=live, admin_ids=settings.bot_admin_ids, limiter=requests)
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await application.bot.set_my_commands(COMMANDS)

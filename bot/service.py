@@ -117,7 +117,7 @@ class GuessService:
                 user_id=user_id,
                 chat_id=chat_id,
                 message_id=message_id,
-                raw_input=text,
+                raw_input=text.strip(),  # what was classified: padding around it is not kept
                 surname=result.query.surname,
                 top_languages=tuple(p.language for p in result.predictions),
                 probability=result.predictions[0].probability,

@@ -306,7 +306,12 @@ async def until_reported(admin: AdminHandlers) -> None:
 
 async def test_a_scheduled_run_reports_to_every_admin_and_a_skipped_one_to_nobody() -> None:
     runner = ScriptedRunner()
-    admin = AdminHandlers(runner=runner, live=None, admin_ids=frozenset({5, 3, 9}))  # type: ignore[arg-type]
+    admin = AdminHandlers(
+        runner=runner,
+        live=None,
+        admin_ids=frozenset({5, 3, 9}),
+        limiter=UserRateLimiter(20),  # type: ignore[arg-type]
+    )
     bot = ReportBot({3: [Forbidden("bot was blocked by the user")]})
     context = type("Context", (), {"bot": bot})()
 
