@@ -9,12 +9,14 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from telegram import InlineKeyboardMarkup
+
 from core.data import LANGUAGES
 
 MAX_BYTES = 64
 # guesses.id is an INTEGER column: 32 bits on PostgreSQL, where a larger forged id would fail the query.
 MAX_GUESS_ID = 2**31 - 1
-_PATTERN = re.compile(r"^(?P<action>[vob]):(?P<guess>[1-9][0-9]{0,9})(?::(?P<language>[0-9]{1,2}))?$")
+_PATTERN = re.compile(r"(?P<action>[vob]):(?P<guess>[1-9][0-9]{0,9})(?::(?P<language>[0-9]{1,2}))?")
 
 
 class Action(Enum):
@@ -50,7 +52,7 @@ def decode(data: str | None) -> ButtonPayload:
     """Parse and validate ``callback_data``; raises ``MalformedCallback`` on anything unexpected."""
     if not data or len(data.encode()) > MAX_BYTES:
         raise MalformedCallback("empty or oversized callback data")
-    match = _PATTERN.match(data)
+    match = _PATTERN.fullmatch(data)
     if match is None:
         raise MalformedCallback(f"unrecognized callback data {data!r}")
     action = Action(match["action"])
@@ -67,3 +69,15 @@ def decode(data: str | None) -> ButtonPayload:
             raise MalformedCallback(f"language index {index} out of range")
         language = LANGUAGES[index]
     return ButtonPayload(action=action, guess_id=guess_id, language=language)
+
+
+def guess_ids_on(markup: InlineKeyboardMarkup | None) -> set[int]:
+    """The guesses the buttons of ``markup`` are about (none for no keyboard, or buttons not of this bot)."""
+    ids = set()
+    for row in markup.inline_keyboard if markup is not None else ():
+        for button in row:
+            try:
+                ids.add(decode(button.callback_data if isinstance(button.callback_data, str) else None).guess_id)
+            except MalformedCallback:
+                continue
+    return ids

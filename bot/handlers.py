@@ -11,7 +11,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Te
 from telegram.ext import ContextTypes
 
 from bot import views
-from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode
+from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode, guess_ids_on
 from bot.keyed_locks import KeyedLocks
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, StoredGuess, VerdictRefused
@@ -150,6 +150,18 @@ class Handlers:
             return
         if chat_id is None:
             await answer(query, "That message is too old to change.", show_alert=True)
+            return
+        # callback_data is whatever the client sends, but the message comes from Telegram, keyboard and all: a
+        # press must name a guess its message's buttons are about. (A message Telegram no longer shows the bot
+        # comes without them, and cannot be checked.)
+        message = query.message
+        if (
+            isinstance(message, Message)
+            and message.is_accessible
+            and payload.guess_id not in guess_ids_on(message.reply_markup)
+        ):
+            logger.warning("a press naming a guess its message does not show")
+            await answer(query, "That button is not one of mine.", show_alert=True)
             return
         # Presses on one message run one after another. Each stores, answers, then redraws the message; when
         # they interleave, an earlier press's redraw can land last and show a choice that is no longer stored.

@@ -52,3 +52,26 @@ async def test_padding_around_a_name_is_not_stored(
     stored = await fetch(settings.database_url, "SELECT surname, raw_input FROM guesses ORDER BY surname")
     assert stored == [("Dostoevsky", "Fyodor Dostoevsky"), ("Rossi", "Rossi"), ("Smith", "Smith")]
     assert "(the surname in “Fyodor Dostoevsky”)" in texts_to(telegram, 8)[0]
+
+
+async def test_a_forged_button_naming_a_guess_its_message_does_not_show_is_refused(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    # callback_data is whatever a client sends; the pressed message, keyboard and all, comes from Telegram.
+    settings, group = settings_for(telegram, tmp_path), -100900
+    async with running_bot(settings, predictors):
+        for count, text in enumerate(["/guess Smith", "/guess Rossi", "/stats"], start=1):
+            telegram.inject_message(5, text, chat_id=group)
+            await handled(caplog, count)
+        smith, rossi, stats = sorted(message_id for (chat, message_id) in telegram.messages if chat == group)
+        before = {message_id: dict(telegram.messages[(group, message_id)]) for message_id in (smith, rossi, stats)}
+        telegram.inject_callback(6, group, smith, "o:2")  # Rossi's keyboard under the message that shows Smith
+        telegram.inject_callback(6, group, stats, "v:2:4")  # a verdict on Rossi "pressed" on the /stats message
+        await handled(caplog, 5)
+        refusals = telegram.sent("answerCallbackQuery")
+        assert [call.params.get("text") for call in refusals] == ["That button is not one of mine."] * 2
+        assert {message_id: telegram.messages[(group, message_id)] for message_id in before} == before
+        telegram.inject_callback(7, group, rossi, "o:2")  # the real button still works
+        await handled(caplog, 6)
+    assert telegram.messages[(group, rossi)]["reply_markup"] != before[rossi]["reply_markup"]  # the full keyboard
+    assert await fetch(settings.database_url, "SELECT guess_id, language FROM corrections") == []
