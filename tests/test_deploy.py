@@ -125,7 +125,7 @@ def test_compose_runs_the_bot_by_default_with_postgres_and_finetune_as_profiles(
     assert nameorigin("finetune", "--help").returncode == 0
     for name in ("bot", "finetune"):  # each waits for a healthy server when the postgres profile is on
         assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy", "required": False}
-    assert services["bot"]["ports"] == ["${BOT_HTTP_PORT:-8080}:8080"]
+    assert services["bot"]["ports"] == ["${BOT_HTTP_BIND:-127.0.0.1}:${BOT_HTTP_PORT:-8080}:8080"]  # loopback
     assert set(compose["volumes"]) == {"data", "pgdata"}
 
 
