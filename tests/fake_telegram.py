@@ -53,7 +53,7 @@ class FakeTelegram:
         self._message_ids = itertools.count(1)
         self._query_ids = itertools.count(1)
         self._answered: set[str] = set()  # callback query ids: Telegram takes one answer per press
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set, and replaced by a fresh one, at every change
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._delays: dict[str, list[float]] = {}
         self._disconnects: list[str] = []
@@ -82,7 +82,7 @@ class FakeTelegram:
     async def stop(self) -> None:
         """Close the server, first releasing long polls still waiting (a stopped bot leaves one behind)."""
         self._closing = True
-        await self._notify()
+        self._notify()
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -125,7 +125,7 @@ class FakeTelegram:
             asyncio.get_running_loop().create_task(self._deliver(update, target, self.webhook.get("secret_token")))
             return update_id
         self._updates.append(update)
-        asyncio.get_running_loop().create_task(self._notify())
+        self._notify()
         return update_id
 
     async def post_update(self, update: dict[str, Any], url: str, secret: str | None) -> int:
@@ -139,11 +139,18 @@ class FakeTelegram:
     async def _deliver(self, update: dict[str, Any], target: str, secret: str | None) -> None:
         status = await self.post_update(update, target, secret)
         self.deliveries.append((update["update_id"], target, status))
-        await self._notify()
+        self._notify()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _notify(self) -> None:
+        # Without awaiting: a handler records a call and answers it in one step, so no waiter sees the call
+        # before its message is stored (a Condition's lock, held by a waiter just woken, made the handler yield).
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _next_change(self, deadline: float) -> None:
+        """Wait for the next change, or until ``deadline``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
 
     def user(self, user_id: int) -> dict[str, Any]:
         """A user object."""
@@ -206,27 +213,21 @@ class FakeTelegram:
     async def wait_for(self, predicate: Callable[[Call], bool], timeout: float = 10.0) -> Call:
         """The first recorded call matching ``predicate``, waiting up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        async with self._changed:
-            while True:
-                for call in self.calls:
-                    if predicate(call):
-                        return call
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("no matching call to the fake Bot API")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+        while True:
+            for call in self.calls:
+                if predicate(call):
+                    return call
+            if time.monotonic() >= deadline:
+                raise TimeoutError("no matching call to the fake Bot API")
+            await self._next_change(deadline)
 
     async def wait_for_count(self, method: str, count: int, timeout: float = 30.0) -> list[Call]:
         """Wait until at least ``count`` calls of ``method`` were made."""
         deadline = time.monotonic() + timeout
-        async with self._changed:
-            while len(self.sent(method)) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"only {len(self.sent(method))} of {count} {method} calls")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+        while len(self.sent(method)) < count:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"only {len(self.sent(method))} of {count} {method} calls")
+            await self._next_change(deadline)
         return self.sent(method)
 
     # ---- the API ---------------------------------------------------------------------------------
@@ -239,7 +240,7 @@ class FakeTelegram:
         call = Call(method, params)
         if method != "getUpdates":
             self.calls.append(call)
-            await self._notify()
+            self._notify()
         delays = self._delays.get(method)
         if delays:
             await asyncio.sleep(delays.pop(0))
@@ -292,12 +293,8 @@ class FakeTelegram:
         limit = int(params.get("limit", 100) or 100)
         self._updates = [u for u in self._updates if u["update_id"] >= offset]
         deadline = time.monotonic() + timeout
-        async with self._changed:
-            while not self._updates and not self._closing and time.monotonic() < deadline:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-                except TimeoutError:
-                    break
+        while not self._updates and not self._closing and time.monotonic() < deadline:
+            await self._next_change(deadline)
         return self._updates[:limit]
 
     def _store(self, chat_id: int, text: str, params: dict[str, Any], message_id: int | None = None) -> dict[str, Any]:

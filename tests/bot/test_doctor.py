@@ -268,6 +268,7 @@ async def test_a_url_that_is_no_bot_api_is_one_line_without_the_library_tracebac
         lines = await run_doctor(monkeypatch, capsys, TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_BASE_URL=base_url)
     finally:
         server.shutdown()
+        server.server_close()  # the listening socket too, not left open for the garbage collector
     [line] = [line for line in lines if " telegram: " in line]
     assert line.startswith("✗ telegram: ")
     assert not [r for r in caplog.records if r.name.startswith("telegram")]  # no "invalid JSON" traceback
