@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,14 +73,19 @@ def shipped_checkpoint_path(kind: str = "gru") -> Path:
     return Path(str(resources.files("core") / "shipped" / f"{kind}.safetensors"))
 
 
-def _check_strings(inputs: Sequence[str]) -> None:
-    """Raise ``TypeError`` unless ``inputs`` is a sequence of ``str``: a lone string would be read letter by letter."""
+def _names(inputs: Sequence[str]) -> list[str]:
+    """``inputs`` as a list, after checking that it holds ``str`` alone: a lone string would be read letter by letter.
+
+    A list, read once: an iterator (a generator, an open file) checked in place would leave nothing to answer.
+    """
     if isinstance(inputs, str | bytes):
         raise TypeError(f"expected a list of names, not one string: use [{inputs!r}], or predict() for one name")
-    for position, item in enumerate(inputs):
+    names = list(inputs)
+    for position, item in enumerate(names):
         if not isinstance(item, str):
             hint = ": decode it first (.decode('utf-8'))" if isinstance(item, bytes | bytearray) else ""
             raise TypeError(f"input {position} is {type(item).__name__}, not str{hint}")
+    return names
 
 
 class Predictor:
@@ -94,14 +100,15 @@ class Predictor:
     def __init__(
         self, checkpoint: Checkpoint, uncertain_below: float = DEFAULT_UNCERTAIN_BELOW, prior: Prior = "dataset"
     ) -> None:
-        if not isinstance(uncertain_below, int | float) or isinstance(uncertain_below, bool):
+        # numbers.Real: NumPy's float32 is one, though not a float (float named too, for mypy).
+        if not isinstance(uncertain_below, float | numbers.Real) or isinstance(uncertain_below, bool):
             raise TypeError(f"uncertain_below must be a number, got {type(uncertain_below).__name__}")
         if math.isnan(uncertain_below) or not 0.0 <= uncertain_below <= 1.0:
             raise ValueError(f"uncertain_below must be a probability from 0 to 1, got {uncertain_below}")
         if checkpoint.model.training:  # dropout would change every answer from one call to the next
             raise ValueError("the checkpoint's model is in training mode: call model.eval() first")
         self.checkpoint = checkpoint
-        self.uncertain_below = uncertain_below
+        self.uncertain_below = float(uncertain_below)
         self._prior = prior
         self._device = next(checkpoint.model.parameters()).device
         self._logit_shift = checkpoint.metadata.logit_shift(prior)
@@ -165,8 +172,7 @@ class Predictor:
 
         Names run in chunks of ``CHUNK_SIZE``, so memory stays bounded however many are given.
         """
-        _check_strings(surnames)
-        return self._probabilities(surnames)
+        return self._probabilities(_names(surnames))
 
     def _probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
         # Chunks of similar lengths: each runs only as many recurrent steps as its own names need.
@@ -188,16 +194,16 @@ class Predictor:
     def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:
         """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order.
 
-        ``inputs`` is a list (or tuple) of strings: ``TypeError`` for one bare string or an item that is
-        not a ``str``; ``ValueError`` when ``top_k`` is not from 1 to the number of languages.
+        ``inputs`` is a list (or tuple, or any iterable) of strings: ``TypeError`` for one bare string or an item
+        that is not a ``str``; ``ValueError`` when ``top_k`` is not from 1 to the number of languages.
         """
-        _check_strings(inputs)
-        if not isinstance(top_k, int) or isinstance(top_k, bool):
+        names = _names(inputs)
+        if not isinstance(top_k, int | numbers.Integral) or isinstance(top_k, bool):  # NumPy's int64 is Integral
             raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
         if not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be between 1 and {len(self.labels)}, got {top_k}")
         parsed: list[SurnameQuery | Rejected] = []
-        for raw in inputs:
+        for raw in names:
             try:
                 parsed.append(parse_query(raw))
             except InvalidNameError as exc:

@@ -56,6 +56,21 @@ def test_uncertain_below_that_is_not_a_number_is_refused_at_construction() -> No
         untrained_predictor(uncertain_below="0.5")  # type: ignore[arg-type]
 
 
+def test_names_from_an_iterator_are_all_answered() -> None:
+    # The type check reads its input: a generator checked in place had nothing left, and the answer was [].
+    predictor = untrained_predictor()
+    names = ["Smith", "Rossi"]
+    assert predictor.predict_many(name for name in names) == predictor.predict_many(names)  # type: ignore[arg-type]
+    torch.testing.assert_close(predictor.probabilities(iter(names)), predictor.probabilities(names))  # type: ignore[arg-type]
+
+
+def test_numpy_numbers_pass_the_type_checks() -> None:
+    # A threshold or top_k computed with NumPy is a number: float32 is not a float, nor int64 an int.
+    predictor = untrained_predictor(uncertain_below=np.float32(0.25))  # type: ignore[arg-type]
+    assert predictor.uncertain_below == 0.25
+    assert len(predictor.predict("Smith", top_k=np.int64(2)).predictions) == 2  # type: ignore[arg-type]
+
+
 def test_a_model_left_in_training_mode_is_refused() -> None:
     # train_model returns its model in training mode; dropout would change every answer from call to call.
     checkpoint = untrained_predictor().checkpoint
