@@ -14,7 +14,7 @@ from telegram.ext import ContextTypes
 from bot import admin_views
 from bot.finetune_job import RunReport
 from bot.finetune_runner import FinetuneRunner, RunOutcome
-from bot.handlers import SLOW_DOWN
+from bot.handlers import sender_key, within_limit
 from bot.live_model import LiveModel
 from bot.ratelimit import UserRateLimiter
 from core.metadata_fields import is_version_name
@@ -80,10 +80,9 @@ class AdminHandlers:
         # In groups, silence: a bare /retrain there may be meant for another bot, and anyone could
         # otherwise make the bot post a refusal per message.
         if message is not None and message.chat.type == ChatType.PRIVATE:
-            if user is None or self.limiter.allow(user.id):
+            # Over the limit: told once a minute, as for guesses.
+            if user is None or await within_limit(self.limiter, message, sender_key(message, user)):
                 await message.reply_text(admin_views.NOT_ADMIN)
-            elif self.limiter.should_warn(user.id):  # over the limit: told once a minute, as for guesses
-                await message.reply_text(SLOW_DOWN)
         logger.warning("refused an admin command from a non-admin")  # the update's log line has the hashed user
         return False
 

@@ -47,6 +47,15 @@ async def answer(query: CallbackQuery, text: str | None = None, *, show_alert: b
         logger.warning("could not answer a button press: %r", exc)
 
 
+async def within_limit(limiter: UserRateLimiter, message: Message, key: int) -> bool:
+    """Count ``message`` against ``key``'s limit; over it, say so once a minute and otherwise stay quiet."""
+    if limiter.allow(key):
+        return True
+    if limiter.should_warn(key):
+        await message.reply_text(SLOW_DOWN)
+    return False
+
+
 def sender_key(message: Message, user: User) -> int:
     """Whom a message counts against for rate limits: the chat it was sent as, else its user.
 
@@ -75,12 +84,7 @@ class Handlers:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None:
             return False
-        key = sender_key(message, user)
-        if self.limiter.allow(key):
-            return True
-        if self.limiter.should_warn(key):
-            await message.reply_text(SLOW_DOWN)
-        return False
+        return await within_limit(self.limiter, message, sender_key(message, user))
 
     async def guess_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/guess <name>, or a name per line after it."""

@@ -142,3 +142,14 @@ def test_the_postgres_env_file_turns_the_profile_on_and_points_the_bot_at_it() -
         f"@postgres:5432/{postgres['POSTGRES_DB']}"
     )
     assert postgres["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-nameorigin}"  # the same variable
+
+
+def test_every_host_setting_of_the_bot_service_is_offered_in_both_env_files() -> None:
+    # With --env-file compose.postgres.env, Compose reads that file instead of .env for the ${...} in
+    # docker-compose.yml: a setting offered in .env alone is silently ignored there (BOT_HTTP_BIND was).
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    used = set(re.findall(r"\$\{(\w+)", " ".join(compose["services"]["bot"]["ports"])))
+    assert used == {"BOT_HTTP_BIND", "BOT_HTTP_PORT"}
+    for env_file in (".env.example", "compose.postgres.env"):
+        offered = set(re.findall(r"^# (\w+)=", (ROOT / env_file).read_text(), re.MULTILINE))
+        assert used <= offered, f"{env_file} does not offer {sorted(used - offered)}"

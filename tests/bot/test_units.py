@@ -307,10 +307,10 @@ async def until_reported(admin: AdminHandlers) -> None:
 async def test_a_scheduled_run_reports_to_every_admin_and_a_skipped_one_to_nobody() -> None:
     runner = ScriptedRunner()
     admin = AdminHandlers(
-        runner=runner,
-        live=None,
+        runner=runner,  # type: ignore[arg-type]
+        live=None,  # type: ignore[arg-type]
         admin_ids=frozenset({5, 3, 9}),
-        limiter=UserRateLimiter(20),  # type: ignore[arg-type]
+        limiter=UserRateLimiter(20),
     )
     bot = ReportBot({3: [Forbidden("bot was blocked by the user")]})
     context = type("Context", (), {"bot": bot})()
