@@ -19,6 +19,10 @@ def escape(text: str) -> str:
     return _escape(text, quote=False)
 
 
+# Explicit bidirectional embeddings, overrides and isolates (LRE..RLO, LRI..PDI): no name needs one, and
+# echoed unclosed, an RLO would display the rest of the line backwards.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
 BAR_WIDTH = 10
 _QUESTION = "Is the first one right?"
 _NOTE_PREFIXES = ("✅ Recorded", "📝 Recorded")
@@ -55,7 +59,7 @@ def guess_text(result: Guess) -> str:
     """The answer to a name: the surname used, the top languages with bars, and an uncertainty note."""
     lines = [f"<b>{escape(result.query.surname)}</b>"]
     if result.query.from_full_name:
-        lines[0] += f" (the surname in “{escape(result.query.raw.strip())}”)"
+        lines[0] += f" (the surname in “{escape(result.query.raw.strip().translate(_BIDI_CONTROLS))}”)"
     lines += _ranking(result)
     if result.uncertain:
         lines.append("\n🤔 <i>Uncertain: this spelling fits several languages.</i>")

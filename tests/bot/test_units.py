@@ -69,6 +69,12 @@ def test_an_answer_asks_for_a_verdict_and_a_recorded_one_no_longer_does() -> Non
     assert recorded.endswith("Spanish\n\n✅ Recorded: Italian is right. Thank you!")
 
 
+def test_the_echoed_full_name_carries_no_bidi_override() -> None:
+    # An unclosed RLO (U+202E) in the echo would show the rest of the line, the closing quote too, backwards.
+    result = Guess(parse_query("Fyodor \u202eyksveotsoD\u202c"), (LanguageGuess("Russian", 0.9),), uncertain=False)
+    assert "(the surname in “Fyodor yksveotsoD”)" in guess_text(result)
+
+
 def test_a_comparison_shows_each_model_s_own_ranking() -> None:
     query = parse_query("Dostoevsky")
     gru = Guess(query, (LanguageGuess("Russian", 0.81), LanguageGuess("Polish", 0.1)), uncertain=False)
