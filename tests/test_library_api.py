@@ -18,6 +18,8 @@ def test_a_string_given_where_a_list_of_names_belongs_is_refused() -> None:
     with pytest.raises(TypeError, match="a list of names, not one string"):
         predictor.predict_many("Smith")  # mypy accepts it: a str is a Sequence[str]
     with pytest.raises(TypeError, match="a list of names, not one string"):
+        predictor.predict_many(b"Smith")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a list of names, not one string"):
         predictor.probabilities("Smith")
 
 
@@ -51,9 +53,16 @@ def test_uncertain_below_outside_zero_to_one_is_refused(threshold: float) -> Non
         untrained_predictor(uncertain_below=threshold)
 
 
-def test_uncertain_below_that_is_not_a_number_is_refused_at_construction() -> None:
+@pytest.mark.parametrize("threshold", ["0.5", True, None])  # True would mark every answer uncertain, as 1.0
+def test_uncertain_below_that_is_not_a_number_is_refused_at_construction(threshold: object) -> None:
     with pytest.raises(TypeError, match="uncertain_below must be a number"):
-        untrained_predictor(uncertain_below="0.5")  # type: ignore[arg-type]
+        untrained_predictor(uncertain_below=threshold)  # type: ignore[arg-type]
+
+
+def test_uncertain_below_may_be_zero_or_one() -> None:
+    # The bot's UNCERTAIN_BELOW takes 0 to 1 inclusive: either end must start a predictor.
+    assert not untrained_predictor(uncertain_below=0.0).predict("Smith").uncertain
+    assert untrained_predictor(uncertain_below=1.0).predict("Smith").uncertain
 
 
 def test_names_from_an_iterator_are_all_answered() -> None:
@@ -110,13 +119,17 @@ def test_well_formed_use_still_answers() -> None:
 
 def test_saving_a_confusion_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
     matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
     from core.plots import save_confusion_plot
 
     before = matplotlib.get_backend()
     matplotlib.use("svg")  # stands for a notebook's own backend
     try:
+        figures = plt.get_fignums()
         save_confusion_plot(np.eye(3, dtype=np.int64), ["a", "b", "c"], tmp_path / "c.png", source="test")
         assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures  # no figure left open in pyplot, to be shown or kept by the caller
     finally:
         matplotlib.use(before)
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")

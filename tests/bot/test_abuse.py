@@ -39,6 +39,19 @@ async def test_admin_commands_from_a_non_admin_count_against_their_request_limit
     assert not (settings.model_dir / ".finetune.lock").exists()
 
 
+async def test_admin_refusals_and_guesses_share_one_request_limit(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A limit of its own for refusals would let a user double their replies by mixing /models with names.
+    settings = settings_for(telegram, tmp_path, guesses_per_minute=3)
+    async with running_bot(settings, predictors):
+        for count, text in enumerate(["/models", "/models", "Rossi", "Smith"], start=1):
+            telegram.inject_message(5, text)
+            await handled(caplog, count)
+    replies = texts_to(telegram, 5)
+    assert replies[:2] == [NOT_ADMIN] * 2 and "Italian" in replies[2] and replies[3:] == [SLOW_DOWN]
+
+
 async def test_padding_around_a_name_is_not_stored(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:

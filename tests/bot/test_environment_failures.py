@@ -7,10 +7,13 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot.db import migrate
@@ -109,3 +112,33 @@ def test_a_database_locked_when_the_run_is_recorded_is_one_line_and_leaves_no_fi
     assert error == "nameorigin finetune: error: cannot fine-tune: database error: database is locked"
     assert not list((settings.model_dir / "versions").glob("*.safetensors"))  # no file that no row points at
     assert not version_rows(settings.database_url)[1:]  # the shipped model's row only
+
+
+def test_a_candidate_whose_row_cannot_be_confirmed_keeps_its_file(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As when PostgreSQL commits and the connection drops before it says so: the row may point at the file, and
+    # deleting it would leave the live model without one. The database stops answering once the candidate exists.
+    settings = finetune_settings(tmp_path, real_data_dir, finetune_epochs=1, finetune_replay=200, finetune_max_drop=5)
+    migrate.upgrade(settings.database_url)
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+    gone = threading.Event()
+
+    def fine_tune_then_lose_the_database(*args: object, **kwargs: object) -> object:
+        candidate = fine_tune(*args, **kwargs)  # type: ignore[arg-type]
+        gone.set()
+        return candidate
+
+    def unreachable(*args: object) -> None:
+        if gone.is_set():
+            raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("bot.finetune_job.fine_tune", fine_tune_then_lose_the_database)
+    event.listen(Engine, "before_cursor_execute", unreachable)
+    try:
+        with pytest.raises(DBAPIError, match="disk I/O error"):
+            run_finetune(settings, force=True)
+    finally:
+        event.remove(Engine, "before_cursor_execute", unreachable)
+    [kept] = (settings.model_dir / "versions").glob("*.safetensors")
+    assert f"kept {kept}: cannot tell whether its row was committed" in caplog.text

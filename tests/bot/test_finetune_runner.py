@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from bot import finetune_runner
 from bot.app import load_predictors
@@ -144,6 +147,29 @@ async def test_a_failure_the_database_cannot_record_is_still_an_outcome(
 ) -> None:
     async with runner_with_child(tmp_path, monkeypatch, "raise SystemExit(3)", migrated=False) as runner:
         assert await outcome_of(runner) == RunFailed("the fine-tune process exited with status 3")
+
+
+async def test_a_run_whose_start_the_database_could_not_mark_claims_no_earlier_runs_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unreadable as the run began (then it was back): nothing tells this run's rows from earlier ones.
+    database_url = sqlite_database(tmp_path)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(exec, recording(tmp_path / "bot.db", "gru-earlier", versions.PROMOTED, 60), {})
+
+    def unreadable_once(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "max(model_versions.id)" in statement and not failed:
+            failed.append(statement)
+            raise sqlite3.OperationalError("database is locked")
+
+    failed: list[str] = []
+    event.listen(Engine, "before_cursor_execute", unreadable_once)
+    try:
+        async with runner_with_child(tmp_path, monkeypatch, "raise SystemExit(1)") as runner:
+            outcome = await outcome_of(runner)
+    finally:
+        event.remove(Engine, "before_cursor_execute", unreadable_once)
+    assert failed and outcome == RunFailed("the fine-tune process exited with status 1")
 
 
 async def test_a_promotion_the_bot_cannot_switch_to_at_once_is_still_reported(
