@@ -56,6 +56,7 @@ def test_eval_text_report(tiny_checkpoint: tuple[Path, Path], capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "macro-F1" in out and "Vietnamese" in out
     assert "support: test names counted for the language, once each" in out  # what a support of 0 means
+    assert "macro-F1 averages every language the test split files a name under" in out
     assert main(["eval", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--json"]) == 0
     test = json.loads(capsys.readouterr().out)["test"]
     # The figures the JSON holds, not those rounded again: 0.6675 must not show as 0.667 beside a 0.668 elsewhere.

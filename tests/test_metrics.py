@@ -53,6 +53,17 @@ def test_a_language_neither_present_nor_predicted_is_left_out_of_macro_f1() -> N
     assert metrics.macro_f1 == pytest.approx(compute_metrics(probabilities, truth, LABELS).macro_f1)
 
 
+def test_a_language_filed_but_never_predicted_counts_in_macro_f1() -> None:
+    # Every name filed under E is also filed under another language, which the model says: E is never
+    # predicted and never the effective truth, yet it is in the split and the model never finds it.
+    probabilities, truth = hand_checked_case()
+    with_e = np.hstack([probabilities, np.zeros((4, 1))])
+    truth_e = np.hstack([truth, np.array([[True], [False], [True], [False]])])  # rows 0 and 2 are right already
+    metrics = compute_metrics(with_e, truth_e, (*LABELS, "E"))
+    assert metrics.accuracy == 0.5
+    assert metrics.macro_f1 == pytest.approx((2 / 3 + 0 + 2 / 3 + 0 + 0) / 5)
+
+
 def test_top3_always_holds_the_top_answer_when_probabilities_tie() -> None:
     # Eight languages tie at the top, scattered among the others; argmax takes the first, and the top 3
     # must hold it too (an unstable sort left it out of this row's).

@@ -118,7 +118,8 @@ def print_report(report: dict[str, Any]) -> None:
     # Support depends on the model: without this line, Scottish's 0 looks like an empty test split.
     print(
         "support: test names counted for the language, once each; a name filed under several languages counts\n"
-        "for the one predicted when it is among them, else for the one of them the model ranks highest"
+        "for the one predicted when it is among them, else for the one of them the model ranks highest;\n"
+        "macro-F1 averages every language the test split files a name under, or the model predicts"
     )
     print("\nmost frequent confusions (true → predicted):")
     for pair in report["top_confusions"]:
