@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from unidecode import unidecode
 
 MAX_INPUT_CHARS = 64
+# Composing joins at most this many code points into one character (the longest canonical decomposition,
+# such as ᾄ: α and three marks), so NFC cannot bring text longer than MAX_INPUT_CHARS times it within the limit.
+_MAX_COMPOSED = 4
 
 # Characters a surname may keep after transliteration: O'Brien, Abdel-Malek, De la Cruz.
 _DISALLOWED = re.compile(r"[^A-Za-z' -]+")
@@ -135,6 +138,10 @@ def parse_query(raw: str) -> SurnameQuery:
         # Dropped, "S\0m\0i\0t\0h" would be classified as Smith, and UTF-16 text given as UTF-8 reads just so.
         hint = ": is the text UTF-16? Send UTF-8" if control.group() == "\x00" else ""
         raise InvalidNameError(f"holds a control character, U+{ord(control.group()):04X}{hint}")
+    # NFC takes time quadratic in a run of combining marks out of canonical order (a line of 100,000 took
+    # seconds): text too long to come within the limit composed is turned away before it is normalized.
+    if len(stripped) > MAX_INPUT_CHARS * _MAX_COMPOSED:
+        raise InvalidNameError(f"too long: {len(stripped)} characters, at most {MAX_INPUT_CHARS}")
     # Read composed: "Ё" typed as Е and a combining diaeresis (as macOS stores file names) is one letter,
     # transliterated as one, and counted as one. A few characters are longer composed (ज़ becomes ज and a
     # nukta): the shorter form is read.

@@ -1,3 +1,5 @@
+import unicodedata
+
 import pytest
 
 from core.text import InvalidNameError, clean_surname, displayable, parse_query
@@ -66,6 +68,7 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("O''Brien", "O'Brien", False),
         ("Jr.", "Jr", False),  # a lone suffix is all there is: kept
         ("x" * 64, "x" * 64, False),  # MAX_INPUT_CHARS itself is allowed
+        (unicodedata.normalize("NFD", "ᾄ" * 64), "a" * 64, False),  # 256 code points, 64 letters composed
     ],
 )
 def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: bool) -> None:
@@ -94,6 +97,19 @@ def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: b
 )
 def test_parse_query_rejects_bad_input(raw: str, reason: str) -> None:
     with pytest.raises(InvalidNameError, match=reason):
+        parse_query(raw)
+
+
+def test_a_long_run_of_combining_marks_is_turned_away_before_it_is_normalized(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Out of canonical order (acute, class 230, before grave below, class 220): NFC sorted them in
+    # quadratic time, about a minute for this line, before its length was checked.
+    raw = "a" + "\u0301" * 100_000 + "\u0316" * 100_000
+
+    def too_slow(form: str, text: str) -> str:
+        raise AssertionError(f"normalized {len(text)} characters")
+
+    monkeypatch.setattr(unicodedata, "normalize", too_slow)
+    with pytest.raises(InvalidNameError, match="too long: 200001 characters"):
         parse_query(raw)
 
 
