@@ -50,7 +50,9 @@ class ButtonPayload:
 
 def decode(data: str | None) -> ButtonPayload:
     """Parse and validate ``callback_data``; raises ``MalformedCallback`` on anything unexpected."""
-    if not data or len(data.encode()) > MAX_BYTES:
+    # surrogatepass: a lone surrogate (JSON can spell one) is measured, then fails the pattern, rather than
+    # raising UnicodeEncodeError past the handler that answers malformed presses.
+    if not data or len(data.encode(errors="surrogatepass")) > MAX_BYTES:
         raise MalformedCallback("empty or oversized callback data")
     match = _PATTERN.fullmatch(data)
     if match is None:

@@ -39,7 +39,7 @@ def test_payload_round_trip_fits_telegram(language: str) -> None:
 @pytest.mark.parametrize(
     "data",
     [None, "", "v:1:18", "v:0:1", "v:-1:1", "v:1", "o:1:2", "b:1:2", "q:1", "v:1:1:1", "v:1:1 ", "v:1:0\n", "o:1\n",
-     "v:1:x" * 30, f"v:{MAX_GUESS_ID + 1}:3", "o:99999999999", "b:10000000000000000000"],
+     "v:1:x" * 30, f"v:{MAX_GUESS_ID + 1}:3", "o:99999999999", "b:10000000000000000000", "v:1:\ud800", "\udcff"],
 )  # fmt: skip
 def test_malformed_payloads_are_rejected(data: str | None) -> None:
     with pytest.raises(MalformedCallback):
