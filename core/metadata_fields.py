@@ -79,12 +79,18 @@ def vocabulary_field(value: Any) -> str:
 
 
 def labels_field(value: Any) -> tuple[str, ...]:
-    """The labels: a non-empty list of distinct, non-empty strings."""
-    if not isinstance(value, list) or not value or not all(isinstance(label, str) and label for label in value):
-        raise ValueError(f"labels must be a non-empty list of non-empty strings, got {reprlib.repr(value)}")
+    """The labels: a non-empty list of distinct, non-empty, printable strings."""
+    # Printable: `predict` prints labels as they are, and a line break or a terminal escape in one would
+    # split an answer over several lines or drive the terminal.
+    if not isinstance(value, list) or not value or not all(_is_label(label) for label in value):
+        raise ValueError(f"labels must be a non-empty list of non-empty printable strings, got {reprlib.repr(value)}")
     if len(set(value)) != len(value):
         raise ValueError(f"labels must be distinct, got {reprlib.repr(value)}")
     return tuple(value)
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and value.isprintable()
 
 
 def temperature_field(value: Any) -> float:

@@ -112,9 +112,11 @@ def test_a_vocabulary_longer_than_the_model_s_embedding_is_rejected(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    "labels", [["L0", "L0", "L1"], [0, 1, 2], "L01", ["L0", "", "L2"], None, {"L0": 0, "L1": 1, "L2": 2}]
-)
-def test_labels_that_are_not_distinct_strings_are_rejected(tmp_path: Path, labels: object) -> None:
+    "labels",
+    [["L0", "L0", "L1"], [0, 1, 2], "L01", ["L0", "", "L2"], None, {"L0": 0, "L1": 1, "L2": 2},
+     ["L0", "L\n1", "L2"], ["L0", "L1\x1b[2J", "L2"], ["L0", "L1\u2028", "L2"], ["L0", "L1\ud800", "L2"]],
+)  # fmt: skip
+def test_labels_that_are_not_distinct_printable_strings_are_rejected(tmp_path: Path, labels: object) -> None:
     path = save_with(tmp_path / "m.safetensors", {"labels": labels})
     with pytest.raises(CheckpointError, match="labels must"):
         load_checkpoint(path)
