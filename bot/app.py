@@ -56,7 +56,7 @@ def load_predictors(settings: Settings) -> Predictors:
     threshold, prior = settings.uncertain_below, settings.prediction_prior
     initial = model_store.resolve(settings.model_dir, model_store.initial_checkpoint(settings.model_dir))
     gru = Predictor.from_path(initial, uncertain_below=threshold, prior=prior)
-    problem = model_store.not_a_gru(gru.checkpoint.metadata, initial)
+    problem = model_store.unservable(gru.checkpoint.metadata, initial)
     if problem is not None:
         raise CheckpointError(problem)
     rnn = Predictor.shipped("rnn", uncertain_below=threshold, prior=prior)

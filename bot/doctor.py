@@ -98,7 +98,7 @@ def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | st
             metadata.logit_shift(settings.prediction_prior)  # `serve` refuses a model that cannot apply it
     except CheckpointError as exc:
         return str(exc)
-    return model_store.not_a_gru(metadata, path) or metadata
+    return model_store.unservable(metadata, path) or metadata
 
 
 def _described(metadata: CheckpointMetadata, stored: str) -> str:

@@ -22,6 +22,7 @@ from bot.db import versions
 from bot.db.versions import VersionRecord
 from core.calibration import Prior
 from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, read_metadata
+from core.data import LANGUAGES
 from core.predict import shipped_checkpoint_path
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,21 @@ def resolve(model_dir: Path, stored: str) -> Path:
     return model_dir / relative
 
 
-def not_a_gru(metadata: CheckpointMetadata, path: Path) -> str | None:
-    """Why the checkpoint at ``path`` cannot be the bot's GRU, or None when it is a GRU."""
-    if metadata.kind == "gru":
-        return None
-    return f"{path} holds a {metadata.kind} model ({metadata.version}), but the bot answers and fine-tunes with a GRU"
+def unservable(metadata: CheckpointMetadata, path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be the bot's model, or None when it can: a GRU over the 18 languages."""
+    if metadata.kind != "gru":
+        return (
+            f"{path} holds a {metadata.kind} model ({metadata.version}), but the bot answers and fine-tunes with a GRU"
+        )
+    # The buttons offer the dataset's languages and fine-tuning trains on them: with any other labels every
+    # answer's keyboard, and every fine-tune, would fail.
+    if set(metadata.labels) != set(LANGUAGES):
+        others = ", ".join(sorted(set(metadata.labels) ^ set(LANGUAGES)))
+        return (
+            f"{path} ({metadata.version}) answers in other languages than the bot's 18 (differing: {others}), "
+            "so its buttons and fine-tuning could not work"
+        )
+    return None
 
 
 def initial_checkpoint(model_dir: Path) -> str:
@@ -81,7 +92,7 @@ def _copy_and_place(source: Path, model_dir: Path, prior: Prior) -> tuple[Path, 
             copy.flush()
             os.fsync(copy.fileno())  # on disk before the rename makes it visible
         metadata = load_checkpoint(temporary).metadata
-        problem = not_a_gru(metadata, source)
+        problem = unservable(metadata, source)
         if problem is not None:
             raise CheckpointError(problem)
         metadata.logit_shift(prior)  # raises when the model cannot answer under the bot's prior
@@ -222,7 +233,7 @@ async def _adopt_new_model(
         return
     if warned is not None and metadata.version in warned:
         return  # refused before, and said why; a new training run writes a new version
-    problem = not_a_gru(metadata, source)
+    problem = unservable(metadata, source)
     if problem is not None:  # `serve` refuses to start with it; a running bot keeps its model and says why
         _warn_once(warned, metadata.version, f"not adopting it: {problem}")
         return

@@ -18,6 +18,7 @@ from bot.db.engine import create_engine, session_factory
 from bot.live_model import LiveModel
 from bot.service import Predictors
 from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, save_checkpoint
+from core.data import LANGUAGES
 from core.predict import Predictor, shipped_checkpoint_path
 from tests.bot.conftest import running_bot, settings_for
 from tests.bot.models import trained_copy
@@ -102,7 +103,7 @@ async def test_a_model_in_model_dir_that_is_no_gru_is_neither_adopted_nor_starte
         load_predictors(settings)
 
 
-@pytest.mark.parametrize("flaw", ["weights that are not numbers", "no recorded class prior"])
+@pytest.mark.parametrize("flaw", ["weights that are not numbers", "no recorded class prior", "other languages"])
 async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture, flaw: str
 ) -> None:
@@ -112,12 +113,14 @@ async def test_a_trained_model_no_replica_could_serve_is_not_adopted(
     metadata = replace(checkpoint.metadata, version="gru-flawed-1")
     if flaw == "weights that are not numbers":
         checkpoint.model.embedding.weight.data.fill_(float("nan"))
+    elif flaw == "other languages":  # its answers would get no buttons: Klingon has none
+        metadata = replace(metadata, labels=(*LANGUAGES[:-1], "Klingon"))
     else:
         metadata = replace(metadata, class_prior=None)  # saved by a version before priors were recorded
     save_checkpoint(model_dir / "gru.safetensors", checkpoint.model, metadata)
     settings = load_settings(Settings, telegram_bot_token="1:x", model_dir=model_dir, prediction_prior="uniform")
-    with pytest.raises(CheckpointError):  # `serve` loads the file first, and refuses to start with it
-        load_predictors(settings)
+    with pytest.raises(CheckpointError, match="differing: Klingon, Vietnamese" if flaw == "other languages" else ""):
+        load_predictors(settings)  # `serve` loads the file first, and refuses to start with it
     # Should it change between that load and the adoption, it is still not made live.
     live = await model_store.live_record(sessions, model_dir, prior="uniform", adopt_trained=True)
     assert live.version == shipped.version  # still live; the database does not claim otherwise
