@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.text import LINE_END, clean_surname
+from core.text import LINE_END, MAX_INPUT_CHARS, clean_surname
 
 logger = logging.getLogger(__name__)
 
@@ -116,13 +116,14 @@ def _check_folder(folder: Path, data_dir: str | os.PathLike[str] | None) -> None
         raise DatasetError(f"dataset folder {folder} is not a folder: give the folder that holds the 18 files")
     if not folder.is_dir():
         raise _missing_folder(folder, data_dir)
-    present = {p.stem for p in folder.glob("*.txt")}
-    missing = sorted(set(LANGUAGES) - present)
-    unexpected = sorted(present - set(LANGUAGES))
+    present = {p.name for p in folder.glob("*.txt")}
+    expected = {f"{language}.txt" for language in LANGUAGES}
+    missing = sorted(expected - present)
+    unexpected = sorted(present - expected)
     if missing:
-        raise DatasetError(f"{folder}: missing language files: {', '.join(m + '.txt' for m in missing)}")
+        raise DatasetError(f"{folder}: missing language files: {', '.join(missing)}")
     if unexpected:
-        raise DatasetError(f"{folder}: unexpected files: {', '.join(u + '.txt' for u in unexpected)}")
+        raise DatasetError(f"{folder}: unexpected files: {', '.join(unexpected)}")
 
 
 def load_dataset(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
@@ -145,12 +146,16 @@ def load_dataset(data_dir: str | os.PathLike[str] | None = None) -> Dataset:
         digest.update(hashlib.sha256(raw).digest())
         lines = _decode_lines(path, raw)
         kept = 0
-        for line in lines:
+        for line_number, line in enumerate(lines, start=1):
             raw_lines += 1
             name = clean_surname(line)
             if not name:
                 blank_lines += 1
                 continue
+            if len(name) > MAX_INPUT_CHARS:  # no one could ask for it, and it would pad its batches to its length
+                raise DatasetError(
+                    f"{path}: line {line_number} holds a name of {len(name)} characters; at most {MAX_INPUT_CHARS}"
+                )
             kept += 1
             if name != line.strip():
                 normalized_lines += 1

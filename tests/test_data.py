@@ -73,9 +73,17 @@ def test_missing_file_is_named(tiny_data_dir: Path) -> None:
         load_dataset(tiny_data_dir)
 
 
-def test_unexpected_file_is_named(tiny_data_dir: Path) -> None:
-    (tiny_data_dir / "Klingon.txt").write_text("Worf\n")
-    with pytest.raises(DatasetError, match="unexpected files: Klingon.txt"):
+@pytest.mark.parametrize("stray", ["Klingon.txt", ".txt"])
+def test_unexpected_file_is_named(tiny_data_dir: Path, stray: str) -> None:
+    (tiny_data_dir / stray).write_text("Worf\n")
+    with pytest.raises(DatasetError, match=f"unexpected files: {stray}$"):
+        load_dataset(tiny_data_dir)
+
+
+def test_a_name_longer_than_prediction_accepts_is_an_error(tiny_data_dir: Path) -> None:
+    # One such line padded every batch it fell in to its length: a 5 MB line, to 5 million steps.
+    (tiny_data_dir / "Greek.txt").write_text("Papadopoulos\n" + "a" * 64 + "\n" + "Ab" * 40 + "\n")
+    with pytest.raises(DatasetError, match="Greek.txt: line 3 holds a name of 80 characters; at most 64"):
         load_dataset(tiny_data_dir)
 
 
