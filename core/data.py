@@ -96,6 +96,11 @@ def _decode_lines(path: Path, raw: bytes) -> list[str]:
     except UnicodeDecodeError as exc:
         line_number = len(_LINE_END_BYTES.findall(raw[: exc.start])) + 1
         raise DatasetError(f"{path}: line {line_number} is not valid UTF-8 ({exc.reason})") from exc
+    if (nul := raw.find(b"\0")) >= 0:
+        # UTF-16 text of Latin names is valid UTF-8 with a NUL after each letter: cleaning would drop the
+        # NULs and read most names right and the rest wrong, without a word.
+        line_number = len(_LINE_END_BYTES.findall(raw[:nul])) + 1
+        raise DatasetError(f"{path}: line {line_number} holds a NUL byte: is the file UTF-16? Save it as UTF-8")
     lines = LINE_END.split(text)
     return lines[:-1] if lines[-1] == "" else lines
 

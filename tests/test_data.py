@@ -93,6 +93,12 @@ def test_undecodable_bytes_name_the_line(tiny_data_dir: Path) -> None:
         load_dataset(tiny_data_dir)
 
 
+def test_utf16_without_a_byte_order_mark_is_an_error(tiny_data_dir: Path) -> None:
+    (tiny_data_dir / "Greek.txt").write_bytes("Papadopoulos\nNikolaou\n".encode("utf-16-le"))
+    with pytest.raises(DatasetError, match="Greek.txt: line 1 holds a NUL byte: is the file UTF-16"):
+        load_dataset(tiny_data_dir)
+
+
 def test_empty_file_is_an_error(tiny_data_dir: Path) -> None:
     (tiny_data_dir / "Dutch.txt").write_text("\n \n")
     with pytest.raises(DatasetError, match="Dutch.txt: the file holds no names"):
