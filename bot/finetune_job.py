@@ -167,7 +167,11 @@ async def _gather(settings: FinetuneSettings, sessions: async_sessionmaker[Async
         since = await versions.last_run_started(session=session)
         origin_row = await versions.fine_tuning_origin(session=session, version=live_row.version)
     assert live_row.checkpoint_path is not None  # a live version always has a checkpoint
-    live = load_checkpoint(model_store.resolve(settings.model_dir, live_row.checkpoint_path))
+    live_path = model_store.resolve(settings.model_dir, live_row.checkpoint_path)
+    live = load_checkpoint(live_path)
+    problem = model_store.unservable(live.metadata, live_path)  # else encoding the split fails with a KeyError
+    if problem is not None:
+        raise CheckpointError(problem)
     split = _load_fixed_split(settings, live)
     selection = select_trusted(votes, policy_from(settings), frozenset(ex.key for ex in split.test))
     known = [label for label in selection.trusted if label.language in live.metadata.labels]

@@ -95,6 +95,11 @@ class LiveModel:
         predictor = await asyncio.to_thread(Predictor.from_path, path, None, self._uncertain_below, self._prior)
         if predictor.version != record.version:  # the file was replaced behind the database's back
             raise CheckpointError(f"{path} holds version {predictor.version}, not {record.version}")
+        # A version registered before the bot checked this (an older release adopted it) can be live or rolled
+        # back to: answering with it would fail at every keyboard.
+        problem = model_store.unservable(predictor.checkpoint.metadata, path)
+        if problem is not None:
+            raise CheckpointError(problem)
         return predictor
 
     async def sync(self, *, adopt_trained: bool = False) -> str:

@@ -15,7 +15,7 @@ from bot.app import SERVICE_KEY, load_predictors
 from bot.config import Settings, load_settings
 from bot.db import versions
 from bot.db.engine import create_engine, session_factory
-from bot.live_model import LiveModel
+from bot.live_model import LiveModel, RollbackRefused
 from bot.service import Predictors
 from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, save_checkpoint
 from core.data import LANGUAGES
@@ -292,3 +292,32 @@ async def test_a_model_another_replica_registers_first_is_not_an_error(
     assert live.version == "gru-trained-1"
     async with sessions() as session:
         assert [r.version for r in await versions.list_versions(session=session)] == ["gru-trained-1", shipped]
+
+
+async def test_a_live_version_in_other_languages_is_neither_swapped_in_nor_rolled_back_to(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    # Adopted by a release that did not check labels, so registered in the database before an upgrade: `serve`
+    # starts with the shipped GRU (MODEL_DIR/gru.safetensors is gone), then syncs to the live version.
+    model_dir = tmp_path / "models"
+    shipped = Predictor.shipped("gru")
+    live = LiveModel(
+        predictors=Predictors(gru=shipped, rnn=Predictor.shipped("rnn")),
+        sessions=sessions,
+        model_dir=model_dir,
+        uncertain_below=0.5,
+    )
+    await live.sync(adopt_trained=True)
+    labels = (*LANGUAGES[:-1], "Klingon")
+    trained_copy(model_dir / "versions/gru-klingon.safetensors", "gru-klingon", labels=labels)
+    async with sessions.begin() as session:
+        await versions.add_version(
+            session=session, version="gru-klingon", kind="gru", checkpoint_path="versions/gru-klingon.safetensors",
+            parent_version=shipped.version, metrics={}, decision=versions.IMPORTED, reason="old release",
+        )  # fmt: skip
+    refused = await live.rollback("gru-klingon")
+    assert isinstance(refused, RollbackRefused)
+    assert live.version == shipped.version
+    async with sessions.begin() as session:
+        assert await versions.make_live(session=session, expected=shipped.version, version="gru-klingon")
+    assert await live.sync(adopt_trained=True) == shipped.version  # keeps answering with a model that can

@@ -18,13 +18,14 @@ from bot.config import FinetuneSettings
 from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
 from bot.finetune_job import run_finetune
-from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data import DatasetError, Example, load_dataset
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.data import LANGUAGES, DatasetError, Example, load_dataset
 from core.finetune import split_feedback
 from core.pipeline import evaluate_examples
 from core.predict import Predictor, shipped_checkpoint_path
 from core.split import split_dataset
 from core.text import parse_query
+from tests.bot.models import trained_copy
 from tests.bot.verdicts import PORTUGUESE_AO, UNSEEN_AO, agreed, finetune_settings, store_verdicts, version_rows
 
 SHIPPED_VERSION = load_checkpoint(shipped_checkpoint_path("gru")).metadata.version
@@ -258,3 +259,25 @@ def test_held_out_feedback_is_kept_out_of_the_replay(
     held_out = {example.key for example in holdout}
     assert set(arguments["exclude"]) == held_out
     assert not held_out & {example.key for example in arguments["feedback"]}
+
+
+def test_a_live_model_in_other_languages_is_refused_in_one_line(tmp_path: Path, real_data_dir: Path) -> None:
+    # Made live by a release that did not check labels: encoding the split for it raised a KeyError.
+    settings = finetune_settings(tmp_path, real_data_dir)
+    migrate.upgrade(settings.database_url)
+    stored = "versions/gru-klingon.safetensors"
+    trained_copy(settings.model_dir / stored, "gru-klingon", labels=(*LANGUAGES[:-1], "Klingon"))
+
+    async def make_it_live() -> None:
+        engine = create_engine(settings.database_url)
+        async with session_factory(engine).begin() as session:
+            await versions.add_version(
+                session=session, version="gru-klingon", kind="gru", checkpoint_path=stored, parent_version=None,
+                metrics={}, decision=versions.INITIAL, reason="old release", active=True,
+            )  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(make_it_live())
+    asyncio.run(store_verdicts(settings.database_url, agreed(PORTUGUESE_AO, "Portuguese")))
+    with pytest.raises(CheckpointError, match="differing: Klingon, Vietnamese"):
+        run_finetune(settings, force=True)
