@@ -112,6 +112,8 @@ async def run(rate: float, rounds: int, warm_up: int, count: int, data_dir: Path
                 busy = await guess_stream(telegram, batch, rate, reported_after(telegram, done))
                 reports.append(admin_reports(telegram)[done])
                 wall = max(c.at for c in telegram.sent("sendMessage", chat_id=ADMIN)) - began
+                if len(busy) < 2:  # too few for a percentile: the fine-tune was over at once, or no reply came
+                    raise SystemExit(f"only {len(busy)} /guess answered during the fine-tune: try a higher --rate")
                 calm = await guess_stream(telegram, [next(names) for _ in range(len(busy))], rate)
                 turns.append((percentile(busy, 95), percentile(calm, 95), wall))
                 during += busy
