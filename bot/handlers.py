@@ -201,7 +201,7 @@ class Handlers:
         if isinstance(verdict, VerdictRefused):
             await answer(query, verdict.reason, show_alert=True)
             return
-        await answer(query, "Recorded, thank you!")
+        await answer(query, views.recorded_notice(verdict))
         message = query.message
         # Telegram may send the message without its text (too old to show the bot): then only the buttons change.
         original = message.text_html if isinstance(message, Message) and message.text is not None else None

@@ -67,6 +67,14 @@ def guess_text(result: Guess) -> str:
     return "\n".join(lines)
 
 
+def recorded_notice(verdict: VerdictRecorded) -> str:
+    """The pop-up (plain text) answering a recorded press: it names what was stored, for a message too old for
+    Telegram to send the bot, whose text then cannot be redrawn, keeps showing an earlier choice."""
+    if verdict.confirmed:
+        return f"Recorded: {verdict.language} is right. Thank you!"
+    return f"Recorded: {verdict.surname} is {verdict.language}. Thank you!"
+
+
 def recorded_text(original_html: str, verdict: VerdictRecorded) -> str:
     """The answer with a line saying what was recorded."""
     # Drop the question and any earlier verdict note, so pressing again replaces the note.

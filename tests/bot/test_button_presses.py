@@ -54,7 +54,7 @@ async def test_a_recorded_press_whose_answer_times_out_is_still_shown_and_not_ap
     assert "Recorded: Italian" in edit.params["text"]
     assert await rows(settings, "SELECT language FROM corrections") == [("Italian",)]
     answers = [call.params.get("text") for call in telegram.sent("answerCallbackQuery")]
-    assert answers == ["Recorded, thank you!"]  # the one that timed out; no apology after it
+    assert answers == ["Recorded: Italian is right. Thank you!"]  # the one that timed out; no apology after it
     assert [call for call in telegram.sent("sendMessage") if "went wrong" in call.params["text"]] == []
 
 

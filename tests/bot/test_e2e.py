@@ -109,6 +109,7 @@ async def test_button_presses_store_one_row_per_user_and_guess(
         telegram.inject_callback(20, 20, message_id, full["Spanish"])
         await telegram.wait_for(lambda c: c.method == "editMessageText" and "Rossi is Spanish" in c.params["text"])
         assert await rows(settings, "SELECT user_id, language, confirmed FROM corrections") == [(20, "Spanish", 0)]
+        assert telegram.sent("answerCallbackQuery")[-1].params["text"] == "Recorded: Rossi is Spanish. Thank you!"
 
         # A second user in a group chat adds their own row for the same guess.
         answers = len(telegram.sent("answerCallbackQuery"))

@@ -36,7 +36,8 @@ async def test_a_press_on_a_message_sent_without_its_text_is_recorded_and_keeps_
         await telegram.wait_for(lambda c: c.method == "editMessageReplyMarkup")
         await asyncio.sleep(0.2)
     [answer] = telegram.sent("answerCallbackQuery")
-    assert answer.params["text"] == "Recorded, thank you!"
+    # The message keeps whatever it showed before, maybe an earlier choice: the pop-up says what was stored.
+    assert answer.params["text"] == "Recorded: Italian is right. Thank you!"
     assert not telegram.sent("editMessageText")  # no text to rebuild: rewriting it would wipe the guess
     assert "Rossi" in telegram.messages[(90, message_id)]["text"]
     assert await fetch(settings.database_url, "SELECT user_id, language FROM corrections") == [(90, "Italian")]

@@ -171,7 +171,7 @@ async def test_a_stored_verdict_whose_message_cannot_be_updated_gets_no_apology(
         telegram.inject_callback(70, 70, telegram.last_bot_message_id(70), confirm_button(reply))
         await handled(caplog, 2, timeout=60)
     [answer] = telegram.sent("answerCallbackQuery")
-    assert answer.params["text"] == "Recorded, thank you!"
+    assert answer.params["text"] == "Recorded: Italian is right. Thank you!"
     assert len(texts_to(telegram, 70)) == 1  # no "Sorry, something went wrong... try again"
     assert await fetch(settings.database_url, "SELECT user_id, confirmed FROM corrections") == [(70, 1)]
 
