@@ -43,6 +43,8 @@ class TrustedLabel:
     language: str
     supporters: tuple[Vote, ...]
     by_admin: bool
+    # Every counted verdict of the supporters on this surname, their earlier ones too: whether a choice is new.
+    history: tuple[Vote, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,28 @@ class FeedbackSelection:
     in_test_split: int  # surnames of the fixed test split: never trained on
 
     def new_votes_since(self, since: datetime | None) -> int:
-        """Verdicts supporting a trusted label that were set after ``since`` (all of them when None)."""
-        return sum(1 for label in self.trusted for vote in label.supporters if since is None or vote.updated_at > since)
+        """Verdicts supporting a trusted label that were set after ``since`` (all of them when None).
+
+        A choice its user had already made by then is not new: the same language pressed again on another
+        guess of the surname (the name asked again) counts no more than a double tap on the same guess.
+        """
+        return sum(
+            1
+            for label in self.trusted
+            for vote in label.supporters
+            if since is None or _chosen_after(vote, label.history, since)
+        )
+
+
+def _chosen_after(vote: Vote, history: Sequence[Vote], since: datetime) -> bool:
+    """Whether ``vote``'s user chose its language for the surname after ``since``, not before and again since."""
+    if vote.updated_at <= since:
+        return False
+    mine = [v for v in history if v.user_id == vote.user_id] or [vote]
+    if any(v.created_at <= since < v.updated_at for v in mine):
+        return True  # a verdict changed since then: what it said at ``since`` is no longer stored
+    before = [v for v in mine if v.updated_at <= since]
+    return not before or max(before, key=lambda v: v.updated_at).language != vote.language
 
 
 def within_daily_cap(votes: Iterable[Vote], cap: int) -> tuple[list[Vote], int]:
@@ -87,6 +109,13 @@ def _spelling(votes: Sequence[Vote]) -> str:
     return Counter(vote.surname for vote in votes).most_common(1)[0][0]
 
 
+def _label(votes: Sequence[Vote], voices: Sequence[Vote], language: str, *, by_admin: bool) -> TrustedLabel:
+    supporters = tuple(v for v in voices if v.language == language)
+    users = {v.user_id for v in supporters}
+    history = tuple(v for v in votes if v.user_id in users)
+    return TrustedLabel(_spelling(supporters), language, supporters, by_admin, history)
+
+
 def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: frozenset[str]) -> FeedbackSelection:
     """Apply the daily cap, the test-split exclusion, admin authority and majority agreement."""
     kept, over_cap = within_daily_cap(votes, policy.user_daily_cap)
@@ -103,8 +132,7 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
         admin_voices = [v for v in voices if v.user_id in policy.admin_ids]
         if admin_voices:
             language = max(admin_voices, key=lambda v: v.updated_at).language  # the latest admin choice decides
-            supporters = tuple(v for v in voices if v.language == language)
-            trusted.append(TrustedLabel(_spelling(supporters), language, supporters, by_admin=True))
+            trusted.append(_label(by_surname[key], voices, language, by_admin=True))
             continue
         ranking = Counter(vote.language for vote in voices).most_common()
         (language, count), runner_up = ranking[0], ranking[1][1] if len(ranking) > 1 else 0
@@ -113,6 +141,5 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
         elif count == runner_up:
             tied += 1
         else:
-            supporters = tuple(v for v in voices if v.language == language)
-            trusted.append(TrustedLabel(_spelling(supporters), language, supporters, by_admin=False))
+            trusted.append(_label(by_surname[key], voices, language, by_admin=False))
     return FeedbackSelection(tuple(trusted), over_cap, without_agreement, tied, in_test)

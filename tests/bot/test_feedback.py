@@ -122,3 +122,17 @@ def test_users_who_agree_with_an_admin_support_the_label_and_count_as_new_votes(
     [label] = selection.trusted
     assert label.by_admin and sorted(v.user_id for v in label.supporters) == [1, 10]
     assert selection.new_votes_since(None) == 2
+
+
+def test_the_same_choice_pressed_on_the_name_asked_again_is_not_new() -> None:
+    last_run = T0 + timedelta(minutes=10)
+    agreed = [vote("Falcao", 10, "Portuguese", 0), vote("Falcao", 11, "Portuguese", 5)]
+    # User 10 asks for Falcao again after the run and presses the same language: nothing changed.
+    asked_again = select_trusted([*agreed, vote("falcao", 10, "Portuguese", 30)], POLICY, frozenset())
+    assert asked_again.new_votes_since(last_run) == 0 and asked_again.new_votes_since(None) == 2
+    # Spanish before the run, Portuguese on the name asked again after it: a new choice.
+    switched = [vote("Falcao", 10, "Spanish", 0), *agreed[1:], vote("Falcao", 10, "Portuguese", 30)]
+    assert select_trusted(switched, POLICY, frozenset()).new_votes_since(last_run) == 1
+    # A second guess's verdict changed after the run: what it said at the run is no longer stored, so it is new.
+    changed = Vote("Falcao", 10, "Portuguese", T0 + timedelta(minutes=1), updated_at=T0 + timedelta(minutes=40))
+    assert select_trusted([*agreed, changed], POLICY, frozenset()).new_votes_since(last_run) == 1
