@@ -116,9 +116,21 @@ def _label(votes: Sequence[Vote], voices: Sequence[Vote], language: str, *, by_a
     return TrustedLabel(_spelling(supporters), language, supporters, by_admin, history)
 
 
+def _without_taken_back(votes: Sequence[Vote], kept: Sequence[Vote]) -> list[Vote]:
+    # A user whose latest choice for a surname fell over the daily cap took their earlier ones back: they have
+    # no voice on it (rather than the choice they replaced).
+    latest: dict[tuple[int, str], Vote] = {}
+    for vote in sorted(votes, key=lambda v: v.updated_at):
+        latest[(vote.user_id, vote.surname.lower())] = vote
+    counted = {id(vote) for vote in kept}
+    return [vote for vote in kept if id(latest[(vote.user_id, vote.surname.lower())]) in counted]
+
+
 def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: frozenset[str]) -> FeedbackSelection:
     """Apply the daily cap, the test-split exclusion, admin authority and majority agreement."""
+    votes = list(votes)
     kept, over_cap = within_daily_cap(votes, policy.user_daily_cap)
+    kept = _without_taken_back(votes, kept)
     by_surname: dict[str, list[Vote]] = defaultdict(list)
     for vote in kept:
         by_surname[vote.surname.lower()].append(vote)

@@ -136,3 +136,12 @@ def test_the_same_choice_pressed_on_the_name_asked_again_is_not_new() -> None:
     # A second guess's verdict changed after the run: what it said at the run is no longer stored, so it is new.
     changed = Vote("Falcao", 10, "Portuguese", T0 + timedelta(minutes=1), updated_at=T0 + timedelta(minutes=40))
     assert select_trusted([*agreed, changed], POLICY, frozenset()).new_votes_since(last_run) == 1
+
+
+def test_a_choice_taken_back_over_the_daily_cap_does_not_count() -> None:
+    policy = FeedbackPolicy(min_agreement=2, user_daily_cap=2)
+    # User 10 says Spanish, spends the cap on another name, then asks for Falcao again and says Portuguese.
+    votes = [vote("Falcao", 10, "Spanish"), vote("Rossi", 10, "Italian", 1), vote("Falcao", 11, "Spanish", 2)]
+    assert labels(votes, policy) == {"Falcao": "Spanish"}
+    selection = select_trusted([*votes, vote("Falcao", 10, "Portuguese", 3)], policy, frozenset())
+    assert selection.trusted == () and selection.over_daily_cap == 1 and selection.without_agreement == 2
