@@ -21,7 +21,7 @@ from core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 from core.data import LANGUAGES
 from core.predict import Predictor, shipped_checkpoint_path
 from tests.bot.conftest import running_bot, settings_for
-from tests.bot.models import trained_copy
+from tests.bot.models import shipped_live_model, trained_copy
 from tests.fake_telegram import FakeTelegram
 
 
@@ -300,24 +300,19 @@ async def test_a_live_version_in_other_languages_is_neither_swapped_in_nor_rolle
     # Adopted by a release that did not check labels, so registered in the database before an upgrade: `serve`
     # starts with the shipped GRU (MODEL_DIR/gru.safetensors is gone), then syncs to the live version.
     model_dir = tmp_path / "models"
-    shipped = Predictor.shipped("gru")
-    live = LiveModel(
-        predictors=Predictors(gru=shipped, rnn=Predictor.shipped("rnn")),
-        sessions=sessions,
-        model_dir=model_dir,
-        uncertain_below=0.5,
-    )
+    live = shipped_live_model(sessions, model_dir)
+    shipped = live.version
     await live.sync(adopt_trained=True)
     labels = (*LANGUAGES[:-1], "Klingon")
     trained_copy(model_dir / "versions/gru-klingon.safetensors", "gru-klingon", labels=labels)
     async with sessions.begin() as session:
         await versions.add_version(
             session=session, version="gru-klingon", kind="gru", checkpoint_path="versions/gru-klingon.safetensors",
-            parent_version=shipped.version, metrics={}, decision=versions.IMPORTED, reason="old release",
+            parent_version=shipped, metrics={}, decision=versions.IMPORTED, reason="old release",
         )  # fmt: skip
     refused = await live.rollback("gru-klingon")
     assert isinstance(refused, RollbackRefused)
-    assert live.version == shipped.version
+    assert live.version == shipped
     async with sessions.begin() as session:
-        assert await versions.make_live(session=session, expected=shipped.version, version="gru-klingon")
-    assert await live.sync(adopt_trained=True) == shipped.version  # keeps answering with a model that can
+        assert await versions.make_live(session=session, expected=shipped, version="gru-klingon")
+    assert await live.sync(adopt_trained=True) == shipped  # keeps answering with a model that can
