@@ -43,8 +43,9 @@ class TrustedLabel:
     language: str
     supporters: tuple[Vote, ...]
     by_admin: bool
-    # Every counted verdict of the supporters on this surname, their earlier ones too: whether a choice is new.
+    # Every verdict of the supporters on this surname, their earlier ones too: whether a choice is new.
     history: tuple[Vote, ...] = ()
+    over_cap: tuple[Vote, ...] = ()  # those of ``history`` beyond their user's daily cap
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,21 @@ class FeedbackSelection:
             1
             for label in self.trusted
             for vote in label.supporters
-            if since is None or _chosen_after(vote, label.history, since)
+            if since is None or _chosen_after(vote, label.history, label.over_cap, since)
         )
 
 
-def _chosen_after(vote: Vote, history: Sequence[Vote], since: datetime) -> bool:
+def _chosen_after(vote: Vote, history: Sequence[Vote], over_cap: Sequence[Vote], since: datetime) -> bool:
     """Whether ``vote``'s user chose its language for the surname after ``since``, not before and again since."""
     if vote.updated_at <= since:
         return False
     mine = [v for v in history if v.user_id == vote.user_id] or [vote]
     if any(v.created_at <= since < v.updated_at for v in mine):
         return True  # a verdict changed since then: what it said at ``since`` is no longer stored
-    before = [v for v in mine if v.updated_at <= since]
-    return not before or max(before, key=lambda v: v.updated_at).language != vote.language
+    uncounted = {id(v) for v in over_cap}
+    # Their voice at ``since``, by the rules of now: none when the choice they had made last was over the cap.
+    then = _voice([v for v in mine if v.updated_at <= since], {id(v) for v in mine if id(v) not in uncounted})
+    return then is None or then.language != vote.language
 
 
 def within_daily_cap(votes: Iterable[Vote], cap: int) -> tuple[list[Vote], int]:
@@ -109,31 +112,50 @@ def _spelling(votes: Sequence[Vote]) -> str:
     return Counter(vote.surname for vote in votes).most_common(1)[0][0]
 
 
-def _label(votes: Sequence[Vote], voices: Sequence[Vote], language: str, *, by_admin: bool) -> TrustedLabel:
+def _label(
+    votes: Sequence[Vote], voices: Sequence[Vote], language: str, counted: set[int], *, by_admin: bool
+) -> TrustedLabel:
     supporters = tuple(v for v in voices if v.language == language)
     users = {v.user_id for v in supporters}
     history = tuple(v for v in votes if v.user_id in users)
-    return TrustedLabel(_spelling(supporters), language, supporters, by_admin, history)
+    over_cap = tuple(v for v in history if id(v) not in counted)
+    return TrustedLabel(_spelling(supporters), language, supporters, by_admin, history, over_cap)
+
+
+def _voice(mine: Sequence[Vote], counted: set[int]) -> Vote | None:
+    """A user's one voice on a surname, from all their verdicts on it (``counted``: the ids of those within the
+    daily cap): their latest counted verdict, or none when their latest choice, over the cap, says another
+    language: a choice they took back must not count."""
+    kept = [v for v in mine if id(v) in counted]
+    if not kept:
+        return None
+    latest = sorted(mine, key=lambda v: v.updated_at)[-1]
+    voice = sorted(kept, key=lambda v: v.updated_at)[-1]
+    return voice if voice.language == latest.language else None
 
 
 def _without_taken_back(votes: Sequence[Vote], kept: Sequence[Vote]) -> list[Vote]:
-    # A user whose latest choice for a surname fell over the daily cap took their earlier ones back: they have
-    # no voice on it (rather than the choice they replaced).
-    latest: dict[tuple[int, str], Vote] = {}
-    for vote in sorted(votes, key=lambda v: v.updated_at):
-        latest[(vote.user_id, vote.surname.lower())] = vote
+    # The verdicts of users who have a voice on their surname (see _voice).
     counted = {id(vote) for vote in kept}
-    return [vote for vote in kept if id(latest[(vote.user_id, vote.surname.lower())]) in counted]
+    mine: dict[tuple[int, str], list[Vote]] = defaultdict(list)
+    for vote in votes:
+        mine[(vote.user_id, vote.surname.lower())].append(vote)
+    voiced = {key for key, theirs in mine.items() if _voice(theirs, counted) is not None}
+    return [vote for vote in kept if (vote.user_id, vote.surname.lower()) in voiced]
 
 
 def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: frozenset[str]) -> FeedbackSelection:
     """Apply the daily cap, the test-split exclusion, admin authority and majority agreement."""
     votes = list(votes)
     kept, over_cap = within_daily_cap(votes, policy.user_daily_cap)
+    counted = {id(vote) for vote in kept}
     kept = _without_taken_back(votes, kept)
     by_surname: dict[str, list[Vote]] = defaultdict(list)
     for vote in kept:
         by_surname[vote.surname.lower()].append(vote)
+    all_by_surname: dict[str, list[Vote]] = defaultdict(list)
+    for vote in votes:
+        all_by_surname[vote.surname.lower()].append(vote)
     trusted: list[TrustedLabel] = []
     without_agreement = tied = in_test = 0
     for key in sorted(by_surname):
@@ -144,7 +166,7 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
         admin_voices = [v for v in voices if v.user_id in policy.admin_ids]
         if admin_voices:
             language = max(admin_voices, key=lambda v: v.updated_at).language  # the latest admin choice decides
-            trusted.append(_label(by_surname[key], voices, language, by_admin=True))
+            trusted.append(_label(all_by_surname[key], voices, language, counted, by_admin=True))
             continue
         ranking = Counter(vote.language for vote in voices).most_common()
         (language, count), runner_up = ranking[0], ranking[1][1] if len(ranking) > 1 else 0
@@ -153,5 +175,5 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
         elif count == runner_up:
             tied += 1
         else:
-            trusted.append(_label(by_surname[key], voices, language, by_admin=False))
+            trusted.append(_label(all_by_surname[key], voices, language, counted, by_admin=False))
     return FeedbackSelection(tuple(trusted), over_cap, without_agreement, tied, in_test)

@@ -145,3 +145,24 @@ def test_a_choice_taken_back_over_the_daily_cap_does_not_count() -> None:
     assert labels(votes, policy) == {"Falcao": "Spanish"}
     selection = select_trusted([*votes, vote("Falcao", 10, "Portuguese", 3)], policy, frozenset())
     assert selection.trusted == () and selection.over_daily_cap == 1 and selection.without_agreement == 2
+
+
+def test_the_same_choice_repeated_over_the_daily_cap_keeps_the_users_voice() -> None:
+    policy = FeedbackPolicy(min_agreement=2, user_daily_cap=2)
+    # User 10 spends the cap, then asks for Falcao again and presses Spanish again: nothing was taken back.
+    votes = [vote("Falcao", 10, "Spanish"), vote("Rossi", 10, "Italian", 1), vote("Falcao", 11, "Spanish", 2)]
+    selection = select_trusted([*votes, vote("Falcao", 10, "Spanish", 3)], policy, frozenset())
+    assert [label.language for label in selection.trusted] == ["Spanish"] and selection.over_daily_cap == 1
+    assert selection.new_votes_since(T0 + timedelta(minutes=10)) == 0
+
+
+def test_a_voice_regained_after_a_choice_over_the_cap_is_new() -> None:
+    policy = FeedbackPolicy(min_agreement=2, user_daily_cap=1)
+    last_run = T0 + timedelta(minutes=10)
+    # At the run user 10's latest choice, Spanish, was over the cap: no voice, and Falcao had one supporter.
+    votes = [vote("Falcao", 10, "Portuguese"), vote("Falcao", 10, "Spanish", 1), vote("Falcao", 11, "Portuguese", 2)]
+    assert labels(votes, policy) == {}
+    # The next day they choose Portuguese again: Falcao is trusted now, through a verdict made since the run.
+    selection = select_trusted([*votes, vote("Falcao", 10, "Portuguese", 24 * 60)], policy, frozenset())
+    assert [label.language for label in selection.trusted] == ["Portuguese"]
+    assert selection.new_votes_since(last_run) == 1
