@@ -36,20 +36,24 @@ def _under_prior(scores: dict[str, Any]) -> str:
     return "" if prior == "dataset" else f" ({escape(str(prior))} prior)"
 
 
+def _names(count: int, kind: str = "") -> str:
+    return f"{count} {kind}name{'' if count == 1 else 's'}"
+
+
 def _figures(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str, int]) -> list[str]:
     change = change_in_points(live["test_accuracy"], candidate["test_accuracy"])  # the gate's own figure
     return [
         f"Test accuracy{_under_prior(candidate)}: {_percent(live['test_accuracy'])} → "
         f"{_percent(candidate['test_accuracy'])} ({change:+.2f} pts)",
         f"Test macro-F1: {live['test_macro_f1']:.3f} → {candidate['test_macro_f1']:.3f}",
-        f"Held-out feedback ({feedback.get('holdout', 0)} names): "
+        f"Held-out feedback ({_names(feedback.get('holdout', 0))}): "
         f"{_percent(live['feedback_accuracy'])} → {_percent(candidate['feedback_accuracy'])}",
     ]
 
 
 def _feedback_line(feedback: dict[str, int]) -> str:
     return (
-        f"Feedback: {feedback.get('trusted', 0)} trusted names, {feedback.get('train', 0)} trained on; "
+        f"Feedback: {_names(feedback.get('trusted', 0), 'trusted ')}, {feedback.get('train', 0)} trained on; "
         f"left out: {feedback.get('over_daily_cap', 0)} over the daily cap, "
         f"{feedback.get('without_agreement', 0)} without agreement, {feedback.get('tied', 0)} tied, "
         f"{feedback.get('in_test_split', 0)} in the test split"

@@ -22,7 +22,7 @@ def register(commands: Any) -> None:
     db = commands.add_parser("db", help="manage the bot's database")
     actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
     upgrade = actions.add_parser("upgrade", help="apply migrations (default: to head)")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head, the newest)")
     upgrade.set_defaults(handler=run_db)
     downgrade = actions.add_parser("downgrade", help="revert migrations to REVISION (-1: one step; base: drop all)")
     # No default: reverting to "base" drops every table, which nobody should get by leaving out an argument.
@@ -36,7 +36,11 @@ def register(commands: Any) -> None:
     finetune.add_argument("--force", action="store_true", help="run even with fewer than FINETUNE_MIN_NEW new verdicts")
     finetune.add_argument("--json", action="store_true", help="print the report as one JSON line")
     finetune.add_argument(
-        "--nice", type=niceness, default=0, help="lower this process's CPU priority by N, 0 to 19 (default: 0)"
+        "--nice",
+        type=niceness,
+        default=0,
+        metavar="N",
+        help="lower this process's CPU priority by N, 0 to 19 (default: 0)",
     )
     finetune.set_defaults(handler=run_finetune_command)
     doctor = commands.add_parser("doctor", help="check settings, database, model and dataset; name what is missing")

@@ -266,7 +266,8 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
         if not inputs.train:
             return RunReport("skipped", "no trusted feedback yet", inputs.live_version, feedback=inputs.counts)
         if not force and new_votes < settings.finetune_min_new:
-            message = f"{new_votes} new usable verdicts since the last run; {settings.finetune_min_new} needed"
+            verdicts = "verdict" if new_votes == 1 else "verdicts"
+            message = f"{new_votes} new usable {verdicts} since the last run; {settings.finetune_min_new} needed"
             return RunReport("skipped", message, inputs.live_version, feedback=inputs.counts)
 
         device = torch.device("cpu")

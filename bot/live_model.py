@@ -175,7 +175,7 @@ class LiveModel:
                 if target is None:
                     return RollbackRefused(f"There is no version {version}. /models lists them.")
                 if not target.servable:
-                    return RollbackRefused(f"{version} was {target.decision} and has no checkpoint.")
+                    return RollbackRefused(f"{version} has no checkpoint to go back to (run {target.decision}).")
             if target.version == live.version:
                 return RollbackRefused(f"{target.version} is already live.")
             try:

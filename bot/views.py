@@ -101,7 +101,8 @@ def comparison_text(comparison: Comparison) -> str:
 def stats_text(stats: Stats, model_version: str) -> str:
     """The /stats reply."""
     share = stats.confirmed_share
-    right = f"{share:.0%} of {stats.corrections} verdicts" if share is not None else "no verdicts yet"
+    verdicts = f"{stats.corrections} verdict{'' if stats.corrections == 1 else 's'}"
+    right = f"{share:.0%} of {verdicts}" if share is not None else "no verdicts yet"
     return (
         "<b>Statistics</b>\n"
         f"Guesses: {stats.guesses} from {stats.users} user{'' if stats.users == 1 else 's'}\n"

@@ -57,6 +57,8 @@ def test_stats_show_the_share_confirmed_the_live_model_and_zero_users_in_the_plu
     assert "Live model: <code>gru-20260101T000000Z</code>" in text
     some = Stats(guesses=9, corrections=4, confirmed=3, users=2)
     assert "Confirmed right: 75% of 4 verdicts" in stats_text(some, "g")
+    one = Stats(guesses=1, corrections=1, confirmed=1, users=1)
+    assert "Confirmed right: 100% of 1 verdict\n" in stats_text(one, "g")
 
 
 def test_an_answer_asks_for_a_verdict_and_a_recorded_one_no_longer_does() -> None:
@@ -208,10 +210,12 @@ def test_fine_tune_reports_name_a_prior_other_than_the_dataset_s() -> None:
         scores = {"test_accuracy": 0.7806, "test_macro_f1": 0.532, "feedback_accuracy": None}
         live, candidate = ({**scores, "prior": prior} if prior else dict(scores) for _ in range(2))
         candidate["test_accuracy"] = 0.781
-        return run_report(RunReport("promoted", "ok", "gru-a", "gru-b", live, candidate, {"holdout": 0}, 1.0))
+        feedback = {"holdout": 1, "trusted": 1}
+        return run_report(RunReport("promoted", "ok", "gru-a", "gru-b", live, candidate, feedback, 1.0))
 
     assert "Test accuracy (uniform prior): 78.06% → 78.10% (+0.04 pts)" in report("uniform")
     assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report("dataset")
+    assert "Held-out feedback (1 name):" in report("dataset") and "Feedback: 1 trusted name," in report("dataset")
     assert "Test accuracy: 78.06% → 78.10% (+0.04 pts)" in report(None)  # runs recorded before the prior was
 
 

@@ -63,7 +63,7 @@ async def test_rollback_refuses_what_cannot_serve_and_loses_a_race_safely(
             metrics={}, decision=versions.REJECTED, reason="test accuracy would drop",
         )  # fmt: skip
     refused = await live.rollback("gru-rejected")
-    assert isinstance(refused, RollbackRefused) and "rejected and has no checkpoint" in refused.reason
+    assert isinstance(refused, RollbackRefused) and "has no checkpoint to go back to (run rejected)" in refused.reason
     assert isinstance(await live.rollback(), RollbackRefused)  # nothing older to go back to
 
     trained_copy(model_dir / "gru.safetensors", "gru-trained-1")
