@@ -123,7 +123,7 @@ class Handlers:
         assert message is not None and user is not None  # _within_limit needs both
         outcome = await self.service.guess(user_id=user.id, chat_id=chat.id, message_id=message.message_id, text=text)
         if isinstance(outcome, Rejected):
-            await message.reply_text(f"I can't classify that: {outcome.reason}.")
+            await message.reply_text(views.refusal_text(text, outcome.reason))
             return True
         await self._send_guess(update, outcome)
         return True
@@ -236,7 +236,7 @@ class Handlers:
             return
         outcome = await self.service.compare(text)
         if isinstance(outcome, Rejected):
-            await message.reply_text(f"I can't classify that: {outcome.reason}.")
+            await message.reply_text(views.refusal_text(text, outcome.reason))
             return
         await message.reply_html(views.comparison_text(outcome))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from html import escape as _escape
 
@@ -12,6 +13,7 @@ from bot.db.repository import Stats
 from bot.service import Comparison, VerdictRecorded
 from core.data import LANGUAGES
 from core.predict import Guess
+from core.text import displayable
 
 
 def escape(text: str) -> str:
@@ -22,6 +24,11 @@ def escape(text: str) -> str:
 # Explicit bidirectional embeddings, overrides and isolates (LRE..RLO, LRI..PDI): no name needs one, and
 # echoed unclosed, an RLO would display the rest of the line backwards.
 _BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+# Controls, format characters (bidi marks, zero-width joiners) and line or paragraph separators: an input is
+# often refused for holding one, and echoed they would be invisible or reorder the line.
+_UNSHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+REFUSED_ECHO_CHARS = 40  # a refused input is named this far: enough to tell the lines of a pasted list apart
 
 BAR_WIDTH = 10
 _QUESTION = "Is the first one right?"
@@ -65,6 +72,15 @@ def guess_text(result: Guess) -> str:
         lines.append("\n🤔 <i>Uncertain: this spelling fits several languages.</i>")
     lines.append("\n" + _QUESTION)
     return "\n".join(lines)
+
+
+def refusal_text(raw: str, reason: str) -> str:
+    """Plain text: why ``raw`` cannot be classified, naming it (shortened, its invisible characters left out), so
+    a refusal among the answers to a pasted list says which line it is about."""
+    shown = "".join(c for c in displayable(raw.strip()) if unicodedata.category(c) not in _UNSHOWN_CATEGORIES)
+    if len(shown) > REFUSED_ECHO_CHARS:
+        shown = shown[: REFUSED_ECHO_CHARS - 1] + "…"
+    return f"I can't classify “{shown}”: {reason}." if shown.strip() else f"I can't classify that: {reason}."
 
 
 def recorded_notice(verdict: VerdictRecorded) -> str:

@@ -1,4 +1,5 @@
-"""What one user can make the bot do or keep: refusals flooded at it, padding stored, forged button payloads."""
+"""What one user can make the bot do or keep: refusals flooded at it, padding stored, forged button payloads,
+invisible characters echoed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bot.admin_views import NOT_ADMIN
 from bot.handlers import SLOW_DOWN
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
+from bot.views import refusal_text
 from tests.bot.conftest import running_bot, settings_for
 from tests.bot.test_unusual_updates import handled, texts_to
 from tests.databases import fetch
@@ -88,3 +90,12 @@ async def test_a_forged_button_naming_a_guess_its_message_does_not_show_is_refus
         await handled(caplog, 6)
     assert telegram.messages[(group, rossi)]["reply_markup"] != before[rossi]["reply_markup"]  # the full keyboard
     assert await fetch(settings.database_url, "SELECT guess_id, language FROM corrections") == []
+
+
+def test_a_refusal_names_its_input_shortened_and_without_invisible_characters() -> None:
+    assert refusal_text("Smith\x00Jones", "holds a control character") == (
+        "I can't classify “SmithJones”: holds a control character."
+    )
+    assert "“" + "x" * 39 + "…”: too long" in refusal_text("x" * 5000, "too long")
+    assert refusal_text("a\u202eb\u2028c\udcff", "r") == "I can't classify “abc\ufffd”: r."  # an RLO reorders the line
+    assert refusal_text("\u200f\u200e", "no letters") == "I can't classify that: no letters."
