@@ -21,7 +21,7 @@ from core.text import LINE_END
 
 logger = logging.getLogger(__name__)
 
-SLOW_DOWN = "You're sending names faster than I can take them. Please wait a minute and try again."
+SLOW_DOWN = "You're sending messages faster than I can take them. Please wait a minute and try again."
 PRESSING_TOO_FAST = "You're pressing buttons faster than I can record them. Please wait a minute."
 EMPTY_GUESS = "Send a surname after the command, for example: <code>/guess Nakamura</code>"
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
