@@ -100,14 +100,6 @@ def within_daily_cap(votes: Iterable[Vote], cap: int) -> tuple[list[Vote], int]:
     return kept, dropped
 
 
-def _latest_per_user(votes: Sequence[Vote]) -> list[Vote]:
-    # A user who guessed the same surname twice has one voice: their most recent choice.
-    latest: dict[int, Vote] = {}
-    for vote in sorted(votes, key=lambda v: v.updated_at):
-        latest[vote.user_id] = vote
-    return list(latest.values())
-
-
 def _spelling(votes: Sequence[Vote]) -> str:
     return Counter(vote.surname for vote in votes).most_common(1)[0][0]
 
@@ -134,14 +126,13 @@ def _voice(mine: Sequence[Vote], counted: set[int]) -> Vote | None:
     return voice if voice.language == latest.language else None
 
 
-def _without_taken_back(votes: Sequence[Vote], kept: Sequence[Vote]) -> list[Vote]:
-    # The verdicts of users who have a voice on their surname (see _voice).
-    counted = {id(vote) for vote in kept}
-    mine: dict[tuple[int, str], list[Vote]] = defaultdict(list)
-    for vote in votes:
-        mine[(vote.user_id, vote.surname.lower())].append(vote)
-    voiced = {key for key, theirs in mine.items() if _voice(theirs, counted) is not None}
-    return [vote for vote in kept if (vote.user_id, vote.surname.lower()) in voiced]
+def _voices(votes: Sequence[Vote], counted: set[int]) -> list[Vote]:
+    """Each user's one voice on a surname (see ``_voice``), from all verdicts on it; users in the order of their
+    first counted verdict."""
+    theirs: dict[int, list[Vote]] = defaultdict(list)
+    for vote in sorted(votes, key=lambda v: (id(v) not in counted, v.updated_at, v.created_at, v.user_id)):
+        theirs[vote.user_id].append(vote)
+    return [voice for mine in theirs.values() if (voice := _voice(mine, counted)) is not None]
 
 
 def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: frozenset[str]) -> FeedbackSelection:
@@ -149,24 +140,22 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
     votes = list(votes)
     kept, over_cap = within_daily_cap(votes, policy.user_daily_cap)
     counted = {id(vote) for vote in kept}
-    kept = _without_taken_back(votes, kept)
     by_surname: dict[str, list[Vote]] = defaultdict(list)
-    for vote in kept:
-        by_surname[vote.surname.lower()].append(vote)
-    all_by_surname: dict[str, list[Vote]] = defaultdict(list)
     for vote in votes:
-        all_by_surname[vote.surname.lower()].append(vote)
+        by_surname[vote.surname.lower()].append(vote)
     trusted: list[TrustedLabel] = []
     without_agreement = tied = in_test = 0
     for key in sorted(by_surname):
+        voices = _voices(by_surname[key], counted)
+        if not voices:  # every verdict on it over the cap, or taken back there
+            continue
         if key in test_keys:
             in_test += 1
             continue
-        voices = _latest_per_user(by_surname[key])
         admin_voices = [v for v in voices if v.user_id in policy.admin_ids]
         if admin_voices:
             language = max(admin_voices, key=lambda v: v.updated_at).language  # the latest admin choice decides
-            trusted.append(_label(all_by_surname[key], voices, language, counted, by_admin=True))
+            trusted.append(_label(by_surname[key], voices, language, counted, by_admin=True))
             continue
         ranking = Counter(vote.language for vote in voices).most_common()
         (language, count), runner_up = ranking[0], ranking[1][1] if len(ranking) > 1 else 0
@@ -175,5 +164,5 @@ def select_trusted(votes: Iterable[Vote], policy: FeedbackPolicy, test_keys: fro
         elif count == runner_up:
             tied += 1
         else:
-            trusted.append(_label(all_by_surname[key], voices, language, counted, by_admin=False))
+            trusted.append(_label(by_surname[key], voices, language, counted, by_admin=False))
     return FeedbackSelection(tuple(trusted), over_cap, without_agreement, tied, in_test)
