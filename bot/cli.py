@@ -31,7 +31,8 @@ def register(commands: Any) -> None:
     current = actions.add_parser("current", help="print the database's revision")
     current.set_defaults(handler=run_db)
     finetune = commands.add_parser(
-        "finetune", help="fine-tune the live GRU on trusted feedback, gate it, and promote it if it is no worse"
+        "finetune",
+        help="fine-tune the live GRU on trusted feedback, gate it, and promote it if it passes (FINETUNE_MAX_DROP)",
     )
     finetune.add_argument("--force", action="store_true", help="run even with fewer than FINETUNE_MIN_NEW new verdicts")
     finetune.add_argument("--json", action="store_true", help="print the report as one JSON line")

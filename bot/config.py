@@ -139,7 +139,7 @@ class Settings(FinetuneSettings):
 
     telegram_bot_token: SecretStr = Field(description="token from @BotFather")
     telegram_api_base_url: str = Field(DEFAULT_API_BASE_URL, description="Bot API base URL (self-hosted or tests)")
-    guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit on names (and /stats)")
+    guesses_per_minute: int = Field(20, ge=1, description="per-user incoming limit (each name of a list counts)")
     button_presses_per_minute: int = Field(
         60, ge=1, description="per-user limit on inline-button presses, each a database write"
     )
