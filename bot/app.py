@@ -37,14 +37,14 @@ logger = logging.getLogger(__name__)
 
 SERVICE_KEY = "nameorigin.service"  # bot_data key of the GuessService
 # What the handlers read: Telegram need not send the rest (edits, member changes, polls...).
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 
-COMMANDS = [
+COMMANDS = (
     BotCommand("guess", "guess the origin of a surname"),
     BotCommand("compare", "GRU and hand-written RNN side by side"),
     BotCommand("stats", "how often the bot was right"),
     BotCommand("help", "how to use the bot"),
-]
+)
 
 
 def load_predictors(settings: Settings) -> Predictors:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def register(commands: Any) -> None:
-    """Add ``serve`` and ``db upgrade|downgrade|current``."""
+    """Add ``serve``, ``db upgrade|downgrade|current``, ``finetune`` and ``doctor``."""
     serve = commands.add_parser("serve", help="run the Telegram bot (long polling, or webhooks with WEBHOOK_URL)")
     serve.set_defaults(handler=run_serve)
     db = commands.add_parser("db", help="manage the bot's database")

@@ -15,6 +15,8 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.cron import crontab_trigger
 from core.calibration import Prior
+from core.data import DEFAULT_DATA_DIR
+from core.paths import DEFAULT_MODEL_DIR
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 TOKEN_MARKS = ("{token}", "{TOKEN}", "{bot_token}", "{BOT_TOKEN}", "{bot-token}", "{BOT-TOKEN}")  # as PTB reads them
@@ -82,8 +84,8 @@ class FinetuneSettings(DatabaseSettings):
     """What a fine-tune run needs (``nameorigin finetune`` and the bot's scheduled job): no Telegram token."""
 
     bot_admin_ids: Annotated[frozenset[int], NoDecode] = Field(frozenset(), description="comma-separated user ids")
-    names_data_dir: Path = Field(Path("data/names"), description="the 18 language files (replay and the test gate)")
-    model_dir: Path = Field(Path("data/models"), description="trained and promoted checkpoints")
+    names_data_dir: Path = Field(DEFAULT_DATA_DIR, description="the 18 language files (replay and the test gate)")
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="trained and promoted checkpoints")
     finetune_min_new: int = Field(20, ge=1, description="usable verdicts since the last run before a scheduled run")
     feedback_min_agreement: int = Field(2, ge=1, description="distinct users who must agree on a surname's language")
     feedback_user_daily_cap: int = Field(50, ge=1, description="verdicts per user per day that count")

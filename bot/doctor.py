@@ -64,14 +64,14 @@ def _settings() -> tuple[FinetuneSettings | None, Finding]:
 
 async def _database(url: str) -> tuple[Finding, str | None]:
     """The database's state, and the stored checkpoint path of its live model if it has one."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
-        return Finding(Status.OK, "database", f"{parsed.database} will be created at the first start"), None
+    missing = migrate.missing_sqlite_file(url)
+    if missing is not None:
+        return Finding(Status.OK, "database", f"{missing} will be created at the first start"), None
     head = migrate.head_revision()
     try:
         revision = await asyncio.to_thread(migrate.current_revision, url)
     except Exception as exc:  # any driver's connection error
-        safe = parsed.render_as_string(hide_password=True)
+        safe = make_url(url).render_as_string(hide_password=True)
         # One line: SQLAlchemy adds a "(Background on this error at: …)" line to its messages.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Finding(Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {reason}"), None
@@ -116,7 +116,7 @@ def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
     if isinstance(trained, str):
         return Finding(Status.PROBLEM, "model", f"{trained} (`serve` refuses to start until it is replaced or removed)")
     first_start = stored is None
-    stored = stored or f"{model_store.SHIPPED_PREFIX}gru"
+    stored = stored or model_store.SHIPPED_GRU
     live = _servable(model_store.resolve(settings.model_dir, stored), settings)
     if isinstance(live, str):
         return Finding(Status.PROBLEM, "model", live)

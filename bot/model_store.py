@@ -28,6 +28,7 @@ from core.predict import shipped_checkpoint_path
 logger = logging.getLogger(__name__)
 
 SHIPPED_PREFIX = "shipped:"
+SHIPPED_GRU = f"{SHIPPED_PREFIX}gru"  # the stored path of the GRU inside the package
 TRAINED_GRU = "gru.safetensors"  # a model trained with `nameorigin train --out MODEL_DIR/gru.safetensors`
 
 
@@ -65,7 +66,7 @@ def initial_checkpoint(model_dir: Path) -> str:
     Anything at ``MODEL_DIR/gru.safetensors`` counts as a trained one, so that a folder or a dangling link
     there (Docker creates a folder when it mounts a file that does not exist) is refused, not passed over.
     """
-    return TRAINED_GRU if os.path.lexists(model_dir / TRAINED_GRU) else f"{SHIPPED_PREFIX}gru"
+    return TRAINED_GRU if os.path.lexists(model_dir / TRAINED_GRU) else SHIPPED_GRU
 
 
 def candidate_checkpoint(version: str) -> str:
@@ -183,7 +184,7 @@ async def _too_far_below_live(
         return None
     async with sessions() as session:
         live = await versions.active_version(session=session)
-    stored = f"{SHIPPED_PREFIX}gru" if live is None else live.checkpoint_path
+    stored = SHIPPED_GRU if live is None else live.checkpoint_path
     if stored is None:
         return None
     try:
@@ -273,7 +274,7 @@ async def _shipped_model_replaced(sessions: async_sessionmaker[AsyncSession], sh
     except CheckpointError:  # a damaged installation: `serve` and the load at start say so
         return False
     async with sessions() as session:
-        stored = f"{SHIPPED_PREFIX}gru"
+        stored = SHIPPED_GRU
         return await versions.another_version_at(session=session, checkpoint_path=stored, version=version)
 
 
@@ -302,7 +303,7 @@ async def live_record(
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:
-        stored = f"{SHIPPED_PREFIX}gru"
+        stored = SHIPPED_GRU
         metadata = await asyncio.to_thread(read_metadata, resolve(model_dir, stored))
         await _register(sessions, metadata, stored, "the model the package ships with")
         async with sessions() as session:

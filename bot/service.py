@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.batching import MicroBatcher
@@ -168,7 +167,7 @@ class GuessService:
     async def ping_database(self) -> None:
         """Raise if the database cannot answer a trivial query (for /health)."""
         async with self._sessions() as session:
-            await session.execute(text("SELECT 1"))
+            await repository.ping(session=session)
 
     async def stats(self) -> Stats:
         """Counts of guesses and verdicts, at most ``STATS_MAX_AGE_S`` old.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Where `train` writes by default and the bot looks for a trained GRU and keeps its versions.
+DEFAULT_MODEL_DIR = Path("data/models")
+
 
 def _nearest_existing(path: Path) -> Path:
     """``path`` itself if it exists, else its nearest existing ancestor."""

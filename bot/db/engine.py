@@ -25,17 +25,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_file(url: str) -> str | None:
+    """The path of the SQLite database file ``url`` names, or None (another backend, or an in-memory database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
 def ensure_sqlite_folder(url: str) -> None:
     """Create the folder of an SQLite database file so a first start does not fail.
 
     Raises ``IsADirectoryError`` when the file is a folder (Docker makes one when it mounts a file that
     does not exist yet): SQLite's own "unable to open database file" came with stray thread tracebacks.
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if Path(parsed.database).is_dir():
-            raise IsADirectoryError(errno.EISDIR, "an SQLite database is a file, not a folder", parsed.database)
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        if Path(database).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "an SQLite database is a file, not a folder", database)
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_engine(url: str) -> AsyncEngine:

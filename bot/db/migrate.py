@@ -17,7 +17,7 @@ from alembic.util import CommandError as AlembicError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bot.db.engine import create_engine, ensure_sqlite_folder
+from bot.db.engine import create_engine, ensure_sqlite_folder, sqlite_file
 
 
 class DatabaseUnavailable(Exception):
@@ -40,10 +40,8 @@ def reaching(database_url: str) -> Iterator[None]:
 
 def missing_sqlite_file(database_url: str) -> str | None:
     """The path of an SQLite database file that does not exist yet, or None (it exists, or it is no SQLite file)."""
-    parsed = make_url(database_url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return None if Path(parsed.database).exists() else parsed.database
+    database = sqlite_file(database_url)
+    return None if database is None or Path(database).exists() else database
 
 
 def alembic_config(database_url: str) -> Config:
@@ -58,11 +56,11 @@ def alembic_config(database_url: str) -> Config:
 def _sqlite_migration_lock(database_url: str) -> Iterator[None]:
     # PostgreSQL serializes migrations with an advisory lock (migrations/env.py); an SQLite file
     # shared by the bot and a cron `nameorigin finetune` gets a lock file beside it.
-    parsed = make_url(database_url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    database = sqlite_file(database_url)
+    if database is None:
         yield
         return
-    with open(f"{parsed.database}.migrate-lock", "a") as handle:
+    with open(f"{database}.migrate-lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,6 +60,11 @@ async def add_guesses(*, session: AsyncSession, guesses: Sequence[NewGuess]) -> 
     session.add_all(rows)
     await session.flush()
     return [row.id for row in rows]
+
+
+async def ping(*, session: AsyncSession) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    await session.execute(text("SELECT 1"))
 
 
 async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:

@@ -70,7 +70,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReaderGone:
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
     return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,10 +24,10 @@ from core.cli.common import (
 )
 from core.data import load_dataset
 from core.models import MODEL_KINDS
+from core.paths import DEFAULT_MODEL_DIR
 from core.pipeline import train_and_save
 from core.train import MAX_CLASS_WEIGHT_POWER, SELECTION_METRICS, TrainConfig
 
-DEFAULT_MODEL_DIR = Path("data/models")
 MODEL_DIR_ENV = "MODEL_DIR"  # where the bot looks for a trained GRU: train writes there by default
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
 MAX_THREADS = 1024

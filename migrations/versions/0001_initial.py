@@ -17,6 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Apply this revision."""
     op.create_table(
         "guesses",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -72,6 +73,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Revert this revision."""
     op.drop_table("model_versions")
     with op.batch_alter_table("corrections") as batch:
         batch.drop_index(batch.f("ix_corrections_user_id"))

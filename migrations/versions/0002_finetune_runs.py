@@ -17,6 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Apply this revision."""
     with op.batch_alter_table("model_versions") as batch:
         batch.add_column(sa.Column("reason", sa.Text(), nullable=True))
         batch.add_column(sa.Column("started_at", sa.DateTime(timezone=True), nullable=True))
@@ -31,6 +32,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Revert this revision."""
     # Rejected runs have no checkpoint; the old schema cannot hold them, so they are dropped on the way down.
     op.execute("DELETE FROM model_versions WHERE checkpoint_path IS NULL")
     with op.batch_alter_table("model_versions") as batch:
