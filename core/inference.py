@@ -18,10 +18,12 @@ def predict_logits(
     outputs = []
     # Sorting by length keeps padding small; the inverse permutation restores input order.
     order = torch.argsort(examples.lengths, stable=True)
-    for indices in sequential_batches(len(examples), batch_size):
-        tokens, lengths, _ = examples.batch(order[indices])
-        outputs.append(model(tokens.to(device), lengths).float().cpu())
-    model.train(was_training)
+    try:
+        for indices in sequential_batches(len(examples), batch_size):
+            tokens, lengths, _ = examples.batch(order[indices])
+            outputs.append(model(tokens.to(device), lengths).float().cpu())
+    finally:  # also when a batch fails (out of memory, say): a caller training on must not go on without dropout
+        model.train(was_training)
     logits = torch.cat(outputs) if outputs else torch.empty(0)
     restored = torch.empty_like(logits)
     restored[order] = logits

@@ -100,6 +100,21 @@ def test_predictions_come_back_in_input_order_whatever_the_batching(tiny_data_di
     torch.testing.assert_close(batched, one_by_one)
 
 
+def test_a_failed_prediction_pass_leaves_the_model_in_training_mode(tiny_data_dir: Path) -> None:
+    dataset = load_dataset(tiny_data_dir)
+    vocabulary = Vocabulary.from_names(ex.name for ex in dataset.examples)
+    examples = encode_examples(dataset.examples, vocabulary, dataset.labels)
+    model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4))
+
+    def fail(module: torch.nn.Module, args: object) -> None:
+        raise RuntimeError("out of memory")
+
+    model.register_forward_pre_hook(fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict_logits(model, examples, torch.device("cpu"))
+    assert model.training  # training that catches the error goes on with dropout, as before the pass
+
+
 def test_adamw_uses_the_fused_kernel_on_cpu() -> None:
     model = build_model(GRUConfig(vocab_size=10, num_classes=3, hidden_size=4, embedding_dim=2))
     optimizer, _ = make_optimizer(model, TrainConfig(epochs=1), examples=10)
