@@ -9,9 +9,19 @@ from pathlib import Path
 import pytest
 from telegram.error import InvalidToken, NetworkError
 
-from bot.config import DEFAULT_API_BASE_URL, DatabaseSettings, Settings, SettingsError, load_settings
+from bot.config import (
+    DEFAULT_API_BASE_URL,
+    DatabaseSettings,
+    FinetuneSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from bot.feedback import FeedbackPolicy
+from bot.finetune_job import config_from, policy_from
 from bot.redaction import redacted_logs
 from bot.server import startup_failure
+from core.finetune import FinetuneConfig
 
 
 def test_settings_parse_and_fail_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -242,3 +252,10 @@ def test_a_plain_http_webhook_is_accepted_only_on_loopback(url: str, accepted: b
 def test_user_id_zero_cannot_be_an_admin(ids: str) -> None:
     with pytest.raises(SettingsError, match="BOT_ADMIN_IDS must be users' ids, which are positive"):
         load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids=ids)
+
+
+def test_the_settings_defaults_are_the_librarys_defaults() -> None:
+    # Written twice (pydantic fields for the bot, dataclass fields for the library): nothing else keeps them in step.
+    settings = load_settings(FinetuneSettings)
+    assert config_from(settings) == FinetuneConfig()
+    assert policy_from(settings) == FeedbackPolicy()
