@@ -25,6 +25,7 @@ from torch import nn
 
 from core.calibration import PRIORS, Prior, uniform_prior_shift
 from core.checkpoint_tensors import TensorMismatch, checked_weights
+from core.device import usable_device
 from core.encoding import Vocabulary
 from core.metadata_fields import (
     class_prior_field,
@@ -221,13 +222,14 @@ def read_metadata(path: str | os.PathLike[str]) -> CheckpointMetadata:
     return _metadata(source, header)
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = None) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Checkpoint:
     """Load a checkpoint, check the weights' checksum and every tensor's name, shape, dtype and values, and
-    return the model in eval mode.
+    return the model in eval mode on ``device`` (the CPU by default; ``DeviceUnavailableError`` when it is not here).
 
     Metadata and weights are taken from one read of one open file, so they belong together even
     while ``save_checkpoint`` replaces the path.
     """
+    target_device = usable_device(device)  # before the file is read: the mistake is the caller's, not the file's
     source = _existing_file(path)
     try:
         with source.open("rb") as stream:
@@ -253,9 +255,12 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | None = 
     except TensorMismatch as exc:
         raise CheckpointError(str(exc)) from exc
     # Only now is memory allocated: the shapes match the file's tensors, so the model is no bigger than the file.
-    model = build_model(metadata.model_config)
+    # Its random initial weights are overwritten at once: drawn from a forked generator, they leave the caller's
+    # seeded torch.rand() sequence as it was.
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(metadata.model_config)
     model.load_state_dict(weights)
-    model.to(device or torch.device("cpu"))
+    model.to(target_device)
     model.eval()
     return Checkpoint(model=model, metadata=metadata)
 

@@ -6,7 +6,8 @@ import gc
 import math
 import numbers
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -18,7 +19,8 @@ import torch
 from core.calibration import Prior, calibrated_probabilities
 from core.checkpoint import Checkpoint, load_checkpoint
 from core.models import MODEL_KINDS
-from core.text import InvalidNameError, SurnameQuery, parse_query
+from core.text import MAX_INPUT_CHARS, SurnameQuery, parse_query
+from core.text import InvalidNameError as InvalidNameError  # what predict() raises: importable from here
 
 DEFAULT_UNCERTAIN_BELOW = 0.5
 # Inputs are classified in chunks of this many names: measured fastest on CPU (larger batches fall out of cache).
@@ -49,21 +51,36 @@ class Rejected:
     reason: str
 
 
+# Threads share one collector: only the first to pause it records whether it was on, and only the last to
+# leave restores that. Each thread reading and setting the flag itself raced: one could read "off" (another
+# thread's pause), the other re-enable, then the first disable it again for good.
+_gc_pause_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
 @contextmanager
 def garbage_collection_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a burst of small objects is built.
 
     Thousands of new tuples trigger collections that walk the whole heap, torch's objects included:
     they took four fifths of the time to build 40,000 guesses. Nothing built meanwhile forms a cycle,
-    so reference counting frees all of it as before. The collector's state is restored on exit.
+    so reference counting frees all of it as before. The collector's state is restored on exit, when
+    the last of the threads pausing it at once leaves.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    with _gc_pause_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _gc_pause_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def shipped_checkpoint_path(kind: str = "gru") -> Path:
@@ -73,7 +90,7 @@ def shipped_checkpoint_path(kind: str = "gru") -> Path:
     return Path(str(resources.files("core") / "shipped" / f"{kind}.safetensors"))
 
 
-def _names(inputs: Sequence[str]) -> list[str]:
+def _names(inputs: Iterable[str]) -> list[str]:
     """``inputs`` as a list, after checking that it holds ``str`` alone: a lone string would be read letter by letter.
 
     A list, read once: an iterator (a generator, an open file) checked in place would leave nothing to answer.
@@ -117,7 +134,7 @@ class Predictor:
     def from_path(
         cls,
         path: str | os.PathLike[str],
-        device: torch.device | None = None,
+        device: str | torch.device | None = None,
         uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
         prior: Prior = "dataset",
     ) -> Predictor:
@@ -128,7 +145,7 @@ class Predictor:
     def shipped(
         cls,
         kind: str = "gru",
-        device: torch.device | None = None,
+        device: str | torch.device | None = None,
         uncertain_below: float = DEFAULT_UNCERTAIN_BELOW,
         prior: Prior = "dataset",
     ) -> Predictor:
@@ -166,13 +183,22 @@ class Predictor:
             raise InvalidNameError(result.reason)
         return result
 
-    def probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
+    def probabilities(self, surnames: Iterable[str]) -> torch.Tensor:
         """Calibrated probabilities ``(N, C)``, rows in input order, for already-normalized surnames
         (``Guess.query.surname``; raw input is not parsed or transliterated here).
 
-        Names run in chunks of ``CHUNK_SIZE``, so memory stays bounded however many are given.
+        Names run in chunks of ``CHUNK_SIZE``, so memory stays bounded however many are given. A surname
+        longer than ``MAX_INPUT_CHARS`` (none that ``predict`` reads is) is a ``ValueError``: each chunk is
+        padded to its longest name, and one line of text in 512 would take gigabytes.
         """
-        return self._probabilities(_names(surnames))
+        names = _names(surnames)
+        for position, name in enumerate(names):
+            if len(name) > MAX_INPUT_CHARS:
+                raise ValueError(
+                    f"surname {position} has {len(name)} characters, at most {MAX_INPUT_CHARS}: "
+                    "give normalized surnames (Guess.query.surname), or raw input to predict_many()"
+                )
+        return self._probabilities(names)
 
     def _probabilities(self, surnames: Sequence[str]) -> torch.Tensor:
         # Chunks of similar lengths: each runs only as many recurrent steps as its own names need.
@@ -191,7 +217,7 @@ class Predictor:
         logits: torch.Tensor = self.checkpoint.model(tokens.to(self._device), lengths)  # (N, C)
         return calibrated_probabilities(logits.cpu(), metadata.temperature, self._logit_shift)
 
-    def predict_many(self, inputs: Sequence[str], top_k: int = 3) -> list[Guess | Rejected]:
+    def predict_many(self, inputs: Iterable[str], top_k: int = 3) -> list[Guess | Rejected]:
         """Classify many inputs in one batch; each result is a ``Guess`` or a ``Rejected``, in order.
 
         ``inputs`` is a list (or tuple, or any iterable) of strings: ``TypeError`` for one bare string or an item

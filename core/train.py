@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import numbers
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from tqdm import tqdm
 
 from core.batching import EncodedExamples, bucketed_batches
 from core.calibration import language_loss_weights, set_log_likelihood_loss
+from core.device import usable_device
 from core.encoding import PAD_ID, UNK_ID
 from core.inference import predict_logits
 from core.metrics import Metrics, compute_metrics
@@ -50,8 +53,17 @@ class TrainConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int | numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a whole number, got {type(value).__name__}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be at least 1")
+        # Checked here, not left to torch: a NaN or infinite grad_clip trains every epoch, then fails in calibration.
+        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"grad_clip must be a positive number, got {self.grad_clip}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be zero or more, got {self.weight_decay}")
         if not 0.0 <= self.char_dropout < 1.0:
             raise ValueError(f"char_dropout must be in [0, 1), got {self.char_dropout}")
         if not 0 <= self.class_weight_power <= MAX_CLASS_WEIGHT_POWER:  # also refuses NaN
@@ -60,7 +72,7 @@ class TrainConfig:
             )
         if self.select_on not in SELECTION_METRICS:
             raise ValueError(f"select_on must be one of {', '.join(SELECTION_METRICS)}, got {self.select_on!r}")
-        if self.learning_rate <= 0:
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 
 
@@ -197,6 +209,7 @@ def train_model(
     Seeds the global ``random``, NumPy and torch generators from ``config.seed`` (``seed_everything``). The model
     is returned in training mode: call ``model.eval()`` before predicting with it.
     """
+    device = usable_device(device)  # DeviceUnavailableError, not torch's AssertionError, for a missing accelerator
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)

@@ -1,14 +1,20 @@
 """``core`` used as a library: misuse of ``Predictor`` fails clearly, and library calls leave global state alone."""
 
+import gc
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import Checkpoint
+from core.checkpoint import Checkpoint, load_checkpoint
 from core.data import LANGUAGES
-from core.predict import Guess, Predictor
+from core.device import DeviceUnavailableError
+from core.predict import Guess, Predictor, Rejected, garbage_collection_paused, shipped_checkpoint_path
+from core.text import MAX_INPUT_CHARS
 from tests.test_predict import untrained_predictor
 
 
@@ -69,8 +75,8 @@ def test_names_from_an_iterator_are_all_answered() -> None:
     # The type check reads its input: a generator checked in place had nothing left, and the answer was [].
     predictor = untrained_predictor()
     names = ["Smith", "Rossi"]
-    assert predictor.predict_many(name for name in names) == predictor.predict_many(names)  # type: ignore[arg-type]
-    torch.testing.assert_close(predictor.probabilities(iter(names)), predictor.probabilities(names))  # type: ignore[arg-type]
+    assert predictor.predict_many(name for name in names) == predictor.predict_many(names)
+    torch.testing.assert_close(predictor.probabilities(iter(names)), predictor.probabilities(names))
 
 
 def test_numpy_numbers_pass_the_type_checks() -> None:
@@ -141,3 +147,96 @@ def test_saving_a_confusion_plot_leaves_the_callers_matplotlib_backend_alone(tmp
     finally:
         matplotlib.use(before)
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("device", ["cuda", torch.device("cuda"), "cuda:0", "mps", torch.device("mps")])
+def test_an_accelerator_that_is_not_here_is_a_device_unavailable_error(
+    device: str | torch.device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Torch itself fails deep inside Module.to: an AssertionError for cuda, a bare RuntimeError for mps.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("core.device._mps_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="available here"):
+        Predictor.shipped(device=device)
+    with pytest.raises(DeviceUnavailableError):
+        load_checkpoint(shipped_checkpoint_path("rnn"), device)
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), None])
+def test_the_cpu_given_as_a_string_or_a_device_loads(device: str | torch.device | None) -> None:
+    predictor = Predictor.shipped("rnn", device=device)
+    assert next(predictor.checkpoint.model.parameters()).device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device", ["tpu", "bogus:0", torch.device("meta"), 3.5])
+def test_a_device_that_is_no_device_is_a_value_error(device: object) -> None:
+    with pytest.raises(ValueError, match="device"):
+        Predictor.shipped("rnn", device=device)  # type: ignore[arg-type]
+
+
+def test_threads_pausing_the_collector_at_once_leave_it_as_they_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The interleaving a busy server meets now and then (8 threads calling predict() 76,000 times left the
+    # collector off for good): thread B reads "off" during A's pause, A re-enables it, B turns it off again.
+    b_has_read, a_has_left = threading.Event(), threading.Event()
+    real_isenabled = gc.isenabled
+
+    def isenabled() -> bool:
+        state = real_isenabled()
+        if threading.current_thread().name == "B":  # B is preempted between reading the flag and acting on it
+            b_has_read.set()
+            a_has_left.wait(timeout=5)
+        return state
+
+    monkeypatch.setattr(gc, "isenabled", isenabled)
+
+    def a() -> None:
+        with garbage_collection_paused():
+            b_has_read.wait(timeout=0.3)  # the fixed pause never makes B read the flag: A goes on regardless
+        a_has_left.set()
+
+    def b() -> None:
+        with garbage_collection_paused():
+            pass
+
+    first = threading.Thread(target=a, name="A")
+    first.start()
+    while real_isenabled() and first.is_alive():  # B starts once A's pause has begun
+        time.sleep(0.001)
+    second = threading.Thread(target=b, name="B")
+    second.start()
+    first.join()
+    second.join()
+    try:
+        assert real_isenabled()
+    finally:
+        gc.enable()
+
+
+def test_one_predictor_answers_many_threads_and_the_collector_stays_on() -> None:
+    predictor = Predictor.shipped("gru")
+    names = ["Smith", "Nakamura", "Dostoevsky", "de la Cruz", ""]
+    expected = predictor.predict_many(names)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: predictor.predict_many(names), range(200)))
+    assert all(result == expected for result in results)
+    assert gc.isenabled()
+
+
+def test_a_surname_too_long_to_be_normalized_is_refused_by_probabilities() -> None:
+    # Each chunk is padded to its longest name: one 10,000-character line among 511 names took 4 GB, 100,000 the
+    # machine's memory. No surname that predict() reads is longer than MAX_INPUT_CHARS.
+    predictor = untrained_predictor()
+    with pytest.raises(ValueError, match=f"surname 1 has 100000 characters, at most {MAX_INPUT_CHARS}"):
+        predictor.probabilities(["Smith", "a" * 100_000])
+    assert predictor.probabilities(["a" * MAX_INPUT_CHARS]).shape == (1, len(LANGUAGES))
+    assert isinstance(predictor.predict_many(["a" * 100_000])[0], Rejected)  # raw input: rejected, as before
+
+
+def test_loading_a_model_leaves_the_callers_random_numbers_alone() -> None:
+    # The model was built with random initial weights, drawn from torch's global generator, then overwritten.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    Predictor.shipped("rnn")
+    load_checkpoint(shipped_checkpoint_path("gru"))
+    torch.testing.assert_close(torch.rand(3), expected)

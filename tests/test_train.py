@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from core.batching import bucketed_batches, encode_examples
 from core.calibration import class_prior
 from core.data import load_dataset
+from core.device import DeviceUnavailableError
 from core.encoding import PAD_ID, UNK_ID, Vocabulary
 from core.inference import predict_logits
 from core.metrics import compute_metrics
@@ -76,6 +77,43 @@ def test_the_kept_epoch_is_the_best_by_the_chosen_figure(tiny_data_dir: Path) ->
 def test_unknown_selection_figure_is_refused() -> None:
     with pytest.raises(ValueError, match="select_on"):
         TrainConfig(select_on="loss")  # type: ignore[arg-type]
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({"learning_rate": NAN}, "learning_rate"), ({"learning_rate": INF}, "learning_rate"),
+     ({"grad_clip": NAN}, "grad_clip"), ({"grad_clip": INF}, "grad_clip"), ({"grad_clip": 0.0}, "grad_clip"),
+     ({"weight_decay": NAN}, "weight_decay"), ({"weight_decay": -0.1}, "weight_decay")],
+)  # fmt: skip
+def test_a_setting_training_cannot_use_is_refused_before_it_starts(setting: dict[str, float], message: str) -> None:
+    # A NaN or infinite grad_clip or learning rate trained every epoch, then failed in calibration with
+    # torch's "value cannot be converted to type float without overflow".
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**setting)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("setting", [{"epochs": 2.5}, {"batch_size": 8.5}, {"patience": True}, {"epochs": "3"}])
+def test_counts_in_the_train_config_must_be_whole_numbers(setting: dict[str, object]) -> None:
+    # 2.5 epochs reached torch's OneCycleLR as "Expected positive integer total_steps, but got 35.0".
+    with pytest.raises(TypeError, match="must be a whole number"):
+        TrainConfig(**setting)  # type: ignore[arg-type]
+
+
+def test_training_on_an_accelerator_that_is_not_here_is_a_device_unavailable_error(
+    tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    dataset = load_dataset(tiny_data_dir)
+    split = split_dataset(dataset)
+    vocabulary = Vocabulary.from_names(ex.name for ex in split.train)
+    train_set = encode_examples(split.train, vocabulary, dataset.labels)
+    model = build_model(GRUConfig(vocab_size=vocabulary.size, num_classes=18, hidden_size=8, embedding_dim=4))
+    config = TrainConfig(epochs=1, show_progress=False)
+    with pytest.raises(DeviceUnavailableError):
+        train_model(model, train_set, train_set, dataset.labels, config, torch.device("cuda"))
 
 
 def test_buckets_cover_every_index_once_with_similar_lengths() -> None:
