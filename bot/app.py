@@ -30,6 +30,7 @@ from bot.outgoing import outgoing_limiter
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
 from bot.update_log import LoggingApplication, user_hasher
+from bot.update_processor import PerChatUpdateProcessor
 from core.checkpoint import CheckpointError
 from core.predict import Predictor
 
@@ -108,7 +109,8 @@ def build_application(
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .rate_limiter(outgoing_limiter(settings.telegram_messages_per_second))
-        .concurrent_updates(True)  # many users at once: one slow reply never queues the others
+        # Many users at once: one slow reply never queues the others, nor one chat's flood everyone else's.
+        .concurrent_updates(PerChatUpdateProcessor())
         # A reply quotes its message in groups; one deleted meanwhile must not cost the user the answer.
         .defaults(Defaults(allow_sending_without_reply=True))
         .post_init(post_init)

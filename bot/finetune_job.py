@@ -9,10 +9,12 @@ database as it was and, at worst, an unreferenced file.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,7 +113,14 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
     holder writes its pid into the file while it runs, so an operator can see which process it is.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    # Never through a link: whoever may drop files into MODEL_DIR could otherwise make every run empty (truncate)
+    # any file the bot may write, its database included.
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    state = os.fstat(descriptor)
+    if not stat.S_ISREG(state.st_mode) or state.st_nlink != 1:
+        os.close(descriptor)
+        raise OSError(errno.EPERM, "the lock file is not a regular file of its own (a link?): remove it", str(path))
+    with os.fdopen(descriptor, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

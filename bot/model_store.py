@@ -35,7 +35,10 @@ TRAINED_GRU = "gru.safetensors"  # a model trained with `nameorigin train --out 
 def resolve(model_dir: Path, stored: str) -> Path:
     """The file a stored checkpoint path points at; ``CheckpointError`` if it would lie outside ``model_dir``."""
     if stored.startswith(SHIPPED_PREFIX):
-        return shipped_checkpoint_path(stored.removeprefix(SHIPPED_PREFIX))
+        try:
+            return shipped_checkpoint_path(stored.removeprefix(SHIPPED_PREFIX))
+        except ValueError as exc:  # "shipped:../x": refused like any other bad row, not raised past every caller
+            raise CheckpointError(f"stored checkpoint path {stored!r} names no shipped model") from exc
     relative = Path(stored)
     # Rows are written by this code, but the database is shared: a row must not open files elsewhere.
     if relative.is_absolute() or ".." in relative.parts:

@@ -33,7 +33,7 @@ from core.metadata_fields import (
     labels_field,
     metrics_field,
     model_config_field,
-    string_field,
+    printable_field,
     temperature_field,
     version_field,
     vocabulary_field,
@@ -153,11 +153,11 @@ class CheckpointMetadata:
             labels=labels_field(data["labels"]),
             temperature=temperature_field(data["temperature"]),
             metrics=metrics_field(data["metrics"]),
-            dataset_sha256=string_field("dataset_sha256", data["dataset_sha256"]),
+            dataset_sha256=printable_field("dataset_sha256", data["dataset_sha256"]),
             split_seed=integer_field("split_seed", data["split_seed"]),
             version=version_field("version", data["version"]),
             parent_version=None if parent is None else version_field("parent_version", parent),
-            created_at=string_field("created_at", data["created_at"]),
+            created_at=printable_field("created_at", data["created_at"]),
             class_prior=class_prior_field(data.get("class_prior")),
         )
 

@@ -36,10 +36,12 @@ def is_finite_json_number(value: Any) -> bool:
         return False
 
 
-def string_field(name: str, value: Any) -> str:
-    """``value``, which must be a string; raises ``ValueError`` naming the field."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {reprlib.repr(value)}")
+def printable_field(name: str, value: Any) -> str:
+    """``value``, which must be a printable string (no line break, no terminal escape); raises ``ValueError``."""
+    # Messages quote these fields (the dataset digest when two models cannot be compared): a line break or an
+    # escape there would forge log lines or drive the terminal of whoever reads them.
+    if not isinstance(value, str) or not value.isprintable():
+        raise ValueError(f"{name} must be a printable string, got {reprlib.repr(value)}")
     return value
 
 

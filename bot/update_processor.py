@@ -1,0 +1,53 @@
+"""How many updates the bot handles at once, in all and from any one chat."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Coroutine
+from typing import Any
+
+from telegram import Update
+from telegram.ext import BaseUpdateProcessor
+
+logger = logging.getLogger(__name__)
+
+MAX_CONCURRENT_UPDATES = 256  # python-telegram-bot's default for concurrent_updates(True)
+# A chat's updates beyond this many in progress are dropped. Handlers wait for their chat's outgoing budget
+# (a group's 20 messages or edits a minute) while holding one of the slots above: one user pressing buttons
+# in a group faster than that would otherwise fill every slot, and no one else's update would be handled.
+MAX_UPDATES_PER_CHAT = 32
+
+
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Handles up to ``max_concurrent_updates`` updates at once, at most ``per_chat`` of them from one chat."""
+
+    def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES, per_chat: int = MAX_UPDATES_PER_CHAT):
+        super().__init__(max_concurrent_updates)
+        self.per_chat = per_chat
+        self._in_progress: Counter[int] = Counter()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Await ``coroutine``, unless its chat has ``per_chat`` updates in progress: then drop it."""
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:
+            await coroutine
+            return
+        if self._in_progress[chat.id] >= self.per_chat:
+            if isinstance(coroutine, Coroutine):
+                coroutine.close()  # never started: no "coroutine was never awaited" warning
+            logger.warning("dropped an update: %d updates of its chat are still in progress", self.per_chat)
+            return
+        self._in_progress[chat.id] += 1
+        try:
+            await coroutine
+        finally:
+            self._in_progress[chat.id] -= 1
+            if not self._in_progress[chat.id]:
+                del self._in_progress[chat.id]
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
