@@ -329,6 +329,11 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
 def limit_resources(threads: int, niceness: int) -> None:
     """Keep a fine-tune from starving the bot: few threads, lower CPU priority."""
     torch.set_num_threads(threads)
-    torch.set_num_interop_threads(threads)
+    # Torch takes this once per process, before any inter-op work: a second run in one process keeps the first's.
+    if torch.get_num_interop_threads() != threads:
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError as exc:
+            logger.info("inter-op threads stay at %d: %s", torch.get_num_interop_threads(), exc)
     if niceness:
         os.nice(niceness)
