@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def register(commands: Any) -> None:
-    """Add ``serve``, ``db upgrade|downgrade|current``, ``finetune`` and ``doctor``."""
+    """Add ``serve``, ``db upgrade|downgrade|current|copy``, ``finetune`` and ``doctor``."""
     serve = commands.add_parser("serve", help="run the Telegram bot (long polling, or webhooks with WEBHOOK_URL)")
     serve.set_defaults(handler=run_serve)
     db = commands.add_parser("db", help="manage the bot's database")
@@ -30,6 +30,11 @@ def register(commands: Any) -> None:
     downgrade.set_defaults(handler=run_db)
     current = actions.add_parser("current", help="print the database's revision")
     current.set_defaults(handler=run_db)
+    copy = actions.add_parser(
+        "copy", help="copy every row of the database at SOURCE_URL into DATABASE_URL's, which must be empty"
+    )
+    copy.add_argument("source", metavar="SOURCE_URL", help="e.g. sqlite+aiosqlite:///data/nameorigin.db")
+    copy.set_defaults(handler=run_db_copy)
     finetune = commands.add_parser(
         "finetune",
         help="fine-tune the live GRU on trusted feedback, gate it, and promote it if it passes (FINETUNE_MAX_DROP)",
@@ -90,11 +95,41 @@ def run_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_db_copy(args: argparse.Namespace) -> int:
+    """Migrate DATABASE_URL, then copy SOURCE_URL's rows into it (SQLite to PostgreSQL, with the bot stopped)."""
+    import asyncio
+
+    from bot.config import DatabaseSettings
+    from bot.db import migrate
+    from bot.db.copy import CopyRefused, copy_database
+
+    target = _settings(DatabaseSettings).database_url
+    missing = migrate.missing_sqlite_file(args.source)
+    if missing is not None:
+        raise CommandError(f"there is no database at {missing}")
+    try:
+        with migrate.reaching(args.source):
+            revision = migrate.current_revision(args.source)
+        if revision != migrate.head_revision():  # upgrading it is for the release that runs it, not for a copy
+            raise CommandError(
+                f"the source is at revision {revision}, not {migrate.head_revision()}: "
+                "run `nameorigin db upgrade` on it first (DATABASE_URL=SOURCE_URL)"
+            )
+        with migrate.reaching(target):
+            migrate.upgrade(target)
+            copied = asyncio.run(copy_database(args.source, target))
+    except (migrate.DatabaseUnavailable, CopyRefused) as exc:
+        raise CommandError(f"cannot copy: {exc}") from exc
+    with stdout_to_a_reader_that_may_leave():
+        print("copied " + ", ".join(f"{count} {table}" for table, count in copied.items()), flush=True)
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Migrate the database, then run the bot until interrupted."""
     from bot.config import Settings
     from bot.db.migrate import DatabaseUnavailable
-    from bot.server import StartupError, run
+    from bot.server import PollingStopped, StartupError, run
     from core.checkpoint import CheckpointError
 
     settings = _settings(Settings)
@@ -104,6 +139,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # refusing the token or out of reach, a port taken: each is one line, never a traceback.
     except (CheckpointError, DatabaseUnavailable, StartupError) as exc:
         raise CommandError(f"cannot start the bot: {exc}") from exc
+    except PollingStopped as exc:  # status 2 after a clean stop: systemd's Restart=on-failure, Docker's policy
+        raise CommandError(f"the bot stopped: {exc}") from exc
     return 0
 
 
@@ -141,6 +178,8 @@ def run_finetune_command(args: argparse.Namespace) -> int:
             print(report.to_json())
         else:
             print(f"{report.status}: {report.message}")
+            if report.version and report.status in ("promoted", "rejected"):  # what cron mails should name
+                print(f"  candidate {report.version}, fine-tuned from {report.live_version}")
             if report.live and report.candidate:
                 print(f"  under the {report.candidate.get('prior', 'dataset')} prior:")
                 for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):

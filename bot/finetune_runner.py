@@ -133,7 +133,14 @@ class FinetuneRunner:
         elif isinstance(outcome, RunFailed):
             logger.error("%s; the live model is unchanged", outcome.message)
             await self._record_failure(outcome, started, versions.FAILED)
-        elif outcome.status == "promoted" and not self._stopping:
+        elif outcome.status in ("promoted", "rejected"):
+            # The child logs at WARNING: without this line the bot's log would not say how a run ended, or why.
+            live = "now live" if outcome.status == "promoted" else f"the live model stays {outcome.live_version}"
+            logger.info(
+                "fine-tune %s: %s (%s, %s; %.1f s)",
+                outcome.status, outcome.message, outcome.version, live, outcome.seconds,
+            )  # fmt: skip
+        if isinstance(outcome, RunReport) and outcome.status == "promoted" and not self._stopping:
             try:
                 await self._live.sync()
             except Exception:  # the promotion is committed; the periodic refresh will pick it up

@@ -286,6 +286,24 @@ async def _known(sessions: async_sessionmaker[AsyncSession], version: str) -> bo
         return await versions.get_version(session=session, version=version) is not None
 
 
+def _warn_of_models_from_another_database(model_dir: Path, warned: set[str] | None) -> None:
+    """Say so when a database with no model yet meets a MODEL_DIR that versions were saved to: a new
+    ``DATABASE_URL`` (SQLite to PostgreSQL, a mistyped path) starts over from the shipped model, without the
+    verdicts and versions the old database holds, and nothing else would tell."""
+    try:
+        found = sorted(path.name for path in (model_dir / "versions").glob("*.safetensors"))
+    except OSError:
+        return
+    if found:
+        _warn_once(
+            warned,
+            "models-without-database",
+            f"the database holds no model versions, but {model_dir / 'versions'} holds {len(found)} (e.g. "
+            f"{found[-1]}): is DATABASE_URL a new database? It starts from the shipped model, without the old "
+            "one's verdicts and versions; to keep them, stop the bot and copy the old database over first",
+        )
+
+
 async def live_record(
     sessions: async_sessionmaker[AsyncSession],
     model_dir: Path,
@@ -306,6 +324,7 @@ async def live_record(
     async with sessions() as session:
         active = await versions.active_version(session=session)
     if active is None:
+        _warn_of_models_from_another_database(model_dir, warned)
         stored = SHIPPED_GRU
         metadata = await asyncio.to_thread(read_metadata, resolve(model_dir, stored))
         await _register(sessions, metadata, stored, "the model the package ships with")

@@ -58,6 +58,15 @@ class StartupError(Exception):
     """The bot could not start: Telegram refused it or was unreachable, or its HTTP port was taken."""
 
 
+class PollingStopped(Exception):
+    """Long polling ended for good while the bot ran (Telegram rejected the token): it could answer no one."""
+
+
+# The task in which python-telegram-bot polls (its name for it). It ends only when polling is given up for
+# good: an InvalidToken (the token revoked at @BotFather), or an error outside Telegram's own.
+POLLING_TASK_NAME = "Updater:start_polling:polling_task"
+
+
 def _without_password(url: str) -> str:
     """``url`` with any password in it shown as ``***``, as database URLs are."""
     try:
@@ -100,6 +109,10 @@ def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: S
             await asyncio.wait_for(service.ping_database(), HEALTH_TIMEOUT_S)
         except Exception as exc:  # any failure to reach the database makes the bot unhealthy
             status, database = 503, f"unreachable: {type(exc).__name__}"
+        else:
+            problem = service.write_problem()
+            if problem is not None:  # it answers, but each guess fails: disk full, volume read-only
+                status, database = 503, f"writes failing: {problem}"
         body = {
             "status": "ok" if status == 200 else "unhealthy",
             "mode": "webhook" if settings.webhook_url else "polling",
@@ -167,20 +180,29 @@ async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event 
     application = build_application(settings, predictors, webhook=webhook)
     http: web.AppRunner | None = None
     started = False
+    failure: PollingStopped | None = None
     try:
         async with application:  # initialize() and, on the way out, shutdown()
             assert application.post_init is not None and application.post_shutdown is not None
             try:
                 await application.post_init(application)
                 http = await _start_http(application, settings)
+                before = asyncio.all_tasks()
                 await _start_receiving(application, settings)
+                # This bot's own polling task (another bot may run in the same loop, as in the tests).
+                new = asyncio.all_tasks() - before
+                polling = next((task for task in new if task.get_name() == POLLING_TASK_NAME), None)
                 await application.start()
                 started = True
                 logger.info("serving with %s", "webhooks" if webhook else "long polling")
-                await stop.wait()
+                failure = await _until_stopped_or_deaf(stop, polling, settings)
                 logger.info("stopping: finishing the updates in flight")
                 if application.updater is not None and application.updater.running:
-                    await application.updater.stop()  # no new updates; confirms the ones already fetched
+                    try:
+                        await application.updater.stop()  # no new updates; confirms the ones already fetched
+                    except Exception:  # the polling loop's own end, already reported
+                        if failure is None:
+                            raise
                 if http is not None and webhook:
                     await http.cleanup()  # Telegram retries what it could not deliver, elsewhere or later
                     http = None
@@ -198,6 +220,33 @@ async def serve(settings: Settings, predictors: Predictors, stop: asyncio.Event 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     logger.info("stopped")
+    if failure is not None:  # a supervisor should see a failure, and restart the bot or tell someone
+        raise failure
+
+
+async def _until_stopped_or_deaf(
+    stop: asyncio.Event, polling: asyncio.Task[Any] | None, settings: Settings
+) -> PollingStopped | None:
+    """Wait for ``stop``; or, in polling mode, for polling to end for good, which is returned as the reason.
+
+    A bot whose polling ended would otherwise run on, and /health answer 200, without ever hearing a user again.
+    """
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({stopping} | ({polling} if polling else set()), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if polling is None or not polling.done() or stop.is_set() or polling.cancelled():
+        return None
+    error = polling.exception()
+    if error is None:
+        reason = "python-telegram-bot ended it"
+    elif isinstance(error, TelegramError):
+        reason = str(startup_failure(error, settings))
+    else:
+        reason = redact(f"{type(error).__name__}: {error}", secrets_of(settings))
+    logger.error("long polling stopped for good, so the bot can answer no one; stopping: %s", reason)
+    return PollingStopped(f"long polling stopped: {reason}")
 
 
 async def _start_receiving(application: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> None:

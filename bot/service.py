@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.batching import MicroBatcher
@@ -19,6 +21,9 @@ from core.predict import Guess, Predictor, Rejected
 logger = logging.getLogger(__name__)
 
 STATS_MAX_AGE_S = 30.0
+# /health reports a write that failed (a full disk, a read-only volume) this long, unless one succeeds since:
+# a database that answers SELECT 1 is no use to a bot whose every guess is a write.
+WRITE_FAILURE_SHOWN_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,30 @@ class GuessService:
         self._new_guesses: MicroBatcher[NewGuess, int] = MicroBatcher(
             self._insert_guesses, retry_alone=rejected_for_its_data
         )
+        self._write_failure: tuple[float, str] | None = None  # when the last write failed, and why
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A transaction whose failure, unless the data was at fault, ``write_problem`` reports for a while."""
+        try:
+            async with self._sessions.begin() as session:
+                yield session
+        except DBAPIError as exc:
+            if not rejected_for_its_data(exc):
+                reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+                self._write_failure = (self._clock(), f"{type(exc).__name__}: {reason}")
+            raise
+        self._write_failure = None
+
+    def write_problem(self) -> str | None:
+        """Why the last database write failed, if it did within ``WRITE_FAILURE_SHOWN_S`` and none succeeded since."""
+        if self._write_failure is None or self._clock() - self._write_failure[0] > WRITE_FAILURE_SHOWN_S:
+            return None
+        return self._write_failure[1]
 
     async def _insert_guesses(self, guesses: Sequence[NewGuess]) -> list[int]:
         # One transaction for every guess waiting: SQLite has a single writer, so this is its fast path.
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             return await repository.add_guesses(session=session, guesses=guesses)
 
     @property
@@ -139,7 +164,7 @@ class GuessService:
         """Store ``user_id``'s chosen language for a guess, after checking the guess is real and in this chat."""
         if language not in LANGUAGES:
             return VerdictRefused("That language is not one I know.")
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             guess = await repository.get_guess(session=session, guess_id=guess_id)
             if guess is None or guess.chat_id != chat_id:
                 logger.warning("refused a verdict for guess %s: unknown, or from another chat", guess_id)
