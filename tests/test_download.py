@@ -79,7 +79,8 @@ class StaticServer:
 @pytest.fixture
 def archive_server() -> Iterator[StaticServer]:
     static = StaticServer()
-    thread = threading.Thread(target=static.server.serve_forever, daemon=True)
+    # serve_forever checks for shutdown() every poll_interval: the default half second was most of each test.
+    thread = threading.Thread(target=static.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield static
     static.server.shutdown()

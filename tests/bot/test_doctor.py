@@ -262,7 +262,7 @@ async def test_a_url_that_is_no_bot_api_is_one_line_without_the_library_tracebac
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotTheBotApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     try:
         base_url = f"http://127.0.0.1:{server.server_address[1]}/bot"
         lines = await run_doctor(monkeypatch, capsys, TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_BASE_URL=base_url)
