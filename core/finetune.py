@@ -25,7 +25,8 @@ from torch import nn
 
 from core.batching import EncodedExamples, encode_examples
 from core.calibration import fit_temperature
-from core.checkpoint import Checkpoint, CheckpointMetadata, utc_timestamp
+from core.checkpoint import Checkpoint, CheckpointMetadata
+from core.checkpoint_metadata import utc_timestamp
 from core.data import Example
 from core.inference import predict_logits
 from core.pipeline import new_version
