@@ -12,11 +12,11 @@ from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import admin_views
-from bot.finetune_job import RunReport
 from bot.finetune_runner import FinetuneRunner, RunOutcome
 from bot.handlers import sender_key, within_limit
 from bot.live_model import LiveModel
 from bot.ratelimit import UserRateLimiter
+from bot.run_report import RunReport
 from core.metadata_fields import is_version_name
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.db.versions import VersionRecord
-from bot.finetune_job import RunReport
 from bot.finetune_runner import RunFailed, RunOutcome
 from bot.live_model import RollbackRefused, RolledBack
+from bot.run_report import RunReport
 from bot.views import escape
 from core.gate import change_in_points
 

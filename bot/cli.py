@@ -150,7 +150,8 @@ def run_finetune_command(args: argparse.Namespace) -> int:
 
     from bot.config import FinetuneSettings
     from bot.db import migrate
-    from bot.finetune_job import EXIT_BUSY, limit_resources, run_finetune
+    from bot.finetune_job import limit_resources, run_finetune
+    from bot.run_report import EXIT_BUSY
     from core.checkpoint import CheckpointError
     from core.data import DatasetError
     from core.paths import file_in_the_way

@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import json
 import logging
 import os
 import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +32,7 @@ from bot.db.engine import create_engine, session_factory
 from bot.db.models import utcnow
 from bot.db.versions import VersionRecord
 from bot.feedback import FeedbackPolicy, select_trusted
+from bot.run_report import RunReport, Status
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from core.data import DatasetError, Example, load_dataset
 from core.finetune import FinetuneConfig, fine_tune, split_feedback
@@ -42,48 +42,7 @@ from core.split import Split, SplitConfig, split_dataset
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["promoted", "rejected", "skipped", "busy"]
 LOCK_FILE = ".finetune.lock"
-EXIT_BUSY = 75  # EX_TEMPFAIL: `nameorigin finetune` found another run holding the lock
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """What a run did, in a form that crosses the process boundary as one JSON line."""
-
-    status: Status
-    message: str
-    live_version: str | None = None
-    version: str | None = None
-    live: dict[str, Any] | None = None  # gate scores of the model that was live
-    candidate: dict[str, Any] | None = None  # gate scores of the fine-tuned model
-    feedback: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_json(self) -> str:
-        """One line of JSON."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, line: str) -> RunReport:
-        """Parse what ``to_json`` wrote."""
-        return cls(**json.loads(line))
-
-    @classmethod
-    def from_record(cls, run: VersionRecord) -> RunReport:
-        """The report a run whose row is ``run`` printed (or would have, had it lived to print it)."""
-        status: Status = "promoted" if run.decision == versions.PROMOTED else "rejected"
-        metrics = run.metrics
-        return cls(
-            status,
-            run.reason or "",
-            run.parent_version,
-            run.version,
-            metrics.get("live"),
-            metrics.get("candidate"),
-            metrics.get("feedback", {}),
-            metrics.get("seconds", 0.0),
-        )
 
 
 def policy_from(settings: FinetuneSettings) -> FeedbackPolicy:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.db import versions
 from bot.db.models import utcnow
-from bot.finetune_job import EXIT_BUSY, RunReport
 from bot.live_model import LiveModel
+from bot.run_report import EXIT_BUSY, RunReport
 from core.pipeline import new_version
 
 logger = logging.getLogger(__name__)

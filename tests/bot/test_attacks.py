@@ -13,9 +13,10 @@ from bot import app as bot_app
 from bot import finetune_job, model_store
 from bot.config import FinetuneSettings
 from bot.db import versions
-from bot.finetune_job import LOCK_FILE, RunReport, run_finetune
+from bot.finetune_job import LOCK_FILE, run_finetune
 from bot.live_model import LiveModel, RollbackRefused
 from bot.outgoing import RetryingRateLimiter
+from bot.run_report import RunReport
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
 from tests.bot.conftest import running_bot, settings_for

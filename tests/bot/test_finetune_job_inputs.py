@@ -14,7 +14,8 @@ from bot import finetune_job, model_store
 from bot.config import FinetuneSettings
 from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
-from bot.finetune_job import LOCK_FILE, RunReport, run_finetune
+from bot.finetune_job import LOCK_FILE, run_finetune
+from bot.run_report import RunReport
 from core.checkpoint import Checkpoint
 from core.data import load_dataset
 from core.split import SplitConfig, split_dataset

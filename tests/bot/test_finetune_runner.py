@@ -18,9 +18,9 @@ from bot.app import load_predictors
 from bot.config import Settings, load_settings
 from bot.db import migrate, versions
 from bot.db.engine import create_engine, session_factory
-from bot.finetune_job import RunReport
 from bot.finetune_runner import FinetuneRunner, RunFailed, RunOutcome
 from bot.live_model import LiveModel
+from bot.run_report import RunReport
 from tests.bot.verdicts import read_versions
 from tests.databases import sqlite_database
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from bot import model_store
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
-from bot.finetune_job import RunReport
+from bot.run_report import RunReport
 from bot.server import serve
 from bot.service import Predictors
 from core.cli import main

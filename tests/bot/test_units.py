@@ -14,11 +14,11 @@ from bot.admin_views import run_report
 from bot.callback_data import MAX_GUESS_ID, Action, ButtonPayload, MalformedCallback, decode
 from bot.config import Settings, load_settings
 from bot.db.repository import Stats
-from bot.finetune_job import RunReport
 from bot.finetune_runner import RunFailed, child_command, child_environment, failure_reason
 from bot.handlers import answer
 from bot.outgoing import outgoing_limiter
 from bot.ratelimit import FORGET_IDLE_ABOVE, UserRateLimiter
+from bot.run_report import RunReport
 from bot.service import Comparison, VerdictRecorded
 from bot.views import bar, comparison_text, guess_text, recorded_text, stats_text
 from core.cli import main
