@@ -24,6 +24,7 @@ STATS_MAX_AGE_S = 30.0
 # /health reports a write that failed (a full disk, a read-only volume) this long, unless one succeeds since:
 # a database that answers SELECT 1 is no use to a bot whose every guess is a write.
 WRITE_FAILURE_SHOWN_S = 300.0
+_WROTE = "nameorigin.wrote"  # session.info key: the transaction wrote a row, so its commit shows writes work
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class GuessService:
                 reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
                 self._write_failure = (self._clock(), f"{type(exc).__name__}: {reason}")
             raise
-        self._write_failure = None
+        if session.info.pop(_WROTE, False):  # a transaction that wrote nothing (a refused verdict) proves nothing
+            self._write_failure = None
 
     def write_problem(self) -> str | None:
         """Why the last database write failed, if it did within ``WRITE_FAILURE_SHOWN_S`` and none succeeded since."""
@@ -124,7 +126,9 @@ class GuessService:
     async def _insert_guesses(self, guesses: Sequence[NewGuess]) -> list[int]:
         # One transaction for every guess waiting: SQLite has a single writer, so this is its fast path.
         async with self._writing() as session:
-            return await repository.add_guesses(session=session, guesses=guesses)
+            ids = await repository.add_guesses(session=session, guesses=guesses)
+            session.info[_WROTE] = True
+            return ids
 
     @property
     def model_version(self) -> str:
@@ -173,6 +177,7 @@ class GuessService:
             correction = await repository.upsert_correction(
                 session=session, guess=guess, user_id=user_id, language=language
             )
+            session.info[_WROTE] = True
             return VerdictRecorded(
                 surname=guess.surname,
                 language=language,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 logger = logging.getLogger(__name__)
@@ -17,6 +18,9 @@ MAX_CONCURRENT_UPDATES = 256  # python-telegram-bot's default for concurrent_upd
 # (a group's 20 messages or edits a minute) while holding one of the slots above: one user pressing buttons
 # in a group faster than that would otherwise fill every slot, and no one else's update would be handled.
 MAX_UPDATES_PER_CHAT = 32
+# The alert answering a dropped press: unanswered, its button would spin, and its user never learn that the
+# verdict was not stored. answerCallbackQuery names no chat, so it waits for no chat's outgoing budget.
+CHAT_BUSY = "This chat is busier than I can keep up with: your press was not recorded. Please press again in a minute."
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
@@ -37,6 +41,11 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
             if isinstance(coroutine, Coroutine):
                 coroutine.close()  # never started: no "coroutine was never awaited" warning
             logger.warning("dropped an update: %d updates of its chat are still in progress", self.per_chat)
+            if isinstance(update, Update) and update.callback_query is not None:
+                try:
+                    await update.callback_query.answer(CHAT_BUSY, show_alert=True)
+                except (TelegramError, RuntimeError) as exc:  # too late, Telegram out of reach, or no bot attached
+                    logger.info("could not answer a dropped press: %s", exc)
             return
         self._in_progress[chat.id] += 1
         try:

@@ -113,11 +113,11 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device | N
     except TensorMismatch as exc:
         raise CheckpointError(str(exc)) from exc
     # Only now is memory allocated: the shapes match the file's tensors, so the model is no bigger than the file.
-    # Its random initial weights are overwritten at once: drawn from a forked generator, they leave the caller's
-    # seeded torch.rand() sequence as it was.
-    with torch.random.fork_rng(devices=[]):
+    # Built on the meta device, its initial weights are never drawn: the caller's seeded torch.rand() sequence
+    # stays as it was, also in another thread (a forked generator, restored afterwards, rewound that thread's).
+    with torch.device("meta"):
         model = build_model(metadata.model_config)
-    model.load_state_dict(weights)
+    model.load_state_dict(weights, assign=True)
     model.to(target_device)
     model.eval()
     return Checkpoint(model=model, metadata=metadata)

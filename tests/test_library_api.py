@@ -240,3 +240,23 @@ def test_loading_a_model_leaves_the_callers_random_numbers_alone() -> None:
     Predictor.shipped("rnn")
     load_checkpoint(shipped_checkpoint_path("gru"))
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_loading_a_model_leaves_another_threads_random_numbers_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A generator forked for the load and restored after it rewound whatever another thread drew meanwhile: that
+    # thread then drew the same numbers again. Here the other thread draws while the model is being built.
+    import core.checkpoint
+
+    drawn: list[int] = []
+    build_model = core.checkpoint.build_model
+
+    def build_while_another_thread_draws(*args: object, **kwargs: object) -> torch.nn.Module:
+        other = threading.Thread(target=lambda: drawn.append(int(torch.randint(0, 2**62, (1,)).item())))
+        other.start()
+        other.join()
+        return build_model(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core.checkpoint, "build_model", build_while_another_thread_draws)
+    torch.manual_seed(0)
+    load_checkpoint(shipped_checkpoint_path("gru"))
+    assert int(torch.randint(0, 2**62, (1,)).item()) != drawn[0]

@@ -13,13 +13,14 @@ import pytest
 import yaml
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from bot import model_store
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
 from bot.run_report import RunReport
 from bot.server import serve
-from bot.service import Predictors
+from bot.service import GuessService, Predictors, VerdictRefused
 from core.cli import main
 from core.predict import shipped_checkpoint_path
 from tests.bot.conftest import settings_for
@@ -57,6 +58,11 @@ async def test_a_token_revoked_while_polling_stops_the_bot_with_a_failure_status
     assert telegram.token not in output
 
 
+def _disk_full(connection: object, cursor: object, statement: str, *args: object) -> None:
+    if statement.lstrip().upper().startswith("INSERT"):  # SELECT 1 still answers, as on a full disk
+        raise sqlite3.OperationalError("database or disk is full")
+
+
 async def test_health_is_503_while_guesses_cannot_be_written_and_200_again_once_they_can(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
 ) -> None:
@@ -66,10 +72,6 @@ async def test_health_is_503_while_guesses_cannot_be_written_and_200_again_once_
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, Predictors(gru=predictors.gru, rnn=predictors.rnn), stop))
 
-    def disk_full(connection: object, cursor: object, statement: str, *args: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):  # SELECT 1 still answers, as on a full disk
-            raise sqlite3.OperationalError("database or disk is full")
-
     async def health(client: aiohttp.ClientSession) -> tuple[int, dict[str, object]]:
         async with client.get(f"http://127.0.0.1:{port}/health") as response:
             return response.status, await response.json()
@@ -78,7 +80,7 @@ async def test_health_is_503_while_guesses_cannot_be_written_and_200_again_once_
         await telegram.wait_for(lambda c: c.method == "deleteWebhook", timeout=60)  # polling starts: /health is up
         async with aiohttp.ClientSession() as client:
             assert (await health(client))[0] == 200
-            event.listen(Engine, "before_cursor_execute", disk_full)
+            event.listen(Engine, "before_cursor_execute", _disk_full)
             try:
                 telegram.inject_message(7, "Nakamura")
                 apology = await telegram.wait_for(lambda c: c.method == "sendMessage", timeout=30)
@@ -87,13 +89,38 @@ async def test_health_is_503_while_guesses_cannot_be_written_and_200_again_once_
                 assert status == 503, body
                 assert body["database"] == "writes failing: OperationalError: database or disk is full"
             finally:
-                event.remove(Engine, "before_cursor_execute", disk_full)
+                event.remove(Engine, "before_cursor_execute", _disk_full)
             telegram.inject_message(7, "Rossi")  # room again: the next guess is stored, and the bot is healthy
             await telegram.wait_for(lambda c: "Italian" in str(c.params.get("text")), timeout=30)
             assert await health(client) == (200, {**body, "status": "ok", "database": "ok"})
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_transaction_that_wrote_nothing_does_not_clear_failing_writes(
+    tmp_path: Path, predictors: Predictors
+) -> None:
+    # A refused verdict (its guess unknown) only reads: /health went back to 200 while every guess still failed.
+    database_url = sqlite_database(tmp_path)
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    models = Predictors(gru=predictors.gru, rnn=predictors.rnn)
+    service = GuessService(predictors=models, sessions=session_factory(engine))
+    try:
+        event.listen(Engine, "before_cursor_execute", _disk_full)
+        try:
+            with pytest.raises(DBAPIError):
+                await service.guess(user_id=1, chat_id=1, message_id=1, text="Rossi")
+            refused = await service.record_verdict(guess_id=999, chat_id=1, user_id=2, language="Italian")
+            assert isinstance(refused, VerdictRefused)
+            assert service.write_problem() == "OperationalError: database or disk is full"
+        finally:
+            event.remove(Engine, "before_cursor_execute", _disk_full)
+        await service.guess(user_id=1, chat_id=1, message_id=1, text="Rossi")  # a write that succeeds clears it
+        assert service.write_problem() is None
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -254,8 +254,11 @@ def test_user_id_zero_cannot_be_an_admin(ids: str) -> None:
         load_settings(Settings, telegram_bot_token="1:abc", bot_admin_ids=ids)
 
 
-def test_the_settings_defaults_are_the_librarys_defaults() -> None:
+def test_the_settings_defaults_are_the_librarys_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Written twice (pydantic fields for the bot, dataclass fields for the library): nothing else keeps them in step.
+    monkeypatch.chdir(tmp_path)  # no stray .env (the one `docker run --env-file .env` reads, say)
+    for name in FinetuneSettings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
     settings = load_settings(FinetuneSettings)
     assert config_from(settings) == FinetuneConfig()
     assert policy_from(settings) == FeedbackPolicy()
