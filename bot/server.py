@@ -8,8 +8,6 @@ import logging
 import os
 import re
 import signal
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +21,7 @@ from bot.config import DEFAULT_API_BASE_URL, Settings
 from bot.db import migrate
 from bot.redaction import redact, redacted_logs, secrets_of
 from bot.service import GuessService, Predictors
+from bot.throttled_log import ThrottledWarning
 from bot.update_log import UPDATE_LOGGER
 from core.paths import file_in_the_way
 
@@ -30,28 +29,6 @@ logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_TIMEOUT_S = 2.0
-REFUSAL_LOG_INTERVAL_S = 60.0  # refused webhook requests are logged at most once a minute, with a count
-
-
-class RefusalLog:
-    """Logs refused webhook requests, at most one line per ``interval``: whoever can reach the port may send them,
-    and a line for each would let them write the log as fast as they can post."""
-
-    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._next = float("-inf")
-        self._unlogged = 0
-
-    def refused(self, remote: str | None) -> None:
-        """Note one refused request from ``remote``."""
-        now = self._clock()
-        if now < self._next:
-            self._unlogged += 1
-            return
-        more = f" ({self._unlogged} more since the last such line)" if self._unlogged else ""
-        logger.warning("webhook request with a wrong or missing secret from %s%s", remote, more)
-        self._next, self._unlogged = now + self._interval, 0
 
 
 class StartupError(Exception):
@@ -126,12 +103,12 @@ def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: S
     if settings.webhook_url:
         assert settings.webhook_secret is not None  # Settings enforces it
         secret = settings.webhook_secret.get_secret_value().encode()
-        refusals = RefusalLog()
+        refused = ThrottledWarning(logger, "webhook request with a wrong or missing secret from %s")
 
         async def receive(request: web.Request) -> web.Response:
             given = request.headers.get(SECRET_HEADER, "")
             if not given.isascii() or not hmac.compare_digest(given.encode(), secret):
-                refusals.refused(request.remote)
+                refused(request.remote)
                 return web.Response(status=403, text="forbidden")
             try:
                 data = await request.json()

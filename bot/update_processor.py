@@ -11,6 +11,8 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
+from bot.throttled_log import ThrottledWarning
+
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_UPDATES = 256  # python-telegram-bot's default for concurrent_updates(True)
@@ -30,6 +32,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         super().__init__(max_concurrent_updates)
         self.per_chat = per_chat
         self._in_progress: Counter[int] = Counter()
+        self._dropped = ThrottledWarning(logger, "dropped an update: %d updates of its chat are still in progress")
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Await ``coroutine``, unless its chat has ``per_chat`` updates in progress: then drop it."""
@@ -40,7 +43,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         if self._in_progress[chat.id] >= self.per_chat:
             if isinstance(coroutine, Coroutine):
                 coroutine.close()  # never started: no "coroutine was never awaited" warning
-            logger.warning("dropped an update: %d updates of its chat are still in progress", self.per_chat)
+            self._dropped(self.per_chat)  # at most a line a minute: the flood must not reach the log too
             if isinstance(update, Update) and update.callback_query is not None:
                 try:
                     await update.callback_query.answer(CHAT_BUSY, show_alert=True)
