@@ -116,6 +116,12 @@ def run_db_copy(args: argparse.Namespace) -> int:
                 "run `nameorigin db upgrade` on it first (DATABASE_URL=SOURCE_URL)"
             )
         with migrate.reaching(target):
+            at = migrate.current_revision(target)
+            if at not in (None, migrate.head_revision()):  # refused before it is upgraded: it may be a live database
+                raise CommandError(
+                    f"the target DATABASE_URL is at revision {at}: copy into an empty database "
+                    "(`nameorigin db downgrade base` empties one)"
+                )
             migrate.upgrade(target)
             copied = asyncio.run(copy_database(args.source, target))
     except (migrate.DatabaseUnavailable, CopyRefused) as exc:

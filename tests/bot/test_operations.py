@@ -218,3 +218,19 @@ def test_compose_puts_an_init_process_before_the_bot_and_the_finetune_job() -> N
     # (or `docker compose down` during a cron run) waited out the grace period and killed it.
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert services["bot"].get("init") is True and services["finetune"].get("init") is True
+
+
+def test_db_copy_leaves_an_older_target_database_unmigrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped DATABASE_URL naming an older release's database: refused before anything upgrades it.
+    (tmp_path / "old").mkdir()
+    source = sqlite_database(tmp_path / "old")
+    migrate.upgrade(source)
+    target = sqlite_database(tmp_path)
+    migrate.upgrade(target, "0001")
+    monkeypatch.setenv("DATABASE_URL", target)
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "copy", source]) == 2
+    assert "the target DATABASE_URL is at revision 0001: copy into an empty database" in capsys.readouterr().err
+    assert migrate.current_revision(target) == "0001"
