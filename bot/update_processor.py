@@ -1,4 +1,4 @@
-"""How many updates the bot handles at once, in all and from any one chat."""
+"""How many updates the bot handles at once: in all, from any one chat, and from one member of a chat."""
 
 from __future__ import annotations
 
@@ -20,46 +20,75 @@ MAX_CONCURRENT_UPDATES = 256  # python-telegram-bot's default for concurrent_upd
 # (a group's 20 messages or edits a minute) while holding one of the slots above: one user pressing buttons
 # in a group faster than that would otherwise fill every slot, and no one else's update would be handled.
 MAX_UPDATES_PER_CHAT = 32
+# And of one user's in one chat: else one member pressing at the button limit (60 a minute, against a group's
+# 20 edits) fills the chat's 32 within a minute, and the bot no longer answers anyone else in that group.
+MAX_UPDATES_PER_MEMBER = 4
 # The alert answering a dropped press: unanswered, its button would spin, and its user never learn that the
 # verdict was not stored. answerCallbackQuery names no chat, so it waits for no chat's outgoing budget.
 CHAT_BUSY = "This chat is busier than I can keep up with: your press was not recorded. Please press again in a minute."
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
-    """Handles up to ``max_concurrent_updates`` updates at once, at most ``per_chat`` of them from one chat."""
+    """Handles up to ``max_concurrent_updates`` updates at once, at most ``per_chat`` of them from one chat and
+    ``per_member`` from one user in one chat."""
 
-    def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES, per_chat: int = MAX_UPDATES_PER_CHAT):
+    def __init__(
+        self,
+        max_concurrent_updates: int = MAX_CONCURRENT_UPDATES,
+        per_chat: int = MAX_UPDATES_PER_CHAT,
+        per_member: int = MAX_UPDATES_PER_MEMBER,
+    ) -> None:
         super().__init__(max_concurrent_updates)
         self.per_chat = per_chat
+        self.per_member = per_member
         self._in_progress: Counter[int] = Counter()
-        self._dropped = ThrottledWarning(logger, "dropped an update: %d updates of its chat are still in progress")
+        self._member_in_progress: Counter[tuple[int, int]] = Counter()
+        self._dropped = ThrottledWarning(
+            logger, "dropped an update: its chat, or its sender there, has too many in progress"
+        )
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        """Await ``coroutine``, unless its chat has ``per_chat`` updates in progress: then drop it."""
+        """Await ``coroutine``, unless its chat, or its sender in that group, has too many updates in progress."""
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
             await coroutine
             return
-        if self._in_progress[chat.id] >= self.per_chat:
-            if isinstance(coroutine, Coroutine):
-                coroutine.close()  # never started: no "coroutine was never awaited" warning
-            self._dropped(self.per_chat)  # at most a line a minute: the flood must not reach the log too
-            if isinstance(update, Update) and update.callback_query is not None:
-                try:
-                    await update.callback_query.answer(CHAT_BUSY, show_alert=True)
-                except (TelegramError, RuntimeError) as exc:  # too late, Telegram out of reach, or no bot attached
-                    logger.info("could not answer a dropped press: %s", exc)
+        user = update.effective_user if isinstance(update, Update) else None
+        # In a private chat the sender is the chat: their own flood holds up only themselves.
+        member = (chat.id, user.id) if user is not None and user.id != chat.id else None
+        if self._in_progress[chat.id] >= self.per_chat or (
+            member is not None and self._member_in_progress[member] >= self.per_member
+        ):
+            await self._drop(update, coroutine)
             return
         self._in_progress[chat.id] += 1
+        if member is not None:
+            self._member_in_progress[member] += 1
         try:
             await coroutine
         finally:
-            self._in_progress[chat.id] -= 1
-            if not self._in_progress[chat.id]:
-                del self._in_progress[chat.id]
+            _release(self._in_progress, chat.id)
+            if member is not None:
+                _release(self._member_in_progress, member)
+
+    async def _drop(self, update: object, coroutine: Awaitable[Any]) -> None:
+        if isinstance(coroutine, Coroutine):
+            coroutine.close()  # never started: no "coroutine was never awaited" warning
+        self._dropped()  # at most a line a minute: the flood must not reach the log too
+        if isinstance(update, Update) and update.callback_query is not None:
+            try:
+                await update.callback_query.answer(CHAT_BUSY, show_alert=True)
+            except (TelegramError, RuntimeError) as exc:  # too late, Telegram out of reach, or no bot attached
+                logger.info("could not answer a dropped press: %s", exc)
 
     async def initialize(self) -> None:
         """Nothing to set up."""
 
     async def shutdown(self) -> None:
         """Nothing to release."""
+
+
+def _release(in_progress: Counter[Any], key: object) -> None:
+    in_progress[key] -= 1
+    if not in_progress[key]:
+        del in_progress[key]
