@@ -9,66 +9,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import app as bot_app
 from bot import finetune_job, model_store
 from bot.config import FinetuneSettings
 from bot.db import versions
 from bot.finetune_job import LOCK_FILE, run_finetune
 from bot.live_model import LiveModel, RollbackRefused
-from bot.outgoing import RetryingRateLimiter
 from bot.run_report import RunReport
 from bot.service import Predictors
 from bot.throttled_log import ThrottledWarning
-from bot.update_log import UPDATE_LOGGER
-from tests.bot.conftest import running_bot, settings_for
 from tests.bot.models import trained_copy
-from tests.bot.test_unusual_updates import handled
 from tests.bot.test_webhook import message_update, serving, webhook_settings
 from tests.bot.verdicts import finetune_settings
 from tests.fake_telegram import FakeTelegram
-
-EDITS = ("editMessageText", "editMessageReplyMarkup")
-
-
-@pytest.fixture(autouse=True)
-def update_lines(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger=UPDATE_LOGGER)
-
-
-async def test_one_user_pressing_in_a_group_cannot_stall_every_other_chat(
-    telegram: FakeTelegram,
-    tmp_path: Path,
-    predictors: Predictors,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Each press redraws its message: an edit, which a group gets 20 of a minute. Presses coming faster wait
-    # for their edit, each holding one of the 256 slots the Application handles updates in; at 60 presses a
-    # minute (the default limit) one user fills them all in about six minutes, and then no update of anyone
-    # is handled. Here time runs 20 times faster (20 edits in 3 s) and the presses come at once.
-    monkeypatch.setattr(
-        bot_app,
-        "outgoing_limiter",
-        lambda rate: RetryingRateLimiter(overall_max_rate=rate, group_max_rate=20, group_time_period=3),
-    )
-    settings = settings_for(telegram, tmp_path, button_presses_per_minute=1000)
-    group = -100500
-    async with running_bot(settings, predictors):
-        telegram.inject_message(5, "/guess Rossi", chat_id=group)
-        await handled(caplog, 1)
-        message_id = telegram.last_bot_message_id(group)
-        guess_id = telegram.messages[(group, message_id)]["reply_markup"]["inline_keyboard"][-1][0]["callback_data"]
-        guess_id = guess_id.split(":")[1]
-        for turn in range(300):  # "Other…", "« Back", "Other…", ...: each press an edit
-            telegram.inject_callback(5, group, message_id, f"{'ob'[turn % 2]}:{guess_id}")
-        await telegram.wait_for_count("answerCallbackQuery", 20)
-        telegram.inject_message(9, "Smith")  # someone else, in a private chat
-        await telegram.wait_for(lambda call: call.method == "sendMessage" and int(call.params["chat_id"]) == 9)
-        edits_before = sum(1 for call in telegram.calls if call.method in EDITS)
-    # Before the fix the answer waited for 45 presses in that group to finish (their edits at the group's pace).
-    assert edits_before < 40, f"the other user's answer waited for {edits_before} edits to the group"
-    dropped = [record for record in caplog.records if "dropped an update" in record.getMessage()]
-    assert len(dropped) == 1  # the flood reaches the log as one line a minute, not a line per dropped update
 
 
 def test_a_link_planted_as_the_fine_tune_lock_file_empties_nothing(
