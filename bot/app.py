@@ -27,6 +27,7 @@ from bot.finetune_runner import FinetuneRunner
 from bot.handlers import Handlers
 from bot.live_model import LiveModel
 from bot.outgoing import outgoing_limiter
+from bot.polling_health import PollingHealth, WatchedGetUpdatesRequest
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
 from bot.update_log import LoggingApplication, user_hasher
@@ -37,6 +38,7 @@ from core.predict import Predictor
 logger = logging.getLogger(__name__)
 
 SERVICE_KEY = "nameorigin.service"  # bot_data key of the GuessService
+POLLING_KEY = "nameorigin.polling"  # bot_data key of the PollingHealth, in polling mode
 # What the handlers read: Telegram need not send the rest (edits, member changes, polls...).
 ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 
@@ -116,10 +118,15 @@ def build_application(
         .post_init(post_init)
         .post_shutdown(post_shutdown)
     )
+    polling = PollingHealth()
     if webhook:
         builder = builder.updater(None)
+    else:
+        builder = builder.get_updates_request(WatchedGetUpdatesRequest(polling))
     application = builder.build()
     application.bot_data[SERVICE_KEY] = service  # for /health
+    if not webhook:
+        application.bot_data[POLLING_KEY] = polling
     # New messages only: an edited "/rollback X" or "/guess Rossi" is not a second request, and a business
     # account's chats are its owner's, not the bot's.
     new = filters.UpdateType.MESSAGE

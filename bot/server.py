@@ -16,9 +16,10 @@ from telegram import Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, SERVICE_KEY, build_application, load_predictors
+from bot.app import ALLOWED_UPDATES, POLLING_KEY, SERVICE_KEY, build_application, load_predictors
 from bot.config import DEFAULT_API_BASE_URL, Settings
 from bot.db import migrate
+from bot.polling_health import PollingHealth
 from bot.redaction import redact, redacted_logs, secrets_of
 from bot.service import GuessService, Predictors
 from bot.throttled_log import ThrottledWarning
@@ -78,6 +79,7 @@ def _split_listen(listen: str) -> tuple[str, int]:
 def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> web.Application:
     """GET /health always; POST to the webhook path (secret checked) in webhook mode."""
     service: GuessService = application.bot_data[SERVICE_KEY]
+    polling: PollingHealth | None = application.bot_data.get(POLLING_KEY)
     app = web.Application()
 
     async def health(request: web.Request) -> web.Response:
@@ -90,6 +92,9 @@ def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: S
             problem = service.write_problem()
             if problem is not None:  # it answers, but each guess fails: disk full, volume read-only
                 status, database = 503, f"writes failing: {problem}"
+        hearing = polling.problem() if polling is not None else None
+        if hearing is not None:  # it runs, but hears no one, or only some
+            status = 503
         body = {
             "status": "ok" if status == 200 else "unhealthy",
             "mode": "webhook" if settings.webhook_url else "polling",
@@ -97,6 +102,8 @@ def http_app(application: Application[Any, Any, Any, Any, Any, Any], settings: S
             "database": database,
             "model_version": service.model_version,
         }
+        if polling is not None:
+            body["polling"] = hearing or "ok"
         return web.json_response(body, status=status if application.running else 503)
 
     app.router.add_get("/health", health)
@@ -236,7 +243,12 @@ async def _start_receiving(application: Application[Any, Any, Any, Any, Any, Any
         )
     else:
         assert application.updater is not None
-        await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        # Its default callback logs a traceback per failed call; the watched request logs them, once a minute.
+        await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES, error_callback=_logged_elsewhere)
+
+
+def _logged_elsewhere(error: TelegramError) -> None:
+    """python-telegram-bot's polling error callback: ``WatchedGetUpdatesRequest`` has noted and logged ``error``."""
 
 
 def run(settings: Settings) -> None:
