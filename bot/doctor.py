@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from telegram import Bot
 from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
@@ -18,6 +19,7 @@ from bot import model_store
 from bot.config import FinetuneSettings, Settings, SettingsError, load_settings
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
+from bot.db.repository import sqlite_damage
 from bot.db.versions import active_version
 from bot.redaction import redacted_logs
 from bot.server import startup_failure
@@ -73,8 +75,9 @@ async def _database(url: str) -> tuple[Finding, str | None]:
     except Exception as exc:  # any driver's connection error
         safe = make_url(url).render_as_string(hide_password=True)
         # One line: SQLAlchemy adds a "(Background on this error at: …)" line to its messages.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return Finding(Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {reason}"), None
+        return Finding(
+            Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {_first_line(exc)}"
+        ), None
     if not migrate.is_known_revision(revision):
         detail = f"at revision {revision}, which this nameorigin does not know: a newer version migrated it"
         return Finding(Status.PROBLEM, "database", detail), None
@@ -84,10 +87,22 @@ async def _database(url: str) -> tuple[Finding, str | None]:
     engine = create_engine(url)
     try:
         async with session_factory(engine)() as session:
-            live = await active_version(session=session)
+            damage = await sqlite_damage(session=session)
+            live = await active_version(session=session) if damage is None else None
+    except DBAPIError as exc:  # a page the query needed is unreadable
+        damage = f"{type(exc.orig).__name__}: {_first_line(exc.orig)}"
     finally:
         await engine.dispose()
+    if damage is not None:
+        detail = f"the file is damaged ({damage}): restore the latest backup (see Backups in the README)"
+        return Finding(Status.PROBLEM, "database", detail), None
     return Finding(Status.OK, "database", f"reachable, schema at {head}"), live.checkpoint_path if live else None
+
+
+def _first_line(error: object) -> str:
+    """An error's message, without the further lines some drivers and SQLAlchemy add."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | str:

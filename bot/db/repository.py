@@ -67,6 +67,22 @@ async def ping(*, session: AsyncSession) -> None:
     await session.execute(text("SELECT 1"))
 
 
+async def sqlite_damage(*, session: AsyncSession) -> str | None:
+    """What SQLite's ``PRAGMA quick_check`` finds wrong in the database file, or None (and on other databases).
+
+    It reads every page, so it finds damage that the bot's own queries would only meet later, mid-guess.
+    """
+    if (await session.connection()).dialect.name != "sqlite":
+        return None
+    rows = [str(row) for row in (await session.scalars(text("PRAGMA quick_check"))).all()]
+    if rows == ["ok"]:
+        return None
+    # Its first row may start with a "*** in database main ***" heading; each further line is one problem.
+    problems = [line for row in rows for line in row.splitlines() if line and not line.startswith("***")]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{problems[0] if problems else 'damaged'}{more}"
+
+
 async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:
     """The guess with this id, or None."""
     return await session.get(Guess, guess_id)
