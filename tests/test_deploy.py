@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+import core
 from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +102,7 @@ def test_the_package_carries_its_models_and_migrations(tmp_path: Path) -> None:
     )
     assert build.returncode == 0, build.stderr
     [wheel] = tmp_path.glob("*.whl")
+    assert wheel.name.startswith(f"nameorigin-{core.__version__}-")  # one version, the library's
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"core/shipped/gru.safetensors", "core/shipped/rnn.safetensors", "migrations/env.py"} <= names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
