@@ -42,6 +42,9 @@ POLLING_KEY = "nameorigin.polling"  # bot_data key of the PollingHealth, in poll
 # What the handlers read: Telegram need not send the rest (edits, member changes, polls...).
 ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 
+# How long a stopping bot still brings pressed messages up to date (within Docker Compose's 30 s to stop).
+REDRAWS_AT_STOP_S = 10.0
+
 COMMANDS = (
     BotCommand("guess", "guess the origin of a surname"),
     BotCommand("compare", "GRU and hand-written RNN side by side"),
@@ -97,6 +100,7 @@ def build_application(
         await live.sync(adopt_trained=True)
 
     async def post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await handlers.redraws.finish(REDRAWS_AT_STOP_S)  # the presses are stored: their messages may lag
         await runner.stop()  # abandons a running fine-tune: the live model stays as it is
         await engine.dispose()
 

@@ -14,6 +14,7 @@ from bot import views
 from bot.callback_data import Action, ButtonPayload, MalformedCallback, decode, guess_ids_on
 from bot.keyed_locks import KeyedLocks
 from bot.ratelimit import UserRateLimiter
+from bot.redraws import MessageRedraws
 from bot.service import GuessService, StoredGuess, VerdictRefused
 from bot.update_log import LoggingApplication
 from core.predict import Rejected
@@ -73,6 +74,7 @@ class Handlers:
         self.limiter = limiter
         self.button_limiter = button_limiter
         self.presses = KeyedLocks()  # per guess: one message's presses in turn
+        self.redraws = MessageRedraws()  # the messages pressed on, brought up to date apart from the presses
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Explain what the bot does."""
@@ -167,8 +169,8 @@ class Handlers:
             logger.warning("a press naming a guess its message does not show")
             await answer(query, "That button is not one of mine.", show_alert=True)
             return
-        # Presses on one message run one after another. Each stores, answers, then redraws the message; when
-        # they interleave, an earlier press's redraw can land last and show a choice that is no longer stored.
+        # Presses on one message run one after another. Each stores, answers, then asks for the message to be
+        # redrawn; when they interleave, an earlier press's redraw can come last and show a choice no longer stored.
         async with self.presses.hold(payload.guess_id):
             if payload.action is Action.VERDICT:
                 await self._record_verdict(query, payload, chat_id)
@@ -186,12 +188,16 @@ class Handlers:
             if payload.action is Action.OTHER
             else views.short_keyboard(payload.guess_id, languages)
         )
-        try:
-            await query.edit_message_reply_markup(reply_markup=keyboard)
-        except BadRequest as exc:  # "message is not modified" when pressed twice quickly
-            logger.info("keyboard unchanged: %s", exc)
-        except TelegramError as exc:  # the press was answered; an apology now would say it failed
-            logger.warning("could not switch the keyboard: %s", exc)
+
+        async def redraw() -> None:
+            try:
+                await query.edit_message_reply_markup(reply_markup=keyboard)
+            except BadRequest as exc:  # "message is not modified" when pressed twice quickly
+                logger.info("keyboard unchanged: %s", exc)
+            except TelegramError as exc:  # the press was answered; an apology now would say it failed
+                logger.warning("could not switch the keyboard: %s", exc)
+
+        self.redraws.request(chat_id, payload.guess_id, redraw)
 
     async def _record_verdict(self, query: CallbackQuery, payload: ButtonPayload, chat_id: int) -> None:
         assert payload.language is not None
@@ -213,15 +219,19 @@ class Handlers:
         unchanged = text is None or original is None or html.unescape(text) == html.unescape(original)
         if not verdict.changed and isinstance(message, Message) and message.reply_markup == markup and unchanged:
             return
-        try:
-            if text is None:
-                await query.edit_message_reply_markup(reply_markup=markup)
-            else:
-                await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
-        except BadRequest as exc:  # the same verdict pressed again: the text is already right
-            logger.info("message unchanged: %s", exc)
-        except TelegramError as exc:  # stored and confirmed: an apology ("try again") would be wrong
-            logger.warning("could not show the recorded verdict: %s", exc)
+
+        async def redraw() -> None:
+            try:
+                if text is None:
+                    await query.edit_message_reply_markup(reply_markup=markup)
+                else:
+                    await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+            except BadRequest as exc:  # the same verdict pressed again: the text is already right
+                logger.info("message unchanged: %s", exc)
+            except TelegramError as exc:  # stored and confirmed: an apology ("try again") would be wrong
+                logger.warning("could not show the recorded verdict: %s", exc)
+
+        self.redraws.request(chat_id, payload.guess_id, redraw)
 
     async def compare(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/compare <name>: GRU and RNN side by side."""

@@ -16,12 +16,13 @@ from bot.throttled_log import ThrottledWarning
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_UPDATES = 256  # python-telegram-bot's default for concurrent_updates(True)
-# A chat's updates beyond this many in progress are dropped. Handlers wait for their chat's outgoing budget
-# (a group's 20 messages or edits a minute) while holding one of the slots above: one user pressing buttons
-# in a group faster than that would otherwise fill every slot, and no one else's update would be handled.
+# A chat's updates beyond this many in progress are dropped. Replies wait for their chat's outgoing budget
+# (a group's 20 messages or edits a minute) while holding one of the slots above: a group asking faster than
+# that would otherwise fill every slot, and no one else's update would be handled. (Button presses no longer
+# wait for their message's redraw, bot/redraws.py, but once held a slot each for it.)
 MAX_UPDATES_PER_CHAT = 32
-# And of one user's in one chat: else one member pressing at the button limit (60 a minute, against a group's
-# 20 edits) fills the chat's 32 within a minute, and the bot no longer answers anyone else in that group.
+# And of one user's in one chat: else one member sending faster than the group's replies go out fills the
+# chat's 32, and the bot no longer answers anyone else in that group.
 MAX_UPDATES_PER_MEMBER = 4
 # The alert answering a dropped press: unanswered, its button would spin, and its user never learn that the
 # verdict was not stored. answerCallbackQuery names no chat, so it waits for no chat's outgoing budget.

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import app as bot_app
 from bot.app import build_application
 from bot.config import Settings, load_settings
 from bot.db import migrate
 from bot.db.engine import create_engine, session_factory
+from bot.outgoing import RetryingRateLimiter
 from bot.service import Predictors
 from core.predict import Predictor
 from tests.fake_telegram import FakeTelegram
@@ -71,7 +73,17 @@ async def running_bot(settings: Settings, predictors: Predictors) -> AsyncIterat
         finally:
             await application.updater.stop()
             await application.stop()
-    await application.post_shutdown(application)
+            await application.post_shutdown(application)  # as serve does: the bot can still send
+
+
+@pytest.fixture
+def group_edits_twenty_times_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each press redraws its message, and a group gets 20 edits a minute: here 20 in 3 s."""
+    monkeypatch.setattr(
+        bot_app,
+        "outgoing_limiter",
+        lambda rate: RetryingRateLimiter(overall_max_rate=rate, group_max_rate=20, group_time_period=3),
+    )
 
 
 @pytest.fixture

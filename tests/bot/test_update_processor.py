@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bot import app as bot_app
-from bot.outgoing import RetryingRateLimiter
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
 from bot.update_processor import CHAT_BUSY
@@ -25,14 +23,7 @@ def update_lines(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=UPDATE_LOGGER)
 
 
-@pytest.fixture(autouse=True)
-def group_edits_twenty_times_faster(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each press redraws its message, and a group gets 20 edits a minute: here 20 in 3 s."""
-    monkeypatch.setattr(
-        bot_app,
-        "outgoing_limiter",
-        lambda rate: RetryingRateLimiter(overall_max_rate=rate, group_max_rate=20, group_time_period=3),
-    )
+pytestmark = pytest.mark.usefixtures("group_edits_twenty_times_faster")
 
 
 async def guess_in_group(telegram: FakeTelegram, caplog: pytest.LogCaptureFixture, group: int) -> tuple[int, str]:

@@ -1,0 +1,119 @@
+"""A press is stored and answered at once; its message is redrawn apart from it, once however often it was pressed
+while waiting for its chat's edit limit, and as the last press left it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.redraws import MessageRedraws
+from bot.service import Predictors
+from bot.update_log import UPDATE_LOGGER
+from tests.bot.conftest import running_bot, settings_for
+from tests.bot.test_update_processor import EDITS, guess_in_group
+from tests.databases import fetch
+from tests.fake_telegram import FakeTelegram
+
+
+async def test_a_message_waiting_for_its_turn_is_drawn_once_as_last_asked_and_chats_do_not_wait_on_each_other() -> None:
+    redraws = MessageRedraws()
+    drawn: list[str] = []
+    gate = asyncio.Event()
+
+    def drawing(label: str, wait: bool = False) -> object:
+        async def redraw() -> None:
+            if wait:
+                await gate.wait()  # a chat whose edit budget is spent
+            drawn.append(label)
+
+        return redraw
+
+    redraws.request(1, "a", drawing("a1", wait=True))
+    await asyncio.sleep(0)  # drawing it now: in progress until the gate opens
+    redraws.request(1, "b", drawing("b1"))
+    redraws.request(1, "a", drawing("a2"))  # "a" is in progress: a second redraw of it waits its turn
+    redraws.request(1, "b", drawing("b2"))  # replaces b1, keeping its place before a2
+    redraws.request(1, "a", drawing("a3"))  # replaces a2
+    redraws.request(2, "c", drawing("c1"))  # another chat
+    await asyncio.sleep(0.01)
+    assert drawn == ["c1"]
+    assert redraws.waiting() == 2
+    gate.set()
+    await redraws.finish(timeout=5)
+    assert drawn == ["c1", "a1", "b2", "a3"]
+    assert redraws.waiting() == 0
+
+
+async def test_a_chat_with_too_many_messages_waiting_leaves_the_next_ones_as_they_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redraws = MessageRedraws(max_waiting_per_chat=2)
+    gate, drawn = asyncio.Event(), []
+
+    def drawing(label: str) -> object:
+        async def redraw() -> None:
+            await gate.wait()
+            drawn.append(label)
+
+        return redraw
+
+    for message in "abcd":  # "a" is taken at once; b and c wait; d finds the line full
+        redraws.request(1, message, drawing(message))
+        await asyncio.sleep(0)
+    redraws.request(1, "b", drawing("b2"))  # one already waiting is still brought up to date
+    gate.set()
+    await redraws.finish(timeout=5)
+    assert drawn == ["a", "b2", "c"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "a message was left as it was: its chat has too many redraws waiting"
+    ]
+
+
+async def test_stopping_waits_a_while_for_waiting_redraws_then_says_how_many_were_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redraws = MessageRedraws()
+    forever = asyncio.Event()
+
+    async def stuck() -> None:
+        await forever.wait()
+
+    redraws.request(1, "a", stuck)
+    redraws.request(1, "b", stuck)
+    await asyncio.sleep(0)
+    await redraws.finish(timeout=0.05)
+    assert caplog.messages == ["stopping before 2 messages were brought up to date"]
+
+
+@pytest.mark.usefixtures("group_edits_twenty_times_faster")
+async def test_a_member_changing_their_mind_fast_in_a_group_is_answered_at_once_and_shown_last(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each press was answered only after the previous press's edit, at the group's pace: past the first 20, a
+    # member changing their mind waited 3 s for each answer, their button spinning, and each press cost an edit.
+    caplog.set_level(logging.INFO, logger=UPDATE_LOGGER)
+    settings = settings_for(telegram, tmp_path, button_presses_per_minute=1000)
+    group, presses = -100800, 40
+    async with running_bot(settings, predictors):
+        message_id, confirm = await guess_in_group(telegram, caplog, group)
+        keyboard = telegram.messages[(group, message_id)]["reply_markup"]["inline_keyboard"]
+        choices = [str(row[0]["callback_data"]) for row in keyboard[:2]]  # ✅ Italian, and the second language
+        for press in range(presses):
+            telegram.inject_callback(5, group, message_id, choices[press % 2])
+            await telegram.wait_for_count("answerCallbackQuery", press + 1, timeout=30)
+        edits_by_the_last_answer = sum(1 for call in telegram.calls if call.method in EDITS)
+        answers = [call.params.get("text") for call in telegram.sent("answerCallbackQuery")]
+        assert all(str(text).startswith("Recorded: ") for text in answers), answers
+        last = str(answers[-1])[len("Recorded: ") :]
+        await telegram.wait_for(lambda call: call.method in EDITS and last in str(call.params.get("text")), 30)
+        await asyncio.sleep(0.5)  # nothing drawn after it
+    # The group's first 20 edits go out at once; after those, presses were answered before their edits went out.
+    assert edits_by_the_last_answer < presses - 10, f"{edits_by_the_last_answer} edits before the last answer"
+    edits = [call for call in telegram.calls if call.method in EDITS]
+    assert len(edits) < presses - 10, f"{len(edits)} edits for {presses} presses: waiting ones were not drawn once"
+    assert last in str(edits[-1].params["text"]) and last in telegram.messages[(group, message_id)]["text"]
+    stored = await fetch(settings.database_url, "SELECT language FROM corrections")
+    assert len(stored) == 1 and str(stored[0][0]) in last
