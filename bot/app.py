@@ -28,6 +28,7 @@ from bot.handlers import Handlers
 from bot.live_model import LiveModel
 from bot.outgoing import outgoing_limiter
 from bot.polling_health import PollingHealth, WatchedGetUpdatesRequest
+from bot.privacy import PrivacyHandlers
 from bot.ratelimit import UserRateLimiter
 from bot.service import GuessService, Predictors
 from bot.update_log import LoggingApplication, user_hasher
@@ -50,6 +51,8 @@ COMMANDS = (
     BotCommand("compare", "GRU and hand-written RNN side by side"),
     BotCommand("stats", "how often the bot was right"),
     BotCommand("help", "how to use the bot"),
+    BotCommand("privacy", "what the bot keeps about you"),
+    BotCommand("forget", "delete what the bot keeps about you"),
 )
 
 
@@ -138,6 +141,9 @@ def build_application(
     application.add_handler(CommandHandler("guess", handlers.guess_command, filters=new))
     application.add_handler(CommandHandler("compare", handlers.compare, filters=new))
     application.add_handler(CommandHandler("stats", handlers.stats, filters=new))
+    privacy = PrivacyHandlers(service, requests)
+    application.add_handler(CommandHandler("privacy", privacy.privacy, filters=new))
+    application.add_handler(CommandHandler("forget", privacy.forget, filters=new))
     # In groups only /guess: there, plain text is people talking (and replies to the bot, "thanks!").
     private_text = new & filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE
     application.add_handler(MessageHandler(private_text, handlers.guess_text))

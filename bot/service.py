@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.batching import MicroBatcher
 from bot.db import repository
-from bot.db.repository import NewGuess, Stats, rejected_for_its_data
+from bot.db.repository import NewGuess, Stats, UserData, rejected_for_its_data
 from core.data import LANGUAGES
 from core.predict import Guess, Predictor, Rejected
 
@@ -212,3 +212,16 @@ class GuessService:
                 stats = await repository.collect_stats(session=session)
             self._stats = (stats, self._clock())
             return stats
+
+    async def stored_about(self, user_id: int) -> UserData:
+        """What the database keeps about ``user_id`` (for /forget to show before deleting)."""
+        async with self._sessions() as session:
+            return await repository.count_user_data(session=session, user_id=user_id)
+
+    async def forget(self, user_id: int) -> UserData:
+        """Delete what the database keeps about ``user_id``; returns what was deleted."""
+        async with self._writing() as session:
+            deleted = await repository.delete_user_data(session=session, user_id=user_id)
+            session.info[_WROTE] = bool(deleted.guesses or deleted.verdicts)
+        self._stats = None  # /stats counts what is left
+        return deleted

@@ -9,7 +9,7 @@ from html import escape as _escape
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.callback_data import Action, ButtonPayload
-from bot.db.repository import Stats
+from bot.db.repository import Stats, UserData
 from bot.service import Comparison, VerdictRecorded
 from core.data import LANGUAGES
 from core.predict import Guess
@@ -41,8 +41,25 @@ HELP = (
     "• <code>/compare Dostoevsky</code>: the GRU and the hand-written RNN side by side\n"
     "• <code>/stats</code>: how often I was right\n\n"
     "Press a button under an answer to confirm or correct it: your corrections teach me.\n"
+    "<code>/privacy</code>: what I keep about you; <code>/forget</code> deletes it.\n"
     "<i>I guess the origin of a spelling, not anyone's nationality or ethnicity.</i>"
 )
+
+PRIVACY = (
+    "<b>What I keep</b>\n"
+    "• each name you send me, with my answer, your Telegram user id and the chat you sent it in\n"
+    "• each button you press under an answer: the language you chose\n\n"
+    "I keep them to count how often I am right (<code>/stats</code>) and to learn from your corrections. "
+    "A model that has learned from them keeps what it learned after they are deleted.\n"
+    "My logs hold neither the names nor your user id (only a one-way hash of it).\n\n"
+    "<code>/forget</code> shows what I keep about you, and deletes it."
+)
+FORGET_CONFIRM_ARGUMENT = "confirm"
+FORGET_AS_CHAT = (
+    "You are writing as a chat, not as yourself, so I can't tell whose data to delete. "
+    "Send /forget from your own account."
+)
+FORGET_USAGE = f"To delete what I keep about you, send exactly: /forget {FORGET_CONFIRM_ARGUMENT}"
 
 
 def more_names_than_answered(answered: int, sent: int) -> str:
@@ -149,3 +166,26 @@ def full_keyboard(guess_id: int) -> InlineKeyboardMarkup:
     rows = [buttons[i : i + FULL_KEYBOARD_COLUMNS] for i in range(0, len(buttons), FULL_KEYBOARD_COLUMNS)]
     rows.append([_button("« Back", ButtonPayload(Action.BACK, guess_id))])
     return InlineKeyboardMarkup(rows)
+
+
+def _names_and_verdicts(data: UserData) -> str:
+    names = f"{data.guesses} name{'' if data.guesses == 1 else 's'} you sent (with my answers)"
+    verdicts = f"{data.verdicts} answer{'' if data.verdicts == 1 else 's'} you confirmed or corrected"
+    return f"{names} and {verdicts}"
+
+
+def forget_preview(stored: UserData) -> str:
+    """The reply to /forget: what would be deleted, and how to delete it."""
+    if not (stored.guesses or stored.verdicts):
+        return "I keep nothing about you."
+    return (
+        f"I keep {_names_and_verdicts(stored)}. Others' buttons pressed under those answers go with them.\n"
+        f"To delete all of it, send: /forget {FORGET_CONFIRM_ARGUMENT}"
+    )
+
+
+def forgotten_text(deleted: UserData) -> str:
+    """The reply to /forget confirm: what was deleted."""
+    if not (deleted.guesses or deleted.verdicts):
+        return "There was nothing to delete: I keep nothing about you."
+    return f"Deleted {_names_and_verdicts(deleted)}. Messages already sent stay in their chats."

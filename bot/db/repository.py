@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import CursorResult, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -175,3 +176,31 @@ async def fetch_votes(*, session: AsyncSession) -> list[Vote]:
         )
         for surname, user_id, language, created_at, updated_at in rows
     ]
+
+
+@dataclass(frozen=True)
+class UserData:
+    """What the database keeps about one user: the names they sent (with the answers), and their verdicts."""
+
+    guesses: int
+    verdicts: int
+
+
+async def count_user_data(*, session: AsyncSession, user_id: int) -> UserData:
+    """How many guesses ``user_id`` asked for, and how many verdicts they gave."""
+    guesses = await session.scalar(select(func.count()).select_from(Guess).where(Guess.user_id == user_id))
+    verdicts = await session.scalar(select(func.count()).select_from(Correction).where(Correction.user_id == user_id))
+    return UserData(guesses=guesses or 0, verdicts=verdicts or 0)
+
+
+async def delete_user_data(*, session: AsyncSession, user_id: int) -> UserData:
+    """Delete ``user_id``'s guesses and verdicts, and others' verdicts on those guesses; returns what was theirs."""
+    verdicts = await session.execute(delete(Correction).where(Correction.user_id == user_id))
+    # Others' verdicts on this user's guesses are about the names this user sent: they go with the guesses.
+    theirs = select(Guess.id).where(Guess.user_id == user_id)
+    await session.execute(delete(Correction).where(Correction.guess_id.in_(theirs)))
+    guesses = await session.execute(delete(Guess).where(Guess.user_id == user_id))
+    # A DELETE's result is a CursorResult, which counts its rows; execute() is typed for any statement.
+    return UserData(
+        guesses=cast(CursorResult[Any], guesses).rowcount, verdicts=cast(CursorResult[Any], verdicts).rowcount
+    )
