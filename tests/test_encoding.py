@@ -20,3 +20,10 @@ def test_encode_batch_pads_on_the_right() -> None:
     assert tokens[1, 1:].tolist() == [PAD_ID, PAD_ID]
     assert tokens[2, 0] == UNK_ID
     assert tokens.dtype == torch.long
+
+
+def test_encode_batch_reads_names_as_encode_does_and_decode_drops_padding() -> None:
+    vocabulary = Vocabulary.from_names(["abc"])
+    tokens, _ = vocabulary.encode_batch(["ABC", "Ab"])  # training and prediction take this path
+    assert tokens.tolist() == [vocabulary.encode("abc"), [*vocabulary.encode("ab"), PAD_ID]]
+    assert vocabulary.decode(tokens[1].tolist()) == "ab"

@@ -49,6 +49,7 @@ def test_the_allowed_drop_holds_against_where_fine_tuning_started_however_many_r
         "test accuracy would be 0.60 points below the model fine-tuning started from (limit 0.50, however many runs)"
     )
     assert decide(live, GateScores(0.874, 0.6, 0.9), max_test_drop_points=0.5, origin=origin).promoted
+    assert decide(live, GateScores(0.873, 0.6, 0.9), max_test_drop_points=0.5, origin=origin).promoted  # at the limit
 
 
 @pytest.mark.parametrize(

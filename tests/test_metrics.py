@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.calibration import MAX_TEMPERATURE, fit_temperature
+from core.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature
 from core.metrics import compute_metrics
 
 LABELS = ("A", "B", "C", "D")
@@ -96,6 +96,22 @@ def test_a_wrong_answer_counts_against_the_true_language_ranked_highest_not_the_
     assert by_language["A"].support == 0
 
 
+def test_ece_pools_the_names_within_each_of_15_confidence_bins() -> None:
+    # 0.61 (right) and 0.66 (wrong) share the bin (9/15, 10/15]: one gap, |0.635 - 0.5|, not each name's own.
+    pooled = np.array([[0.61, 0.29, 0.10], [0.66, 0.24, 0.10]])
+    truth = np.array([[True, False, False], [False, True, False]])
+    assert compute_metrics(pooled, truth, LABELS[:3]).ece == pytest.approx(0.135)
+    # 0.65 (right) and 0.68 (wrong) straddle the edge at 10/15: two bins, each with its own gap.
+    apart = np.array([[0.65, 0.25, 0.10], [0.68, 0.22, 0.10]])
+    assert compute_metrics(apart, truth, LABELS[:3]).ece == pytest.approx((0.35 + 0.68) / 2)
+
+
+def test_nll_stays_finite_when_the_true_language_gets_no_probability() -> None:
+    # float32 softmax underflows to exactly 0 for a language far below the top one.
+    metrics = compute_metrics(np.array([[1.0, 0.0]]), np.array([[False, True]]), ("A", "B"))
+    assert metrics.nll == pytest.approx(-math.log(1e-12))
+
+
 def test_an_empty_split_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         compute_metrics(np.zeros((0, 4)), np.zeros((0, 4), dtype=bool), LABELS)
@@ -118,3 +134,11 @@ def test_the_temperature_stays_bounded_when_logits_carry_no_information() -> Non
     temperature = fit_temperature(logits, truth)
     assert math.isfinite(temperature)
     assert temperature == MAX_TEMPERATURE  # the flattest answer it may give
+
+
+def test_the_temperature_stays_bounded_when_logits_are_always_right() -> None:
+    logits = torch.zeros(100, 5)
+    logits[:, 0] = 0.01  # always right by a hair: sharpening without limit would always lower the loss
+    truth = torch.zeros(100, 5, dtype=torch.bool)
+    truth[:, 0] = True
+    assert fit_temperature(logits, truth) == pytest.approx(MIN_TEMPERATURE)  # the sharpest answer it may give

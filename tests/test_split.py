@@ -4,7 +4,7 @@ import pytest
 
 from core.data import DatasetError, load_dataset
 from core.split import SplitConfig, split_dataset
-from tests.conftest import write_dataset
+from tests.conftest import synthetic_names, write_dataset
 
 
 def test_split_is_name_disjoint_stratified_and_fixed(real_data_dir: Path) -> None:
@@ -39,3 +39,24 @@ def test_each_part_takes_its_own_fraction_and_the_split_records_its_seed(tiny_da
     assert split.seed == 7  # checkpoints record it: fine-tuning rebuilds the same test split from it
     no_test = split_dataset(dataset, SplitConfig(test_fraction=0.0))  # a part not asked for may be empty
     assert (len(no_test.train), len(no_test.validation), no_test.test) == (18 * 27, 18 * 3, ())
+
+
+def test_a_validation_only_split_too_small_says_how_many_names_it_needs(tmp_path: Path) -> None:
+    dataset = load_dataset(write_dataset(tmp_path / "four", per_language=4))
+    with pytest.raises(DatasetError, match="leave the validation split empty; .*at least 6 names"):
+        split_dataset(dataset, SplitConfig(test_fraction=0.0))
+
+
+def test_names_are_stratified_by_their_rarest_language(tmp_path: Path) -> None:
+    # Every Scottish name is also English, and Scottish is the smaller language: the 20 shared names form
+    # their own stratum, so each held-out part gets exactly 10% of them whatever the seed.
+    folder = write_dataset(tmp_path / "names")
+    shared = synthetic_names("Scottish", 20, seed=1)
+    (folder / "Scottish.txt").write_text("\n".join(shared) + "\n")
+    with (folder / "English.txt").open("a") as english:
+        english.write("\n".join(shared) + "\n")
+    dataset = load_dataset(folder)
+    for seed in range(5):
+        split = split_dataset(dataset, SplitConfig(seed=seed))
+        for part in (split.validation, split.test):
+            assert sum("Scottish" in ex.languages for ex in part) == 2

@@ -68,6 +68,11 @@ from core.text import InvalidNameError, clean_surname, displayable, parse_query
         ("O''Brien", "O'Brien", False),
         ("Jr.", "Jr", False),  # a lone suffix is all there is: kept
         ("x" * 64, "x" * 64, False),  # MAX_INPUT_CHARS itself is allowed
+        ("Fyodor\tDostoevsky", "Dostoevsky", True),  # a tab parts words as a space does
+        ("John Smith Sr", "Smith", True),
+        ("John Smith Esq.", "Smith", True),
+        ("Henry Ford IV", "Ford", True),
+        ("De La", "De La", False),  # particles alone: all of them are the surname
         (unicodedata.normalize("NFD", "ᾄ" * 64), "a" * 64, False),  # 256 code points, 64 letters composed
     ],
 )
@@ -93,6 +98,8 @@ def test_parse_query_picks_the_surname(raw: str, surname: str, from_full_name: b
         ("Sm\x00ith", "a control character, U\\+0000"),  # dropped, it would pass for Smith
         ("S\x00m\x00i\x00t\x00h\x00", "UTF-16"),  # what UTF-16 text read as UTF-8 looks like
         ("Smith\x1b[31m", "a control character, U\\+001B$"),
+        ("Smith\x7f", "a control character, U\\+007F$"),  # delete
+        ("Smith\x9b31m", "a control character, U\\+009B$"),  # a C1 control (CSI)
     ],  # fmt: skip
 )
 def test_parse_query_rejects_bad_input(raw: str, reason: str) -> None:

@@ -124,6 +124,22 @@ def test_buckets_cover_every_index_once_with_similar_lengths() -> None:
     assert spread < 3  # a random batch of 32 would span most of 1..19
 
 
+def test_buckets_come_in_shuffled_order_and_a_new_mix_each_epoch() -> None:
+    lengths = torch.randint(1, 20, (1000,), generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    first, second = (list(bucketed_batches(lengths, 32, generator)) for _ in range(2))
+    longest = [int(lengths[b].max()) for b in first]
+    assert longest != sorted(longest)  # not shortest names first
+    assert {frozenset(b.tolist()) for b in first} != {frozenset(b.tolist()) for b in second}
+
+
+def test_buckets_cover_every_index_once_across_several_pools() -> None:
+    lengths = torch.randint(1, 20, (100,), generator=torch.Generator().manual_seed(0))
+    batches = list(bucketed_batches(lengths, 4, torch.Generator().manual_seed(1), pool_batches=3))  # 9 pools
+    assert sorted(torch.cat(batches).tolist()) == list(range(100))
+    assert max(len(b) for b in batches) == 4
+
+
 def test_predictions_come_back_in_input_order_whatever_the_batching(tiny_data_dir: Path) -> None:
     dataset = load_dataset(tiny_data_dir)
     vocabulary = Vocabulary.from_names(ex.name for ex in dataset.examples)
