@@ -197,7 +197,7 @@ class Handlers:
             except TelegramError as exc:  # the press was answered; an apology now would say it failed
                 logger.warning("could not switch the keyboard: %s", exc)
 
-        self.redraws.request(chat_id, payload.guess_id, redraw)
+        self.redraws.request(chat_id, payload.guess_id, redraw, keyboard_only=True)
 
     async def _record_verdict(self, query: CallbackQuery, payload: ButtonPayload, chat_id: int) -> None:
         assert payload.language is not None
@@ -215,9 +215,11 @@ class Handlers:
         text = None if original is None else views.recorded_text(original, verdict)
         # The same choice again, on a message that shows it: an edit would change nothing, yet count against
         # the chat's limit. Only then: the message is as it was when pressed, and a press in between may
-        # have changed it. (PTB's HTML writes ' as &#x27;, ours does not: compared as text.)
+        # have changed it; so may a redraw still waiting or under way, which this one must follow.
+        # (PTB's HTML writes ' as &#x27;, ours does not: compared as text.)
         unchanged = text is None or original is None or html.unescape(text) == html.unescape(original)
-        if not verdict.changed and isinstance(message, Message) and message.reply_markup == markup and unchanged:
+        shown = isinstance(message, Message) and message.reply_markup == markup and unchanged
+        if not verdict.changed and shown and not self.redraws.pending(chat_id, payload.guess_id):
             return
 
         async def redraw() -> None:

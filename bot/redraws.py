@@ -30,19 +30,31 @@ class MessageRedraws:
 
     def __init__(self, max_waiting_per_chat: int = MAX_WAITING_PER_CHAT) -> None:
         self.max_waiting_per_chat = max_waiting_per_chat
-        self._waiting: dict[int, dict[Hashable, Redraw]] = {}  # chat -> message -> its latest redraw
+        # chat -> message -> its latest whole redraw, and a later one of its keyboard alone
+        self._waiting: dict[int, dict[Hashable, tuple[Redraw | None, Redraw | None]]] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
+        self._drawing: dict[int, Hashable] = {}  # chat -> the message whose redraw is under way
         self._dropped = ThrottledWarning(logger, "a message was left as it was: its chat has too many redraws waiting")
 
-    def request(self, chat_id: int, message: Hashable, redraw: Redraw) -> None:
-        """Have ``redraw`` bring ``message`` of ``chat_id`` up to date, in place of any redraw of it still waiting."""
+    def request(self, chat_id: int, message: Hashable, redraw: Redraw, *, keyboard_only: bool = False) -> None:
+        """Have ``redraw`` bring ``message`` of ``chat_id`` up to date, in place of any redraw of it still waiting.
+
+        With ``keyboard_only`` (it redraws the buttons alone) it replaces only such a redraw: a whole one still
+        waiting (a verdict's text) is drawn first.
+        """
         waiting = self._waiting.setdefault(chat_id, {})
         if message not in waiting and len(waiting) >= self.max_waiting_per_chat:
             self._dropped()
             return
-        waiting[message] = redraw  # a newer redraw keeps the older one's place in line
+        whole, _keyboard = waiting.get(message, (None, None))
+        # A newer redraw keeps the older one's place in line.
+        waiting[message] = (whole, redraw) if keyboard_only else (redraw, None)
         if chat_id not in self._workers:
             self._workers[chat_id] = asyncio.create_task(self._redraw_in_turn(chat_id), name=f"redraws:{chat_id}")
+
+    def pending(self, chat_id: int, message: Hashable) -> bool:
+        """Whether a redraw of ``message`` waits or is under way: it may not stay as Telegram last showed it."""
+        return message in self._waiting.get(chat_id, {}) or self._drawing.get(chat_id) == message
 
     def waiting(self) -> int:
         """How many messages wait for a redraw, in all chats."""
@@ -52,12 +64,15 @@ class MessageRedraws:
         try:
             while waiting := self._waiting.get(chat_id):
                 message = next(iter(waiting))
-                redraw = waiting.pop(message)
-                try:
-                    await redraw()
-                except Exception:  # the redraws catch Telegram's refusals; anything else is a bug, reported
-                    logger.exception("could not redraw a message")
+                redraws = waiting.pop(message)
+                self._drawing[chat_id] = message
+                for redraw in filter(None, redraws):
+                    try:
+                        await redraw()
+                    except Exception:  # the redraws catch Telegram's refusals; anything else is a bug, reported
+                        logger.exception("could not redraw a message")
         finally:
+            self._drawing.pop(chat_id, None)
             if not self._waiting.get(chat_id):
                 self._waiting.pop(chat_id, None)
             del self._workers[chat_id]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bot import app as bot_app
+from bot.outgoing import RetryingRateLimiter
 from bot.redraws import MessageRedraws
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
@@ -88,7 +90,18 @@ async def test_stopping_waits_a_while_for_waiting_redraws_then_says_how_many_wer
     assert caplog.messages == ["stopping before 2 messages were brought up to date"]
 
 
-@pytest.mark.usefixtures("group_edits_twenty_times_faster")
+@pytest.fixture
+def group_edits_twice_as_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 edits in 30 s: past them, one every 1.5 s, so a slow machine's presses still outrun the group's edits
+    (at 20 in 3 s, one every 0.15 s, presses taking 2.5 s in all let 31 edits out before the last answer)."""
+    monkeypatch.setattr(
+        bot_app,
+        "outgoing_limiter",
+        lambda rate: RetryingRateLimiter(overall_max_rate=rate, group_max_rate=20, group_time_period=30),
+    )
+
+
+@pytest.mark.usefixtures("group_edits_twice_as_fast")
 async def test_a_member_changing_their_mind_fast_in_a_group_is_answered_at_once_and_shown_last(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -117,3 +130,51 @@ async def test_a_member_changing_their_mind_fast_in_a_group_is_answered_at_once_
     assert last in str(edits[-1].params["text"]) and last in telegram.messages[(group, message_id)]["text"]
     stored = await fetch(settings.database_url, "SELECT language FROM corrections")
     assert len(stored) == 1 and str(stored[0][0]) in last
+
+
+async def test_a_press_changing_nothing_while_its_message_waits_for_a_redraw_is_still_shown_last(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A press repeating its user's choice on a message that shows it drew nothing: an edit would change nothing.
+    # But the message Telegram sent with it may be about to change: another member's redraw was still on its way,
+    # landed after it, and the message went on showing that member's choice, not the last press's.
+    caplog.set_level(logging.INFO, logger=UPDATE_LOGGER)
+    group = -100700
+    async with running_bot(settings_for(telegram, tmp_path), predictors):
+        message_id, confirm = await guess_in_group(telegram, caplog, group)
+        keyboard = telegram.messages[(group, message_id)]["reply_markup"]["inline_keyboard"]
+        other_language = str(keyboard[1][0]["callback_data"])
+        telegram.inject_callback(5, group, message_id, confirm)
+        await telegram.wait_for(lambda call: call.method == "editMessageText")
+        telegram.delay_next("editMessageText", 1.0)  # the next redraw is under way for a second
+        telegram.inject_callback(6, group, message_id, other_language)
+        await telegram.wait_for_count("answerCallbackQuery", 2)
+        telegram.inject_callback(5, group, message_id, confirm)  # the message still shows user 5's choice
+        answers = await telegram.wait_for_count("answerCallbackQuery", 3)
+    assert "is right" in str(answers[-1].params.get("text"))
+    assert "✅ Recorded:" in telegram.messages[(group, message_id)]["text"], "the last press is not what it shows"
+
+
+async def test_a_keyboard_switched_while_a_verdict_waits_to_be_shown_keeps_the_verdict(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "Other…" pressed while the message still waited to show a verdict (its chat's edits busy) took the verdict's
+    # place in line: only the keyboard was redrawn, and the message never said what was recorded.
+    caplog.set_level(logging.INFO, logger=UPDATE_LOGGER)
+    group = -100750
+    async with running_bot(settings_for(telegram, tmp_path), predictors):
+        first, confirm_first = await guess_in_group(telegram, caplog, group)
+        telegram.inject_message(5, "/guess Nakamura", chat_id=group)
+        await telegram.wait_for_count("sendMessage", 2)
+        second = telegram.last_bot_message_id(group)
+        confirm = str(telegram.messages[(group, second)]["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        telegram.delay_next("editMessageText", 1.0)  # the group's edits are busy for a second
+        telegram.inject_callback(5, group, first, confirm_first)
+        await telegram.wait_for_count("answerCallbackQuery", 1)
+        telegram.inject_callback(6, group, second, confirm)  # its redraw waits for the first message's
+        await telegram.wait_for_count("answerCallbackQuery", 2)
+        telegram.inject_callback(7, group, second, f"o:{confirm.split(':')[1]}")  # "Other…"
+        await telegram.wait_for_count("answerCallbackQuery", 3)
+    shown = telegram.messages[(group, second)]
+    assert "✅ Recorded:" in shown["text"], "the verdict was never shown"
+    assert shown["reply_markup"]["inline_keyboard"][-1][0]["text"] == "« Back", "the keyboard pressed for is not shown"
