@@ -38,7 +38,7 @@ ENV DATABASE_URL=sqlite+aiosqlite:////app/data/nameorigin.db \
 VOLUME ["/app/data"]
 EXPOSE 8080
 
-# GET /health answers 200 while the bot runs and its database answers (polling and webhook modes alike).
+# GET /health answers 200 while the bot runs, its database takes writes and, in polling mode, getUpdates works.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4).status != 200)"]
 

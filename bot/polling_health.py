@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 # success says nothing about the next minute, so a conflict is reported for this long after the last one seen.
 CONFLICT_SHOWN_S = 120.0
 
+# Failed calls in a row before /health reports them: one alone is a blip (a 502, a timeout) that the next call,
+# a long poll of up to 10 s, would otherwise keep reported for its whole length.
+FAILED_CALLS_SHOWN = 2
+
 SECOND_POLLER = "another process is polling Telegram with this bot's token, and each hears only some of the users"
 
 
@@ -34,7 +38,9 @@ class PollingHealth:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._failing_since: float | None = None  # first failure since the last success
-        self._failures = 0  # since the last success
+        self._streak = 0  # failed calls since the last success
+        self._troubled_since: float | None = None  # first failure since polling was last said to work
+        self._failures = 0  # failed calls since then
         self._last_reason = ""
         self._last_conflict: float | None = None
         self._warn = ThrottledWarning(logger, "long polling failed: %s", clock=clock)
@@ -45,6 +51,9 @@ class PollingHealth:
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
+        if self._troubled_since is None:
+            self._troubled_since = now
+        self._streak += 1
         self._failures += 1
         self._last_reason = reason
         if conflict:
@@ -55,19 +64,33 @@ class PollingHealth:
 
     def succeeded(self) -> None:
         """Note a getUpdates call that Telegram answered."""
-        if self._failing_since is not None:
-            seconds = self._clock() - self._failing_since
+        self._failing_since, self._streak = None, 0
+        # Not while a second poller is still reported: between its conflicts, calls succeed by turns.
+        if self._troubled_since is not None and self.problem() is None:
+            seconds = self._clock() - self._troubled_since
             logger.info("long polling works again after %.0f s and %d failed calls", seconds, self._failures)
-        self._failing_since, self._failures = None, 0
+            self._troubled_since, self._failures = None, 0
 
     def problem(self) -> str | None:
-        """Why the bot may not hear its users, or ``None``: a recent conflict, or getUpdates failing since."""
+        """Why the bot may not hear its users, or ``None``: a recent conflict, or getUpdates failing since.
+
+        A lone failed call is not reported: the next call, a long poll, may take its full timeout to succeed.
+        """
         now = self._clock()
         if self._last_conflict is not None and now - self._last_conflict <= CONFLICT_SHOWN_S:
             return f"{SECOND_POLLER} (last seen {now - self._last_conflict:.0f} s ago)"
-        if self._failing_since is not None:
+        if self._failing_since is not None and self._streak >= FAILED_CALLS_SHOWN:
             return f"getUpdates failing for {now - self._failing_since:.0f} s: {self._last_reason}"
         return None
+
+
+def _is_bot_api_answer(payload: bytes) -> bool:
+    """Whether a successful HTTP answer is the Bot API's: a proxy's or a captive portal's own page is not."""
+    try:
+        answer = json.loads(payload.decode("utf-8", "replace"))  # as python-telegram-bot reads it
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and "result" in answer
 
 
 def _description(payload: bytes) -> str:
@@ -97,8 +120,10 @@ class WatchedGetUpdatesRequest(HTTPXRequest):
         except TelegramError as error:  # unreachable, or timed out
             self._health.failed(f"{type(error).__name__}: {error.message}")
             raise
-        if HTTPStatus.OK <= code <= 299:
+        if HTTPStatus.OK <= code <= 299 and _is_bot_api_answer(payload):
             self._health.succeeded()
+        elif HTTPStatus.OK <= code <= 299:  # the library fails on it, and tells only its error callback
+            self._health.failed(f"HTTP {code}: not an answer of the Bot API")
         else:
             self._health.failed(f"HTTP {code}: {_description(payload)}", conflict=code == HTTPStatus.CONFLICT)
         return code, payload

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from telegram.error import TelegramError
 
 from bot.db import migrate
-from bot.polling_health import CONFLICT_SHOWN_S, PollingHealth
+from bot.polling_health import CONFLICT_SHOWN_S, PollingHealth, WatchedGetUpdatesRequest
 from bot.server import serve
 from bot.service import Predictors
 from tests.bot.conftest import settings_for
@@ -57,7 +59,67 @@ def test_other_failures_are_reported_from_the_first_until_a_call_succeeds() -> N
     assert health.problem() is None
     health.failed("HTTP 502: Bad Gateway")  # a new streak counts from its own start
     clock.now += 2
+    health.failed("HTTP 502: Bad Gateway")
     assert health.problem() == "getUpdates failing for 2 s: HTTP 502: Bad Gateway"
+
+
+def test_a_lone_failed_call_is_not_reported_the_next_one_failing_is() -> None:
+    # A blip (one 502, one timeout) was 503 until the next call succeeded: a long poll, up to 10 s later.
+    clock = Clock()
+    health = PollingHealth(clock)
+    health.failed("TimedOut: Timed out")
+    assert health.problem() is None
+    clock.now += 10
+    health.succeeded()
+    health.failed("HTTP 502: Bad Gateway")
+    clock.now += 1
+    assert health.problem() is None
+    health.failed("HTTP 502: Bad Gateway")
+    assert health.problem() == "getUpdates failing for 1 s: HTTP 502: Bad Gateway"
+
+
+def test_polling_is_not_said_to_work_again_while_a_second_poller_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    # Two pollers take turns: each success between conflicts logged "works again", while /health said otherwise.
+    caplog.set_level(logging.INFO, logger="bot")
+    clock = Clock()
+    health = PollingHealth(clock)
+    for _ in range(3):
+        health.failed(f"HTTP 409: {CONFLICT}", conflict=True)
+        clock.now += 10
+        health.succeeded()
+    assert health.problem() is not None
+    assert not [m for m in caplog.messages if "works again" in m], caplog.messages
+    clock.now += CONFLICT_SHOWN_S
+    health.succeeded()
+    assert health.problem() is None
+    assert [m for m in caplog.messages if "works again" in m] == [
+        "long polling works again after 150 s and 3 failed calls"
+    ]
+
+
+async def test_an_answer_that_is_not_the_bot_api_s_is_a_failure() -> None:
+    # A proxy or captive portal answering 200 with its own page: every getUpdates failed in the library, whose error
+    # callback is silenced (the request logs failures), and /health said 200 since the call "succeeded".
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>Log in to continue</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    health = PollingHealth()
+    request = WatchedGetUpdatesRequest(health)
+    await request.initialize()
+    try:
+        for _ in range(2):
+            with pytest.raises(TelegramError, match="Invalid server response"):
+                await request.post(f"http://127.0.0.1:{port}/bot123456:TEST-token/getUpdates")
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
+    assert health.problem() == "getUpdates failing for 0 s: HTTP 200: not an answer of the Bot API"
 
 
 def test_failures_are_logged_once_a_minute_with_a_count_and_the_recovery_once(
