@@ -28,6 +28,8 @@ from core.data import DatasetError, load_dataset
 from core.paths import unwritable_reason
 
 TELEGRAM_TIMEOUT_S = 10.0
+# What SQLite answers when a page it reads is not what the file format says: the file is damaged.
+SQLITE_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class Status(Enum):
@@ -89,8 +91,11 @@ async def _database(url: str) -> tuple[Finding, str | None]:
         async with session_factory(engine)() as session:
             damage = await sqlite_damage(session=session)
             live = await active_version(session=session) if damage is None else None
-    except DBAPIError as exc:  # a page the query needed is unreadable
-        damage = f"{type(exc.orig).__name__}: {_first_line(exc.orig)}"
+    except DBAPIError as exc:
+        reason = f"{type(exc.orig).__name__}: {_first_line(exc.orig)}"
+        if getattr(exc.orig, "sqlite_errorname", None) not in SQLITE_DAMAGE:  # locked, a lost connection, no table
+            return Finding(Status.PROBLEM, "database", f"cannot read it: {reason}"), None
+        damage = reason  # a page the query needed is unreadable
     finally:
         await engine.dispose()
     if damage is not None:

@@ -64,3 +64,13 @@ async def fetch(database_url: str, sql: str) -> list[tuple[object, ...]]:
             return [tuple(row) for row in await connection.execute(text(sql))]
     finally:
         await engine.dispose()
+
+
+async def execute(database_url: str, sql: str) -> None:
+    """Run one statement and commit it, on either backend."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(sql))
+    finally:
+        await engine.dispose()
