@@ -223,5 +223,6 @@ class GuessService:
         async with self._writing() as session:
             deleted = await repository.delete_user_data(session=session, user_id=user_id)
             session.info[_WROTE] = bool(deleted.guesses or deleted.verdicts)
-        self._stats = None  # /stats counts what is left
+        async with self._stats_lock:  # after a count under way, taken before the delete, has been stored
+            self._stats = None  # /stats counts what is left
         return deleted

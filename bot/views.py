@@ -56,8 +56,9 @@ PRIVACY = (
 )
 FORGET_CONFIRM_ARGUMENT = "confirm"
 FORGET_AS_CHAT = (
-    "You are writing as a chat, not as yourself, so I can't tell whose data to delete. "
-    "Send /forget from your own account."
+    "You are writing as the group, not as yourself. What anonymous admins send me is kept under one account that "
+    "all of them share, so I can't tell what is yours, nor delete it for you. "
+    "Send /forget from your own account to delete what you sent as yourself."
 )
 FORGET_USAGE = f"To delete what I keep about you, send exactly: /forget {FORGET_CONFIRM_ARGUMENT}"
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from bot.config import Settings
-from bot.service import Predictors
+from bot.db import repository
+from bot.db.repository import Stats
+from bot.service import GuessService, Predictors
 from bot.views import FORGET_AS_CHAT, FORGET_USAGE
 from tests.bot.conftest import running_bot
 from tests.bot.test_unusual_updates import message
@@ -94,3 +101,33 @@ async def test_an_anonymous_admin_cannot_forget_for_every_anonymous_admin(
         telegram.inject({"message": message(anonymous, GROUP, "/forget confirm", sender_chat=sender_chat)})
         await telegram.wait_for(lambda call: call.params.get("text") == FORGET_AS_CHAT)
     assert len((await rows(settings))[0]) == 1
+
+
+async def test_a_count_taken_before_forget_is_not_shown_after_it(
+    sessions: async_sessionmaker[AsyncSession], predictors: Predictors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /forget cleared the cached counts; a /stats counting meanwhile stored its older counts after that, and
+    # /stats showed the deleted names for 30 s more.
+    service = GuessService(predictors=predictors, sessions=sessions)
+    await service.guess(user_id=7, chat_id=7, message_id=1, text="Rossi")
+    counted, release = asyncio.Event(), asyncio.Event()
+    collect_stats = repository.collect_stats
+
+    async def slow_count(*, session: AsyncSession) -> Stats:
+        stats = await collect_stats(session=session)
+        await session.close()  # as on PostgreSQL, where the delete does not wait for this connection
+        counted.set()
+        await release.wait()
+        return stats
+
+    monkeypatch.setattr(repository, "collect_stats", slow_count)
+    counting = asyncio.create_task(service.stats())
+    await counted.wait()
+    forgetting = asyncio.create_task(service.forget(7))
+    while (await service.stored_about(7)).guesses:  # deleted and committed
+        await asyncio.sleep(0.01)
+    release.set()
+    assert (await counting).guesses == 1
+    assert (await forgetting).guesses == 1
+    monkeypatch.setattr(repository, "collect_stats", collect_stats)
+    assert (await service.stats()).guesses == 0
