@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -102,6 +103,8 @@ class GuessService:
             self._insert_guesses, retry_alone=rejected_for_its_data
         )
         self._write_failure: tuple[float, str] | None = None  # when the last write failed, and why
+        self._guessing: Counter[int] = Counter()  # users with a guess being classified or stored
+        self._guesses_settled = asyncio.Condition()
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
@@ -137,6 +140,19 @@ class GuessService:
 
     async def guess(self, *, user_id: int, chat_id: int, message_id: int, text: str) -> StoredGuess | Rejected:
         """Classify ``text`` (the user's message ``message_id``) with the live GRU and store the guess."""
+        self._guessing[user_id] += 1
+        try:
+            return await self._classify_and_store(user_id=user_id, chat_id=chat_id, message_id=message_id, text=text)
+        finally:
+            async with self._guesses_settled:
+                self._guessing[user_id] -= 1
+                if not self._guessing[user_id]:
+                    del self._guessing[user_id]
+                self._guesses_settled.notify_all()
+
+    async def _classify_and_store(
+        self, *, user_id: int, chat_id: int, message_id: int, text: str
+    ) -> StoredGuess | Rejected:
         result, version = await self._gru.submit(text)
         if isinstance(result, Rejected):
             return result
@@ -219,7 +235,13 @@ class GuessService:
             return await repository.count_user_data(session=session, user_id=user_id)
 
     async def forget(self, user_id: int) -> UserData:
-        """Delete what the database keeps about ``user_id``; returns what was deleted."""
+        """Delete what the database keeps about ``user_id``; returns what was deleted.
+
+        A guess of theirs still being classified is stored first, and deleted with the rest: a name sent just
+        before ``/forget confirm`` would otherwise be kept, though the reply says all was deleted.
+        """
+        async with self._guesses_settled:
+            await self._guesses_settled.wait_for(lambda: user_id not in self._guessing)
         async with self._writing() as session:
             deleted = await repository.delete_user_data(session=session, user_id=user_id)
             session.info[_WROTE] = bool(deleted.guesses or deleted.verdicts)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Sequence
+from typing import cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,6 +15,7 @@ from bot.db import repository
 from bot.db.repository import Stats
 from bot.service import GuessService, Predictors
 from bot.views import FORGET_AS_CHAT, FORGET_USAGE
+from core.predict import Guess, Predictor, Rejected
 from tests.bot.conftest import running_bot
 from tests.bot.test_unusual_updates import message
 from tests.databases import fetch
@@ -131,3 +135,31 @@ async def test_a_count_taken_before_forget_is_not_shown_after_it(
     assert (await forgetting).guesses == 1
     monkeypatch.setattr(repository, "collect_stats", collect_stats)
     assert (await service.stats()).guesses == 0
+
+
+class GatedPredictor:
+    """The shipped GRU, answering only once ``gate`` is set: a guess caught while it is being classified."""
+
+    def __init__(self, inner: Predictor, gate: threading.Event) -> None:
+        self.inner, self.gate, self.version = inner, gate, inner.version
+
+    def predict_many(self, texts: Sequence[str], top_k: int) -> list[Guess | Rejected]:
+        self.gate.wait(timeout=30)
+        return self.inner.predict_many(texts, top_k)
+
+
+async def test_a_name_sent_just_before_forget_is_deleted_with_the_rest(
+    sessions: async_sessionmaker[AsyncSession], predictors: Predictors
+) -> None:
+    # A guess still being classified was stored after the delete, and kept, though the reply said all was deleted.
+    gate = threading.Event()
+    gated = cast(Predictor, GatedPredictor(predictors.gru, gate))
+    service = GuessService(predictors=Predictors(gru=gated, rnn=predictors.rnn), sessions=sessions)
+    guessing = asyncio.create_task(service.guess(user_id=7, chat_id=7, message_id=1, text="Rossi"))
+    await asyncio.sleep(0.05)  # classifying
+    forgetting = asyncio.create_task(service.forget(7))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await guessing
+    assert (await forgetting).guesses == 1
+    assert (await service.stored_about(7)).guesses == 0
