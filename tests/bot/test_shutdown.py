@@ -18,7 +18,8 @@ async def test_sigterm_finishes_in_flight_updates_abandons_the_finetune_and_clos
     telegram: FakeTelegram, tmp_path: Path, real_data_dir: Path
 ) -> None:
     env = serve_env(telegram, tmp_path)
-    env.update(BOT_ADMIN_IDS="1", NAMES_DATA_DIR=str(real_data_dir), FINETUNE_REPLAY="1500")
+    # A fine-tune far longer than the test: on an idle machine the default 4 epochs ended during the slow reply.
+    env.update(BOT_ADMIN_IDS="1", NAMES_DATA_DIR=str(real_data_dir), FINETUNE_REPLAY="1500", FINETUNE_EPOCHS="200")
     database = tmp_path / "data" / "bot.db"
     await asyncio.to_thread(migrate.upgrade, env["DATABASE_URL"])
     await store_verdicts(env["DATABASE_URL"], agreed(PORTUGUESE_AO, "Portuguese"))
