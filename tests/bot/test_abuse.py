@@ -7,12 +7,16 @@ import logging
 from pathlib import Path
 
 import pytest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.admin_views import NOT_ADMIN
-from bot.handlers import SLOW_DOWN
+from bot.callback_data import guess_ids_on
+from bot.handlers import PRESSING_TOO_FAST, SLOW_DOWN
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
-from bot.views import refusal_text
+from bot.views import guess_text, refusal_text
+from core.predict import Guess, LanguageGuess
+from core.text import parse_query
 from tests.bot.conftest import running_bot, settings_for
 from tests.bot.test_unusual_updates import handled, texts_to
 from tests.databases import fetch
@@ -99,3 +103,39 @@ def test_a_refusal_names_its_input_shortened_and_without_invisible_characters() 
     assert "“" + "x" * 39 + "…”: too long" in refusal_text("x" * 5000, "too long")
     assert refusal_text("a\u202eb\u2028c\udcff", "r") == "I can't classify “abc\ufffd”: r."  # an RLO reorders the line
     assert refusal_text("\u200f\u200e", "no letters") == "I can't classify that: no letters."
+
+
+def test_an_unreadable_button_on_a_message_vouches_for_no_guess() -> None:
+    # A message's keyboard says which guesses a press on it may name: a button not of this bot's making (a link,
+    # a payload from an older version) must not let the press name any guess at all.
+    markup = InlineKeyboardMarkup([
+        [InlineKeyboardButton("site", url="https://example.org"), InlineKeyboardButton("old", callback_data="7")],
+        [InlineKeyboardButton("Italian", callback_data="v:41:9")],
+    ])  # fmt: skip
+    assert guess_ids_on(markup) == {41}
+    assert guess_ids_on(InlineKeyboardMarkup([[InlineKeyboardButton("site", url="https://example.org")]])) == set()
+
+
+def test_the_echoed_full_name_carries_no_bidi_isolate() -> None:
+    # An unclosed isolate (RLI, U+2067) reorders the rest of the line as an override does.
+    result = Guess(parse_query("Fyodor \u2067yksveotsoD\u2069"), (LanguageGuess("Russian", 0.9),), uncertain=False)
+    assert "(the surname in “Fyodor yksveotsoD”)" in guess_text(result)
+
+
+async def test_one_member_pressing_fast_in_a_group_leaves_the_others_their_own_press_limit(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, group = settings_for(telegram, tmp_path, button_presses_per_minute=2), -100910
+    async with running_bot(settings, predictors):
+        telegram.inject_message(5, "/guess Rossi", chat_id=group)
+        await handled(caplog, 1)
+        message_id = telegram.last_bot_message_id(group)
+        confirm = telegram.messages[(group, message_id)]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        for count in range(2, 5):  # user 5 presses three times: the third is over their limit
+            telegram.inject_callback(5, group, message_id, confirm)
+            await handled(caplog, count)
+        telegram.inject_callback(6, group, message_id, confirm)  # another member's first press
+        await handled(caplog, 5)
+    answers = [call.params.get("text") for call in telegram.sent("answerCallbackQuery")]
+    assert answers[2] == PRESSING_TOO_FAST and answers[3] == "Recorded: Italian is right. Thank you!"
+    assert await fetch(settings.database_url, "SELECT user_id FROM corrections ORDER BY user_id") == [(5,), (6,)]

@@ -59,3 +59,46 @@ async def test_an_item_at_fault_fails_alone_when_its_batch_is_retried_item_by_it
     results = await asyncio.gather(*(batcher.submit(item) for item in ("c", "down", "d")), return_exceptions=True)
     assert all(isinstance(result, ConnectionError) for result in results)
     assert calls == [["c", "down", "d"]]
+
+
+async def test_a_lone_item_that_fails_is_not_tried_again_alone() -> None:
+    calls: list[list[str]] = []
+
+    async def store(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        raise ValueError("value too long")
+
+    batcher = MicroBatcher(store, retry_alone=lambda error: isinstance(error, ValueError))
+    with pytest.raises(ValueError):
+        await batcher.submit("toolong")
+    assert calls == [["toolong"]]  # it was alone already: a retry would only fail the same, twice as slowly
+
+
+async def test_a_request_cancelled_while_its_batch_ran_is_not_retried() -> None:
+    calls: list[list[str]] = []
+
+    async def store(items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        await asyncio.sleep(0.02)
+        if len(items) > 1:
+            raise ValueError("one of them is at fault")
+        return [item.upper() for item in items]
+
+    batcher = MicroBatcher(store, retry_alone=lambda error: isinstance(error, ValueError))
+    gone, kept = asyncio.ensure_future(batcher.submit("gone")), asyncio.ensure_future(batcher.submit("kept"))
+    await asyncio.sleep(0.01)  # both are in the running batch
+    gone.cancel()
+    assert await kept == "KEPT"
+    assert calls == [["gone", "kept"], ["kept"]]
+
+
+async def test_at_most_256_items_go_in_one_batch_by_default() -> None:
+    sizes: list[int] = []
+
+    async def echo(items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        return list(items)
+
+    batcher = MicroBatcher(echo)
+    assert await asyncio.gather(*(batcher.submit(i) for i in range(300))) == list(range(300))
+    assert sizes == [256, 44]  # one transaction, one forward pass, never unbounded

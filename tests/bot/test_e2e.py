@@ -132,6 +132,8 @@ async def test_forged_and_stale_callbacks_write_nothing(
         telegram.inject_callback(31, 31, 1, "v:1:3")  # a real guess, but from another chat
         answers = await telegram.wait_for_count("answerCallbackQuery", len(forged) + 1)
         assert all(a.params.get("show_alert") in (True, "true", "True") for a in answers)
+        # Each refused as not the bot's own: none got as far as failing, and an apology ("try again").
+        assert {a.params.get("text") for a in answers} == {"That button is not one of mine."}
         assert await rows(settings, "SELECT COUNT(*) FROM corrections") == [(0,)]
         assert not telegram.sent("editMessageText")
 

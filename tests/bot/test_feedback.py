@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bot.feedback import FeedbackPolicy, Vote, select_trusted
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -166,3 +168,18 @@ def test_a_voice_regained_after_a_choice_over_the_cap_is_new() -> None:
     selection = select_trusted([*votes, vote("Falcao", 10, "Portuguese", 24 * 60)], policy, frozenset())
     assert [label.language for label in selection.trusted] == ["Portuguese"]
     assert selection.new_votes_since(last_run) == 1
+
+
+def test_an_admin_s_verdicts_beyond_the_daily_cap_are_not_used_either() -> None:
+    policy = FeedbackPolicy(min_agreement=2, user_daily_cap=2, admin_ids=frozenset({1}))
+    # The admin's third verdict of the day is over the cap: Name2 then has one user's voice, not the admin's.
+    votes = [vote(f"Name{i}", 1, "Greek", i) for i in range(3)] + [vote("Name2", 10, "Greek", 5)]
+    selection = select_trusted(votes, policy, frozenset())
+    assert [label.surname for label in selection.trusted] == ["Name0", "Name1"]
+    assert selection.over_daily_cap == 1 and selection.without_agreement == 1
+
+
+@pytest.mark.parametrize(("min_agreement", "user_daily_cap"), [(0, 50), (2, 0)])
+def test_a_policy_that_trusts_everyone_or_no_one_is_refused(min_agreement: int, user_daily_cap: int) -> None:
+    with pytest.raises(ValueError, match="must be at least 1"):
+        FeedbackPolicy(min_agreement=min_agreement, user_daily_cap=user_daily_cap)

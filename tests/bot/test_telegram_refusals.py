@@ -44,6 +44,22 @@ async def test_a_press_on_a_message_sent_without_its_text_is_recorded_and_keeps_
     assert errors(caplog) == []
 
 
+async def test_a_press_on_a_message_without_its_keyboard_cannot_name_another_chat_s_guess(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
+) -> None:
+    # A message Telegram sends without its keyboard cannot vouch for the guess a press names: the guess's own
+    # chat is then all that keeps a forged press from voting on someone else's answer.
+    settings = settings_for(telegram, tmp_path)
+    async with running_bot(settings, predictors):
+        _, confirm = await guess_and_confirm_button(telegram, 90, "Rossi")
+        other_message, _ = await guess_and_confirm_button(telegram, 93, "Smith")
+        telegram.inject_callback(93, 93, other_message, confirm, with_text=False)  # Rossi's button, in chat 93
+        [answer] = await telegram.wait_for_count("answerCallbackQuery", 1)
+    assert answer.params["text"] == "I can't find that guess any more. Send the name again?"
+    assert await fetch(settings.database_url, "SELECT user_id FROM corrections") == []
+    assert not telegram.sent("editMessageReplyMarkup") and not telegram.sent("editMessageText")
+
+
 async def test_a_user_who_blocked_the_bot_is_not_sent_an_apology_and_no_error_is_logged(
     telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:

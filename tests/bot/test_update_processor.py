@@ -3,14 +3,17 @@ and a dropped button press is still answered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+from telegram import Update
 
 from bot.service import Predictors
 from bot.update_log import UPDATE_LOGGER
-from bot.update_processor import CHAT_BUSY
+from bot.update_processor import CHAT_BUSY, PerChatUpdateProcessor
 from tests.bot.conftest import running_bot, settings_for
 from tests.bot.test_unusual_updates import handled
 from tests.fake_telegram import FakeTelegram
@@ -96,3 +99,43 @@ async def test_one_member_pressing_fast_does_not_silence_the_group_for_everyone_
             lambda call: call.method == "sendMessage" and "Smith" in str(call.params.get("text")), timeout=15
         )
         await telegram.wait_for_count("answerCallbackQuery", 100, timeout=30)  # and every press was answered
+
+
+def update_from(user_id: int, chat_id: int | None) -> Update:
+    """A message update from ``user_id`` in ``chat_id`` (a private chat when equal), or one naming no chat."""
+    if chat_id is None:  # as an inline query arrives: a user, no chat
+        return Update.de_json({"update_id": 1, "inline_query": {"id": "1", "from": telegram_user(user_id),
+                                                               "query": "Rossi", "offset": ""}})  # fmt: skip
+    chat = {"id": chat_id, "type": "private" if chat_id == user_id else "supergroup"}
+    body = {"message_id": 1, "date": 0, "chat": chat, "from": telegram_user(user_id), "text": "/guess Rossi"}
+    return Update.de_json({"update_id": 1, "message": body})
+
+
+def telegram_user(user_id: int) -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+
+
+async def test_the_caps_count_updates_in_progress_exactly_and_forget_chats_once_done() -> None:
+    processor, release, ran = PerChatUpdateProcessor(), asyncio.Event(), []
+
+    async def handle(name: str) -> None:
+        ran.append(name)
+        await release.wait()
+
+    def process(name: str, user_id: int, chat_id: int | None) -> asyncio.Task[None]:
+        return asyncio.create_task(processor.do_process_update(update_from(user_id, chat_id), handle(name)))
+
+    group = -100300
+    # Defaults: 4 at once from one member of a group, 32 from one chat.
+    tasks = [process(f"member {turn}", 5, group) for turn in range(5)]
+    tasks += [process(f"other {user}", user, group) for user in range(100, 129)]  # 28 fill the chat's 32; one more
+    tasks += [process(f"private {turn}", 9, 9) for turn in range(6)]  # in private the chat's cap alone applies
+    tasks.append(process("no chat", 9, None))
+    await asyncio.sleep(0.05)
+    assert [name for name in ran if name.startswith("member")] == [f"member {turn}" for turn in range(4)]
+    assert len([name for name in ran if name.startswith(("member", "other"))]) == 32
+    assert "other 127" in ran and "other 128" not in ran  # the 33rd of the chat was dropped
+    assert sum(name.startswith("private") for name in ran) == 6 and "no chat" in ran
+    release.set()
+    await asyncio.gather(*tasks)
+    assert not processor._in_progress and not processor._member_in_progress  # no chat is remembered forever

@@ -264,3 +264,31 @@ async def test_a_changed_verdict_is_returned_as_stored_within_one_transaction(da
             assert (second.language, second.confirmed) == ("Spanish", False)
     finally:
         await engine.dispose()
+
+
+async def test_the_votes_for_fine_tuning_name_who_pressed_about_which_surname_and_when(database_url: str) -> None:
+    """In a group one user asks and others press: each verdict is its presser's, on the surname the model read."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions.begin() as session:
+            asked = [NewGuess(7, -700, 1, "Anna Rossi", "Rossi", ("Italian",), 0.6, "t"),
+                     NewGuess(7, -700, 2, "Smith", "Smith", ("English",), 0.6, "t")]  # fmt: skip
+            rossi, smith = [await repository.get_guess(session=session, guess_id=i)
+                            for i in await repository.add_guesses(session=session, guesses=asked)]  # fmt: skip
+            assert rossi is not None and smith is not None
+            for guess, user_id, language in [(rossi, 8, "Italian"), (rossi, 9, "Italian"), (smith, 8, "English")]:
+                await repository.upsert_correction(session=session, guess=guess, user_id=user_id, language=language)
+        async with sessions.begin() as session:  # user 8 changes their mind later
+            await repository.upsert_correction(session=session, guess=rossi, user_id=8, language="Spanish")
+        async with sessions() as session:
+            votes = await repository.fetch_votes(session=session)
+    finally:
+        await engine.dispose()
+    assert [(v.surname, v.user_id, v.language) for v in votes] == [
+        ("Rossi", 8, "Spanish"), ("Rossi", 9, "Italian"), ("Smith", 8, "English")
+    ]  # fmt: skip
+    changed, unchanged = votes[0], votes[1]
+    # First chosen with the others, changed after them: the daily cap counts the one, "new since" the other.
+    assert changed.created_at < unchanged.updated_at < changed.updated_at
