@@ -40,7 +40,8 @@ def _names(count: int, kind: str = "") -> str:
     return f"{count} {kind}name{'' if count == 1 else 's'}"
 
 
-def _figures(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str, int]) -> list[str]:
+def figure_lines(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str, int]) -> list[str]:
+    """The gate's figures, before → after (no markup: also the text report of ``nameorigin finetune``)."""
     change = change_in_points(live["test_accuracy"], candidate["test_accuracy"])  # the gate's own figure
     return [
         f"Test accuracy{_under_prior(candidate)}: {_percent(live['test_accuracy'])} → "
@@ -51,7 +52,8 @@ def _figures(live: dict[str, Any], candidate: dict[str, Any], feedback: dict[str
     ]
 
 
-def _feedback_line(feedback: dict[str, int]) -> str:
+def feedback_line(feedback: dict[str, int]) -> str:
+    """What became of the collected verdicts (no markup, as ``figure_lines``)."""
     return (
         f"Feedback: {_names(feedback.get('trusted', 0), 'trusted ')}, {feedback.get('train', 0)} trained on; "
         f"left out: {feedback.get('over_daily_cap', 0)} over the daily cap, "
@@ -74,8 +76,8 @@ def run_report(outcome: RunOutcome) -> str:
         lines.append(f"🛑 <b>Fine-tune rejected</b>: {escape(report.message)}.")
         lines.append(f"The live model stays <code>{escape(report.live_version or '')}</code>.")
     if report.live and report.candidate:
-        lines += _figures(report.live, report.candidate, report.feedback)
-    lines.append(_feedback_line(report.feedback))
+        lines += figure_lines(report.live, report.candidate, report.feedback)
+    lines.append(feedback_line(report.feedback))
     lines.append(f"Took {report.seconds:.1f} s.")
     return "\n".join(lines)
 

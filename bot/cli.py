@@ -154,6 +154,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     """One fine-tune run; prints its report. Exit 0 when it ran or was skipped, 75 when another run is busy."""
     from sqlalchemy.exc import DBAPIError
 
+    from bot import admin_views
     from bot.config import FinetuneSettings
     from bot.db import migrate
     from bot.finetune_job import limit_resources, run_finetune
@@ -188,12 +189,10 @@ def run_finetune_command(args: argparse.Namespace) -> int:
             if report.version and report.status in ("promoted", "rejected"):  # what cron mails should name
                 print(f"  candidate {report.version}, fine-tuned from {report.live_version}")
             if report.live and report.candidate:
-                print(f"  under the {report.candidate.get('prior', 'dataset')} prior:")
-                for name in ("test_accuracy", "test_macro_f1", "feedback_accuracy"):
-                    print(f"  {name}: {report.live[name]} -> {report.candidate[name]}")
+                for line in admin_views.figure_lines(report.live, report.candidate, report.feedback):
+                    print(f"  {line}")
             if report.feedback:  # a busy run looked at nothing
-                counts = ", ".join(f"{key} {value}" for key, value in report.feedback.items())
-                print(f"  feedback: {counts}  ({report.seconds:.1f} s)")
+                print(f"  {admin_views.feedback_line(report.feedback)} ({report.seconds:.1f} s)")
         sys.stdout.flush()
     return EXIT_BUSY if report.status == "busy" else 0
 

@@ -147,15 +147,31 @@ async def test_the_bots_log_says_how_each_fine_tune_ended_and_why(
 def test_the_finetune_command_names_the_candidate_and_its_parent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = RunReport("promoted", "test accuracy -0.23 points; feedback no worse", "gru-live", "gru-new")
+    scores = {"test_accuracy": 0.8782, "test_macro_f1": 0.63, "feedback_accuracy": 0.5}
+    report = RunReport(
+        "promoted",
+        "test accuracy -0.23 points; feedback no worse",
+        "gru-live",
+        "gru-new",
+        live=scores,
+        candidate={**scores, "test_accuracy": 0.8759, "feedback_accuracy": 0.75, "prior": "uniform"},
+        feedback={"trusted": 12, "train": 8, "holdout": 4, "over_daily_cap": 1},
+        seconds=4.4,
+    )
     monkeypatch.setattr("bot.finetune_job.run_finetune", lambda settings, force: report)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", sqlite_database(tmp_path))
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
     assert main(["finetune"]) == 0
-    assert capsys.readouterr().out.splitlines()[:2] == [
+    # Worded as the admins' report says it, not as raw keys and fractions ("test_accuracy: 0.8782 -> 0.8759").
+    assert capsys.readouterr().out.splitlines() == [
         "promoted: test accuracy -0.23 points; feedback no worse",
         "  candidate gru-new, fine-tuned from gru-live",
+        "  Test accuracy (uniform prior): 87.82% → 87.59% (-0.23 pts)",
+        "  Test macro-F1: 0.630 → 0.630",
+        "  Held-out feedback (4 names): 50.00% → 75.00%",
+        "  Feedback: 12 trusted names, 8 trained on; left out: 1 over the daily cap, 0 without agreement, 0 tied, "
+        "0 in the test split (4.4 s)",
     ]
 
 
