@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from telegram import Update
+from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
 from bot import views
@@ -32,6 +33,9 @@ class PrivacyHandlers:
         if message.sender_chat is not None:
             # Anonymous group admins all arrive as one user, in every group: their guesses cannot be told apart.
             await message.reply_text(views.FORGET_AS_CHAT)
+            return
+        if message.chat.type != ChatType.PRIVATE:  # the counts, and the deletion, concern no one else there
+            await message.reply_text(views.FORGET_IN_PRIVATE)
             return
         arguments = [argument.lower() for argument in context.args or []]
         if not arguments:

@@ -60,6 +60,7 @@ FORGET_AS_CHAT = (
     "all of them share, so I can't tell what is yours, nor delete it for you. "
     "Send /forget from your own account to delete what you sent as yourself."
 )
+FORGET_IN_PRIVATE = "Send /forget to me in a private chat: what I keep about you is no one else's business here."
 FORGET_USAGE = f"To delete what I keep about you, send exactly: /forget {FORGET_CONFIRM_ARGUMENT}"
 
 

@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.db import repository
 from bot.db.repository import Stats
 from bot.service import GuessService, Predictors
-from bot.views import FORGET_AS_CHAT, FORGET_USAGE
+from bot.views import FORGET_AS_CHAT, FORGET_IN_PRIVATE, FORGET_USAGE
 from core.predict import Guess, Predictor, Rejected
 from tests.bot.conftest import running_bot
 from tests.bot.test_unusual_updates import message
@@ -74,7 +74,10 @@ async def test_forget_shows_what_is_kept_then_deletes_it_and_leaves_everyone_els
         assert len((await rows(settings))[0]) == 4  # nothing deleted yet
         assert "Guesses: 4 from 2 users\nCorrections and confirmations: 4\n" in await reply_to(telegram, 8, "/stats")
 
-        done = await reply_to(telegram, 7, "/forget confirm", GROUP)
+        # In a group, the counts would be everyone's to read: neither shown nor acted on there.
+        assert await reply_to(telegram, 7, "/forget confirm", GROUP) == FORGET_IN_PRIVATE
+        assert len((await rows(settings))[0]) == 4
+        done = await reply_to(telegram, 7, "/forget confirm")
         assert done.startswith("Deleted 3 names you sent (with my answers) and 2 answers you confirmed or corrected.")
         assert await rows(settings) == ([(8, "Novak")], [(8, "Novak")])
         assert await reply_to(telegram, 7, "/forget") == "I keep nothing about you."
