@@ -18,7 +18,7 @@ from telegram.request import HTTPXRequest
 from bot import model_store
 from bot.config import FinetuneSettings, Settings, SettingsError, load_settings
 from bot.db import migrate
-from bot.db.engine import create_engine, session_factory
+from bot.db.engine import create_engine, first_line, session_factory
 from bot.db.repository import sqlite_damage
 from bot.db.versions import active_version
 from bot.redaction import redacted_logs
@@ -78,7 +78,7 @@ async def _database(url: str) -> tuple[Finding, str | None]:
         safe = make_url(url).render_as_string(hide_password=True)
         # One line: SQLAlchemy adds a "(Background on this error at: …)" line to its messages.
         return Finding(
-            Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {_first_line(exc)}"
+            Status.PROBLEM, "database", f"cannot connect to {safe}: {type(exc).__name__}: {first_line(exc)}"
         ), None
     if not migrate.is_known_revision(revision):
         detail = f"at revision {revision}, which this nameorigin does not know: a newer version migrated it"
@@ -92,7 +92,7 @@ async def _database(url: str) -> tuple[Finding, str | None]:
             damage = await sqlite_damage(session=session)
             live = await active_version(session=session) if damage is None else None
     except DBAPIError as exc:
-        reason = f"{type(exc.orig).__name__}: {_first_line(exc.orig)}"
+        reason = f"{type(exc.orig).__name__}: {first_line(exc.orig)}"
         if getattr(exc.orig, "sqlite_errorname", None) not in SQLITE_DAMAGE:  # locked, a lost connection, no table
             return Finding(Status.PROBLEM, "database", f"cannot read it: {reason}"), None
         damage = reason  # a page the query needed is unreadable
@@ -102,12 +102,6 @@ async def _database(url: str) -> tuple[Finding, str | None]:
         detail = f"the file is damaged ({damage}): restore the latest backup (see Backups in the README)"
         return Finding(Status.PROBLEM, "database", detail), None
     return Finding(Status.OK, "database", f"reachable, schema at {head}"), live.checkpoint_path if live else None
-
-
-def _first_line(error: object) -> str:
-    """An error's message, without the further lines some drivers and SQLAlchemy add."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | str:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.batching import MicroBatcher
 from bot.db import repository
+from bot.db.engine import first_line
 from bot.db.repository import NewGuess, Stats, UserData, rejected_for_its_data
 from core.data import LANGUAGES
 from core.predict import Guess, Predictor, Rejected
@@ -114,8 +115,7 @@ class GuessService:
                 yield session
         except DBAPIError as exc:
             if not rejected_for_its_data(exc):
-                reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
-                self._write_failure = (self._clock(), f"{type(exc).__name__}: {reason}")
+                self._write_failure = (self._clock(), f"{type(exc).__name__}: {first_line(exc.orig)}")
             raise
         if session.info.pop(_WROTE, False):  # a transaction that wrote nothing (a refused verdict) proves nothing
             self._write_failure = None

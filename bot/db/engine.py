@@ -25,6 +25,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def first_line(error: object) -> str:
+    """An error's message without the further lines drivers and SQLAlchemy add ("(Background on this error…")."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def sqlite_file(url: str) -> str | None:
     """The path of the SQLite database file ``url`` names, or None (another backend, or an in-memory database)."""
     parsed = make_url(url)

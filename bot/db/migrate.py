@@ -17,7 +17,7 @@ from alembic.util import CommandError as AlembicError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bot.db.engine import create_engine, ensure_sqlite_folder, sqlite_file
+from bot.db.engine import create_engine, ensure_sqlite_folder, first_line, sqlite_file
 
 
 class DatabaseUnavailable(Exception):
@@ -34,8 +34,7 @@ def reaching(database_url: str) -> Iterator[None]:
         yield
     except (OSError, DBAPIError) as exc:  # drivers raise socket errors as they are, the rest wrapped in DBAPIError
         safe = make_url(database_url).render_as_string(hide_password=True)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DatabaseUnavailable(f"cannot use the database {safe}: {type(exc).__name__}: {reason}") from exc
+        raise DatabaseUnavailable(f"cannot use the database {safe}: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def missing_sqlite_file(database_url: str) -> str | None:
