@@ -30,6 +30,7 @@ from bot.outgoing import outgoing_limiter
 from bot.polling_health import PollingHealth, WatchedGetUpdatesRequest
 from bot.privacy import PrivacyHandlers
 from bot.ratelimit import UserRateLimiter
+from bot.retention import PURGE_FIRST_S, PURGE_INTERVAL_S, PURGE_JOB_NAME, GuessRetention
 from bot.service import GuessService, Predictors
 from bot.update_log import LoggingApplication, user_hasher
 from bot.update_processor import PerChatUpdateProcessor
@@ -141,7 +142,7 @@ def build_application(
     application.add_handler(CommandHandler("guess", handlers.guess_command, filters=new))
     application.add_handler(CommandHandler("compare", handlers.compare, filters=new))
     application.add_handler(CommandHandler("stats", handlers.stats, filters=new))
-    privacy = PrivacyHandlers(service, requests)
+    privacy = PrivacyHandlers(service, requests, retention_days=settings.guess_retention_days)
     application.add_handler(CommandHandler("privacy", privacy.privacy, filters=new))
     application.add_handler(CommandHandler("forget", privacy.forget, filters=new))
     # In groups only /guess: there, plain text is people talking (and replies to the bot, "thanks!").
@@ -152,14 +153,18 @@ def build_application(
     application.add_handler(CommandHandler("models", admin.models, filters=new))
     application.add_handler(CommandHandler("rollback", admin.rollback, filters=new))
     application.add_error_handler(handlers.error)
-    schedule_jobs(application, settings, admin)
+    schedule_jobs(application, settings, admin, GuessRetention(service, settings.guess_retention_days))
     return application
 
 
 def schedule_jobs(
-    application: Application[Any, Any, Any, Any, Any, Any], settings: Settings, admin: AdminHandlers
+    application: Application[Any, Any, Any, Any, Any, Any],
+    settings: Settings,
+    admin: AdminHandlers,
+    retention: GuessRetention,
 ) -> None:
-    """The fine-tune on ``FINETUNE_CRON`` (UTC) and the periodic check for a newly live model."""
+    """The fine-tune on ``FINETUNE_CRON`` (UTC), the periodic check for a newly live model, and the hourly
+    deletion of old guesses when ``GUESS_RETENTION_DAYS`` is set."""
     job_queue = application.job_queue
     if job_queue is None:
         raise RuntimeError("the job queue is missing: install python-telegram-bot[job-queue]")
@@ -168,3 +173,5 @@ def schedule_jobs(
         job_queue.run_custom(admin.scheduled_finetune, job_kwargs={"trigger": trigger}, name="finetune")
     interval = settings.model_refresh_seconds
     job_queue.run_repeating(admin.refresh_model, interval=interval, first=interval, name="refresh-model")
+    if settings.guess_retention_days:
+        job_queue.run_repeating(retention.purge, interval=PURGE_INTERVAL_S, first=PURGE_FIRST_S, name=PURGE_JOB_NAME)

@@ -15,15 +15,16 @@ from bot.service import GuessService
 class PrivacyHandlers:
     """The privacy commands, counted against the same per-user limit as guesses."""
 
-    def __init__(self, service: GuessService, limiter: UserRateLimiter) -> None:
+    def __init__(self, service: GuessService, limiter: UserRateLimiter, *, retention_days: int = 0) -> None:
         self.service = service
         self.limiter = limiter
+        self.retention_days = retention_days  # GUESS_RETENTION_DAYS, which /privacy states
 
     async def privacy(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/privacy: what is kept, why, and how to delete it."""
         message, user = update.effective_message, update.effective_user
         if message and user and await within_limit(self.limiter, message, sender_key(message, user)):
-            await message.reply_html(views.PRIVACY)
+            await message.reply_html(views.privacy_text(self.retention_days))
 
     async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/forget: what is kept about the sender; /forget confirm: delete it."""

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +24,7 @@ from core.predict import Guess, Predictor, Rejected
 logger = logging.getLogger(__name__)
 
 STATS_MAX_AGE_S = 30.0
+PURGE_BATCH = 1000  # guesses deleted per transaction: each one holds up SQLite's writers only briefly
 # /health reports a write that failed (a full disk, a read-only volume) this long, unless one succeeds since:
 # a database that answers SELECT 1 is no use to a bot whose every guess is a write.
 WRITE_FAILURE_SHOWN_S = 300.0
@@ -248,3 +250,18 @@ class GuessService:
         async with self._stats_lock:  # after a count under way, taken before the delete, has been stored
             self._stats = None  # /stats counts what is left
         return deleted
+
+    async def purge_unrated_guesses(self, *, before: datetime, batch_size: int = PURGE_BATCH) -> int:
+        """Delete every guess created before ``before`` that no one gave a verdict on; returns how many."""
+        total = 0
+        while True:
+            async with self._writing() as session:
+                deleted = await repository.delete_unrated_guesses(session=session, before=before, limit=batch_size)
+                session.info[_WROTE] = deleted > 0
+            total += deleted
+            if deleted < batch_size:
+                break
+        if total:
+            async with self._stats_lock:
+                self._stats = None  # /stats counts what is left
+        return total

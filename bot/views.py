@@ -45,15 +45,6 @@ HELP = (
     "<i>I guess the origin of a spelling, not anyone's nationality or ethnicity.</i>"
 )
 
-PRIVACY = (
-    "<b>What I keep</b>\n"
-    "• each name you send me, with my answer, your Telegram user id and the chat you sent it in\n"
-    "• each button you press under an answer: the language you chose\n\n"
-    "I keep them to count how often I am right (<code>/stats</code>) and to learn from your corrections. "
-    "A model that has learned from them keeps what it learned after they are deleted.\n"
-    "My logs hold neither the names nor your user id (only a one-way hash of it).\n\n"
-    "<code>/forget</code> shows what I keep about you, and deletes it."
-)
 FORGET_CONFIRM_ARGUMENT = "confirm"
 FORGET_AS_CHAT = (
     "You are writing as the group, not as yourself. What anonymous admins send me is kept under one account that "
@@ -62,6 +53,24 @@ FORGET_AS_CHAT = (
 )
 FORGET_IN_PRIVATE = "Send /forget to me in a private chat: what I keep about you is no one else's business here."
 FORGET_USAGE = f"To delete what I keep about you, send exactly: /forget {FORGET_CONFIRM_ARGUMENT}"
+
+
+def privacy_text(retention_days: int) -> str:
+    """The /privacy reply; ``retention_days`` is GUESS_RETENTION_DAYS (0: names are kept until deleted)."""
+    if retention_days:
+        span = f"{retention_days} day{'' if retention_days == 1 else 's'}"
+        kept = f"A name whose answer got no button press is deleted after {span}; the rest is kept until you delete it."
+    else:
+        kept = "All of it is kept until you delete it."
+    return (
+        "<b>What I keep</b>\n"
+        "• each name you send me, with my answer, your Telegram user id and the chat you sent it in\n"
+        "• each button you press under an answer: the language you chose\n\n"
+        "I keep them to count how often I am right (<code>/stats</code>) and to learn from your corrections. "
+        f"{kept} A model that has learned from them keeps what it learned after they are deleted.\n"
+        "My logs hold neither the names nor your user id (only a one-way hash of it).\n\n"
+        "<code>/forget</code> shows what I keep about you, and deletes it."
+    )
 
 
 def more_names_than_answered(answered: int, sent: int) -> str:

@@ -57,7 +57,8 @@ class Guess(Base):
     probability: Mapped[float] = mapped_column(Float)
     top_languages: Mapped[str] = mapped_column(String(120))  # comma-separated top 3, for the keyboard
     model_version: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Indexed for GUESS_RETENTION_DAYS, which deletes the oldest guesses without a verdict.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     corrections: Mapped[list[Correction]] = relationship(back_populates="guess")
 

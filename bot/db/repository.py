@@ -204,3 +204,15 @@ async def delete_user_data(*, session: AsyncSession, user_id: int) -> UserData:
     return UserData(
         guesses=cast(CursorResult[Any], guesses).rowcount, verdicts=cast(CursorResult[Any], verdicts).rowcount
     )
+
+
+async def delete_unrated_guesses(*, session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` guesses created before ``before`` that no one gave a verdict on; returns how many."""
+    unrated = (
+        select(Guess.id)
+        .where(Guess.created_at < before, ~select(Correction.id).where(Correction.guess_id == Guess.id).exists())
+        .order_by(Guess.id)
+        .limit(limit)  # a batch: on SQLite every write waits while this one holds the database
+    )
+    deleted = await session.execute(delete(Guess).where(Guess.id.in_(unrated)))
+    return cast(CursorResult[Any], deleted).rowcount

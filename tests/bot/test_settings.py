@@ -262,3 +262,12 @@ def test_the_settings_defaults_are_the_librarys_defaults(monkeypatch: pytest.Mon
     settings = load_settings(FinetuneSettings)
     assert config_from(settings) == FinetuneConfig()
     assert policy_from(settings) == FeedbackPolicy()
+
+
+def test_every_setting_is_in_the_readme_table_and_in_env_example() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme, example = (root / "README.md").read_text(), (root / ".env.example").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for name in (name.upper() for name in Settings.model_fields):
+        assert any(f"`{name}`" in row.split(" | ")[0] for row in rows), f"{name} has no row in the README's table"
+        assert f"\n# {name}=" in example or f"\n{name}=" in example or example.startswith(f"{name}="), name

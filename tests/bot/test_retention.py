@@ -1,0 +1,144 @@
+"""GUESS_RETENTION_DAYS: guesses no one gave a verdict on are deleted once they are that old."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.db import repository
+from bot.db.repository import NewGuess
+from bot.retention import PURGE_JOB_NAME
+from bot.service import GuessService, Predictors
+from tests.bot.conftest import running_bot, settings_for
+from tests.bot.test_privacy import press_first_button, reply_to
+from tests.databases import execute, fetch
+from tests.fake_telegram import FakeTelegram
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def new_guess(user_id: int, surname: str) -> NewGuess:
+    """A stored answer for ``surname``, as the service writes it."""
+    return NewGuess(
+        user_id=user_id, chat_id=user_id, message_id=1, raw_input=surname, surname=surname,
+        top_languages=("Italian", "Spanish", "Greek"), probability=0.9, model_version="v",
+    )  # fmt: skip
+
+
+async def store(sessions: async_sessionmaker[AsyncSession], surnames_by_age: dict[str, int]) -> dict[str, int]:
+    """Store one guess per surname, created that many days before ``NOW``; returns their ids."""
+    async with sessions.begin() as session:
+        names = list(surnames_by_age)
+        ids = await repository.add_guesses(session=session, guesses=[new_guess(7, name) for name in names])
+        for name, guess_id in zip(names, ids, strict=True):
+            guess = await repository.get_guess(session=session, guess_id=guess_id)
+            assert guess is not None
+            guess.created_at = NOW - timedelta(days=surnames_by_age[name])
+    return dict(zip(names, ids, strict=True))
+
+
+async def kept(database_url: str) -> set[str]:
+    """The surnames of the guesses still stored."""
+    return {str(surname) for (surname,) in await fetch(database_url, "SELECT surname FROM guesses")}
+
+
+async def test_only_guesses_older_than_the_cutoff_and_without_a_verdict_are_deleted(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    ids = await store(sessions, {"Rossi": 40, "Novak": 40, "Sato": 29, "Schmidt": 100})
+    async with sessions.begin() as session:
+        guess = await repository.get_guess(session=session, guess_id=ids["Novak"])
+        assert guess is not None
+        await repository.upsert_correction(session=session, guess=guess, user_id=8, language="Czech")
+
+    async with sessions.begin() as session:
+        deleted = await repository.delete_unrated_guesses(session=session, before=NOW - timedelta(days=30), limit=10)
+    assert deleted == 2
+    assert await kept(database_url) == {"Novak", "Sato"}  # the verdict's guess, and the recent one
+
+
+async def test_a_purge_deletes_in_batches_until_none_is_left(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, predictors: Predictors
+) -> None:
+    await store(sessions, {f"Name{number}": 31 for number in range(7)} | {"Recent": 1})
+    service = GuessService(predictors=predictors, sessions=sessions)
+    assert (await service.stats()).guesses == 8
+
+    deleted = await service.purge_unrated_guesses(before=NOW - timedelta(days=30), batch_size=3)
+
+    assert deleted == 7
+    assert await kept(database_url) == {"Recent"}
+    assert (await service.stats()).guesses == 1  # /stats does not keep counting what was deleted
+
+
+async def test_the_bot_purges_on_its_schedule_and_a_press_on_a_purged_answer_is_told_so(
+    telegram: FakeTelegram, settings: Settings, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings.model_copy(update={"guess_retention_days": 30})
+    async with running_bot(settings, predictors) as application:
+        await reply_to(telegram, 7, "Rossi")
+        rossi = telegram.last_bot_message_id(7)
+        await reply_to(telegram, 7, "Nakamura")
+        await press_first_button(telegram, 7, 7)  # a verdict: Nakamura is kept however old
+        await reply_to(telegram, 7, "Schmidt")  # recent: kept
+        old = (datetime.now(UTC) - timedelta(days=31)).strftime("%Y-%m-%d %H:%M:%S")
+        await execute(settings.database_url, f"UPDATE guesses SET created_at = '{old}' WHERE surname <> 'Schmidt'")
+
+        (job,) = application.job_queue.get_jobs_by_name(PURGE_JOB_NAME)
+        with caplog.at_level(logging.INFO, logger="bot.retention"):
+            await job.run(application)
+
+        surnames = await fetch(settings.database_url, "SELECT surname FROM guesses ORDER BY surname")
+        assert surnames == [("Nakamura",), ("Schmidt",)]
+        assert "deleted 1 guess older than 30 days with no verdict" in caplog.text
+
+        data = telegram.messages[(7, rossi)]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        before = len(telegram.sent("answerCallbackQuery"))
+        telegram.inject_callback(7, 7, rossi, str(data))
+        (answered,) = (await telegram.wait_for_count("answerCallbackQuery", before + 1))[before:]
+        assert answered.params["text"] == "I can't find that guess any more. Send the name again?"
+        assert "after 30 days" in await reply_to(telegram, 7, "/privacy")
+
+
+async def test_a_failed_purge_is_logged_in_one_line_and_tried_again_next_time(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(telegram, tmp_path, guess_retention_days=30)
+    async with running_bot(settings, predictors) as application:
+        await execute(settings.database_url, "DROP TABLE corrections")  # the purge's query now fails
+        (job,) = application.job_queue.get_jobs_by_name(PURGE_JOB_NAME)
+        with caplog.at_level(logging.INFO, logger="bot.retention"):
+            await job.run(application)
+        (record,) = [record for record in caplog.records if record.name == "bot.retention"]
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        assert record.getMessage().startswith("could not delete old guesses, will try again in 1 hour:")
+        assert "no such table: corrections" in record.getMessage()
+        assert application.job_queue.get_jobs_by_name(PURGE_JOB_NAME)  # still scheduled
+
+
+async def test_without_a_retention_setting_nothing_is_scheduled_and_privacy_says_guesses_are_kept(
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
+) -> None:
+    settings = settings_for(telegram, tmp_path)
+    assert settings.guess_retention_days == 0
+    async with running_bot(settings, predictors) as application:
+        assert application.job_queue.get_jobs_by_name(PURGE_JOB_NAME) == ()
+        privacy = await reply_to(telegram, 7, "/privacy")
+        assert "deleted after" not in privacy and "kept until you delete it" in privacy
+
+
+@pytest.mark.parametrize("days", ["-1", "1.5", "ninety"])
+def test_a_retention_that_is_not_a_whole_number_of_days_is_refused(
+    telegram: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, days: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("GUESS_RETENTION_DAYS", days)
+    with pytest.raises(SettingsError, match="GUESS_RETENTION_DAYS"):
+        settings_for(telegram, tmp_path)
+    monkeypatch.setenv("GUESS_RETENTION_DAYS", "365")
+    assert load_settings(Settings, telegram_bot_token=telegram.token).guess_retention_days == 365
