@@ -15,7 +15,7 @@ from telegram import Bot
 from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
 
-from bot import model_store
+from bot import model_comparison, model_store
 from bot.config import FinetuneSettings, Settings, SettingsError, load_settings
 from bot.db import migrate
 from bot.db.engine import create_engine, first_line, session_factory
@@ -116,14 +116,14 @@ def _servable(path: Path, settings: FinetuneSettings) -> CheckpointMetadata | st
 
 
 def _described(metadata: CheckpointMetadata, stored: str) -> str:
-    accuracy = model_store.recorded_test_accuracy(metadata)
+    accuracy = model_comparison.recorded_test_accuracy(metadata)
     figures = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
     return f"{metadata.version} loads from {stored}{figures}"
 
 
 def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
     # `serve` starts with MODEL_DIR/gru.safetensors when it is there, before it syncs to the live version, and
-    # adopts it as live only if it is not far worse (model_store.adoption_refusal): the shipped GRU is the one
+    # adopts it as live only if it is not far worse (model_comparison.adoption_refusal): the shipped GRU is the one
     # to beat while no version is live.
     trained_path = settings.model_dir / model_store.TRAINED_GRU
     trained = _servable(trained_path, settings) if os.path.lexists(trained_path) else None
@@ -136,7 +136,7 @@ def _model(settings: FinetuneSettings, stored: str | None) -> Finding:
         return Finding(Status.PROBLEM, "model", live)
     if trained is None or trained.version == live.version:
         return Finding(Status.OK, "model", _described(live, stored))
-    refusal = model_store.adoption_refusal(trained, live, settings.finetune_max_drop)
+    refusal = model_comparison.adoption_refusal(trained, live, settings.finetune_max_drop)
     if refusal is not None:
         detail = f"{_described(live, stored)}; {trained.version} in {trained_path} stays out: {refusal}"
         return Finding(Status.WARNING, "model", detail)

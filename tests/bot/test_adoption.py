@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import model_store
+from bot import model_comparison, model_store
 from bot.app import SERVICE_KEY, load_predictors
 from bot.config import Settings, load_settings
 from bot.db import versions
@@ -254,10 +254,10 @@ def test_the_adoption_gate_allows_a_drop_of_exactly_the_limit_and_anything_at_10
     at = {**live.metrics, "test": {**live.metrics["test"], "accuracy": 0.75}}
     live = replace(live, metrics=at)
     trained = replace(live, version="gru-trained", metrics={**at, "test": {**at["test"], "accuracy": 0.5}})
-    assert model_store.adoption_refusal(trained, live, 25.0) is None  # 25 points lower, 25 allowed
-    assert model_store.adoption_refusal(trained, live, 24.9) is not None
+    assert model_comparison.adoption_refusal(trained, live, 25.0) is None  # 25 points lower, 25 allowed
+    assert model_comparison.adoption_refusal(trained, live, 24.9) is not None
     # doctor asks this too: FINETUNE_MAX_DROP=100 lets in even a model tested on another split
-    assert model_store.adoption_refusal(replace(trained, split_seed=live.split_seed + 1), live, 100) is None
+    assert model_comparison.adoption_refusal(replace(trained, split_seed=live.split_seed + 1), live, 100) is None
 
 
 async def test_a_trained_model_is_adopted_when_the_live_checkpoint_is_lost(
