@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, CommandHandler
+from telegram.ext import Application, CommandHandler, Job
 
 UPDATE_LOGGER = "nameorigin.updates"
 logger = logging.getLogger(UPDATE_LOGGER)
@@ -62,6 +62,13 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
     def mark_failed(self, update: object) -> None:
         """Called by the error handler: the update's log line will say ``"outcome": "error"``."""
         self._failed.add(id(update))
+
+    def _mark_for_persistence_update(self, *, update: object | None = None, job: Job[Any] | None = None) -> None:
+        # python-telegram-bot notes the chat and user of every update (and job) for its persistence to save at the
+        # next flush; with no persistence nothing ever flushes, and its two sets would keep every chat and user the
+        # bot has heard from since it started.
+        if self.persistence is not None:
+            super()._mark_for_persistence_update(update=update, job=job)
 
     def _command_names(self) -> frozenset[str]:
         if self._commands is None:  # the handlers are added after construction; read them once, at first use
