@@ -131,6 +131,14 @@ def test_compose_runs_the_bot_by_default_with_postgres_and_finetune_as_profiles(
     assert set(compose["volumes"]) == {"data", "pgdata"}
 
 
+def test_every_service_rotates_its_log() -> None:
+    # Unrotated, Docker keeps every log line (the bot writes one per update) until the disk is full.
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        options = service.get("logging", {}).get("options", {})
+        assert options.get("max-size") and options.get("max-file"), f"{name} keeps its log unbounded"
+
+
 def test_the_postgres_env_file_turns_the_profile_on_and_points_the_bot_at_it() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     settings = dict(
