@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.db.versions import VersionRecord
+from bot.db.versions import PROMOTED, VersionRecord
 from bot.finetune_runner import RunFailed, RunOutcome
 from bot.live_model import RollbackRefused, RolledBack
 from bot.run_report import RunReport
@@ -88,7 +88,9 @@ def _version_line(record: VersionRecord) -> str:
     accuracy = test.get("test_accuracy", test.get("accuracy"))
     figures = f"test {_percent(accuracy)}{_under_prior(test)}" if accuracy is not None else "no test figures"
     when = record.created_at.strftime("%Y-%m-%d %H:%M")
-    return f"{marker} <code>{escape(record.version)}</code> {escape(record.decision or '?')}, {figures}, {when}"
+    # A promoted run without a checkpoint had it deleted under MODEL_KEEP_VERSIONS: /rollback cannot go there.
+    gone = ", checkpoint deleted" if record.decision == PROMOTED and not record.servable else ""
+    return f"{marker} <code>{escape(record.version)}</code> {escape(record.decision or '?')}{gone}, {figures}, {when}"
 
 
 def versions_text(records: Sequence[VersionRecord], total: int) -> str:

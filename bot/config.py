@@ -97,6 +97,12 @@ class FinetuneSettings(DatabaseSettings):
     finetune_feedback_weight: int = Field(5, ge=1, description="times each trusted verdict is seen per epoch")
     finetune_replay: int = Field(4000, ge=0, description="original training names mixed into each run")
     finetune_threads: int = Field(1, ge=1, description="CPU threads the fine-tune process may use")
+    model_keep_versions: int = Field(
+        10,
+        ge=0,
+        description="promoted fine-tunes whose checkpoints are kept (besides the live one and its parent); "
+        "older ones are deleted, and can no longer be rolled back to; 0 keeps all",
+    )
     # Here rather than only in Settings: the promotion gate judges the answers users see, under this prior.
     prediction_prior: Prior = Field(
         "dataset",

@@ -32,6 +32,7 @@ from bot.db.engine import create_engine, session_factory
 from bot.db.models import utcnow
 from bot.db.versions import VersionRecord
 from bot.feedback import FeedbackPolicy, select_trusted
+from bot.model_pruning import prune_checkpoints
 from bot.run_report import RunReport, Status
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from core.data import DatasetError, Example, load_dataset
@@ -269,6 +270,8 @@ async def _run(settings: FinetuneSettings, *, force: bool) -> RunReport:
             raise
         if decision.promoted and not promoted:
             path.unlink(missing_ok=True)
+        if promoted:
+            await prune_checkpoints(sessions, settings.model_dir, settings.model_keep_versions)
         status: Status = "promoted" if promoted else "rejected"
         logger.info("fine-tune %s: %s (%s)", candidate.metadata.version, status, reason)
         return RunReport(

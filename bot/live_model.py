@@ -175,7 +175,9 @@ class LiveModel:
                 if target is None:
                     return RollbackRefused(f"There is no version {version}. /models lists them.")
                 if not target.servable:
-                    return RollbackRefused(f"{version} has no checkpoint to go back to (run {target.decision}).")
+                    promoted = target.decision == versions.PROMOTED
+                    why = "deleted under MODEL_KEEP_VERSIONS" if promoted else f"run {target.decision}"
+                    return RollbackRefused(f"{version} has no checkpoint to go back to ({why}).")
             if target.version == live.version:
                 return RollbackRefused(f"{target.version} is already live.")
             try:
@@ -184,8 +186,11 @@ class LiveModel:
                 # The details name server paths, and the reply may go to a group: they go to the log only.
                 logger.warning("rollback to %s refused: %s", target.version, exc)
                 return RollbackRefused(f"{target.version} cannot be loaded: its checkpoint is missing or damaged.")
-            async with self._sessions.begin() as session:
-                switched = await versions.make_live(session=session, expected=live.version, version=target.version)
+            try:
+                async with self._sessions.begin() as session:
+                    switched = await versions.make_live(session=session, expected=live.version, version=target.version)
+            except versions.NotServable:  # pruned by a fine-tune since it was loaded
+                return RollbackRefused(f"{target.version}'s checkpoint was just deleted; /models lists the others.")
             if not switched:
                 return RollbackRefused("The live model changed meanwhile; check /models and try again.")
             self._predictors.gru = predictor

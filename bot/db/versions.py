@@ -167,9 +167,47 @@ async def release_live(*, session: AsyncSession, expected: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+class NotServable(Exception):
+    """The version to make live has no checkpoint (any more): the caller's transaction must not commit."""
+
+
 async def make_live(*, session: AsyncSession, expected: str, version: str) -> bool:
-    """Replace the live ``expected`` with the existing ``version``; False (nothing changed) if it was not live."""
+    """Replace the live ``expected`` with the existing ``version``; False (nothing changed) if it was not live.
+
+    Raises ``NotServable``, to roll the transaction back, when ``version`` has no checkpoint: its file may have
+    been pruned since the caller loaded it, and a live row must never point at no file.
+    """
     if not await release_live(session=session, expected=expected):
         return False
-    await session.execute(update(ModelVersion).where(ModelVersion.version == version).values(active=True))
+    result = await session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.version == version, ModelVersion.checkpoint_path.is_not(None))
+        .values(active=True)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotServable(version)
     return True
+
+
+async def prunable_checkpoints(*, session: AsyncSession, keep: int) -> list[VersionRecord]:
+    """Promoted fine-tunes whose checkpoints may be deleted, newest first: those past the newest ``keep`` that have
+    one, except the live model and its parent (the default rollback). Imported and initial models are never listed."""
+    live = await active_version(session=session)
+    protected = {live.version, live.parent_version} if live is not None else set()
+    rows = await session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.decision == PROMOTED, ModelVersion.checkpoint_path.is_not(None))
+        .order_by(ModelVersion.id.desc())
+    )
+    newest_first = [_record(row) for row in rows]
+    return [record for record in newest_first[keep:] if record.version not in protected]
+
+
+async def drop_checkpoint(*, session: AsyncSession, version: str) -> bool:
+    """Clear ``version``'s checkpoint path unless it is live, in one UPDATE; True when it was cleared."""
+    result = await session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.version == version, ~ModelVersion.active, ModelVersion.checkpoint_path.is_not(None))
+        .values(checkpoint_path=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
