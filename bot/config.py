@@ -157,7 +157,10 @@ class Settings(FinetuneSettings):
     uncertain_below: float = Field(0.5, ge=0.0, le=1.0, description="flag answers below this probability")
     finetune_cron: str = Field("0 3 * * *", description="crontab schedule (UTC) of fine-tune runs; empty disables")
     guess_retention_days: int = Field(
-        0, ge=0, description="days a guess no one gave a verdict on is kept (checked hourly); 0 keeps them all"
+        0,
+        ge=0,
+        le=36_500,  # further back than year 1 the cutoff cannot be computed: the hourly job would fail each time
+        description="days a guess no one gave a verdict on is kept (checked hourly); 0 keeps them all",
     )
     model_refresh_seconds: float = Field(
         30.0, ge=1.0, le=86_400.0, description="how often the bot checks the database for a newly live model"

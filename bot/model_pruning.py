@@ -38,6 +38,9 @@ async def prune_checkpoints(sessions: async_sessionmaker[AsyncSession], model_di
     except DBAPIError as exc:  # the promotion stands; the next one prunes what this one could not
         logger.warning("could not prune older checkpoints: %s", first_line(exc.orig))
         return []
+    except OSError as exc:  # a connection lost on the way (asyncpg raises these unwrapped): likewise
+        logger.warning("could not prune older checkpoints: %s", exc)
+        return []
     # Files go after the commit, so a row never points at a missing file; a file left behind is only wasted space.
     for record in dropped:
         assert record.checkpoint_path is not None

@@ -187,7 +187,7 @@ class GuessService:
         if language not in LANGUAGES:
             return VerdictRefused("That language is not one I know.")
         async with self._writing() as session:
-            guess = await repository.get_guess(session=session, guess_id=guess_id)
+            guess = await repository.get_guess(session=session, guess_id=guess_id, lock=True)
             if guess is None or guess.chat_id != chat_id:
                 logger.warning("refused a verdict for guess %s: unknown, or from another chat", guess_id)
                 return VerdictRefused("I can't find that guess any more. Send the name again?")

@@ -59,7 +59,10 @@ def privacy_text(retention_days: int) -> str:
     """The /privacy reply; ``retention_days`` is GUESS_RETENTION_DAYS (0: names are kept until deleted)."""
     if retention_days:
         span = f"{retention_days} day{'' if retention_days == 1 else 's'}"
-        kept = f"A name whose answer got no button press is deleted after {span}; the rest is kept until you delete it."
+        kept = (
+            f"A name no one chose a language for under my answer is deleted after {span}; "
+            "the rest is kept until you delete it."
+        )
     else:
         kept = "All of it is kept until you delete it."
     return (

@@ -84,9 +84,10 @@ async def sqlite_damage(*, session: AsyncSession) -> str | None:
     return f"{problems[0] if problems else 'damaged'}{more}"
 
 
-async def get_guess(*, session: AsyncSession, guess_id: int) -> Guess | None:
-    """The guess with this id, or None."""
-    return await session.get(Guess, guess_id)
+async def get_guess(*, session: AsyncSession, guess_id: int, lock: bool = False) -> Guess | None:
+    """The guess with this id, or None. ``lock`` holds it (PostgreSQL's FOR KEY SHARE) until the transaction ends,
+    so that a verdict written next is not deleted with it by a concurrent purge or waits for that purge to end."""
+    return await session.get(Guess, guess_id, with_for_update={"read": True, "key_share": True} if lock else None)
 
 
 async def chosen_language(*, session: AsyncSession, guess_id: int, user_id: int) -> str | None:
@@ -207,12 +208,22 @@ async def delete_user_data(*, session: AsyncSession, user_id: int) -> UserData:
 
 
 async def delete_unrated_guesses(*, session: AsyncSession, before: datetime, limit: int) -> int:
-    """Delete up to ``limit`` guesses created before ``before`` that no one gave a verdict on; returns how many."""
-    unrated = (
+    """Delete up to ``limit`` guesses created before ``before`` that no one gave a verdict on; returns how many.
+
+    Two statements, not one: PostgreSQL's DELETE waits for a verdict's transaction that holds the guess and then
+    deletes it on its own stale snapshot, cascading the just-recorded verdict away. So the rows are locked first
+    (skipping those a verdict holds), and the DELETE, with a snapshot taken after the locks, checks again.
+    """
+    unrated = ~select(Correction.id).where(Correction.guess_id == Guess.id).exists()
+    candidates = (
         select(Guess.id)
-        .where(Guess.created_at < before, ~select(Correction.id).where(Correction.guess_id == Guess.id).exists())
+        .where(Guess.created_at < before, unrated)
         .order_by(Guess.id)
         .limit(limit)  # a batch: on SQLite every write waits while this one holds the database
+        .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has one writer
     )
-    deleted = await session.execute(delete(Guess).where(Guess.id.in_(unrated)))
+    ids = list(await session.scalars(candidates))
+    if not ids:
+        return 0
+    deleted = await session.execute(delete(Guess).where(Guess.id.in_(ids), unrated))
     return cast(CursorResult[Any], deleted).rowcount

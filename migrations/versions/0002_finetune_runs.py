@@ -33,7 +33,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Revert this revision."""
-    # Rejected runs have no checkpoint; the old schema cannot hold them, so they are dropped on the way down.
+    # Rejected runs, and promoted ones whose checkpoints MODEL_KEEP_VERSIONS deleted, have no checkpoint; the old
+    # schema cannot hold them, so they are dropped on the way down.
     op.execute("DELETE FROM model_versions WHERE checkpoint_path IS NULL")
     with op.batch_alter_table("model_versions") as batch:
         batch.drop_index("uq_model_versions_active")
