@@ -33,17 +33,24 @@ async def _wait_until_blocked(sessions: async_sessionmaker[AsyncSession], task: 
     raise AssertionError("the task neither ended nor waited for a lock")
 
 
-async def test_a_verdict_committed_while_the_purge_waits_for_it_is_kept(
+@pytest.fixture
+async def old_guess(
     sessions: async_sessionmaker[AsyncSession], database_url: str, predictors: Predictors
-) -> None:
+) -> tuple[GuessService, int]:
+    """A service on PostgreSQL, and the id of a 40-day-old guess without a verdict."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer: a purge and a verdict cannot interleave")
     ids = await store(sessions, {"Rossi": 40})
-    service = GuessService(predictors=predictors, sessions=sessions)
+    return GuessService(predictors=predictors, sessions=sessions), ids["Rossi"]
 
+
+async def test_a_verdict_committed_while_the_purge_waits_for_it_is_kept(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, old_guess: tuple[GuessService, int]
+) -> None:
+    service, guess_id = old_guess
     # A press under way: its correction is inserted, not yet committed (as in record_verdict's transaction).
     async with sessions.begin() as verdict:
-        guess = await repository.get_guess(session=verdict, guess_id=ids["Rossi"])
+        guess = await repository.get_guess(session=verdict, guess_id=guess_id)
         assert guess is not None
         await repository.upsert_correction(session=verdict, guess=guess, user_id=8, language="Italian")
         purge = asyncio.create_task(service.purge_unrated_guesses(before=NOW - timedelta(days=30)))
@@ -55,18 +62,13 @@ async def test_a_verdict_committed_while_the_purge_waits_for_it_is_kept(
 
 
 async def test_a_press_on_a_guess_the_purge_is_deleting_is_told_the_guess_is_gone(
-    sessions: async_sessionmaker[AsyncSession], database_url: str, predictors: Predictors
+    sessions: async_sessionmaker[AsyncSession], old_guess: tuple[GuessService, int]
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer: a purge and a verdict cannot interleave")
-    ids = await store(sessions, {"Rossi": 40})
-    service = GuessService(predictors=predictors, sessions=sessions)
+    service, guess_id = old_guess
     before = NOW - timedelta(days=30)
     async with sessions.begin() as purge:  # the purge's DELETE done, its COMMIT not yet
         assert await repository.delete_unrated_guesses(session=purge, before=before, limit=10) == 1
-        press = asyncio.create_task(
-            service.record_verdict(guess_id=ids["Rossi"], chat_id=7, user_id=8, language="Italian")
-        )
+        press = asyncio.create_task(service.record_verdict(guess_id=guess_id, chat_id=7, user_id=8, language="Italian"))
         await _wait_until_blocked(sessions, press)
     verdict = await press  # README: "a press on such an answer's buttons is told the guess is gone"
     assert getattr(verdict, "reason", None) == "I can't find that guess any more. Send the name again?"
