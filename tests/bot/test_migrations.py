@@ -48,6 +48,15 @@ def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert "corrections" in table_names(database_url)  # type: ignore[operator]
 
 
+def test_a_step_down_from_the_guess_age_index_and_up_again(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    migrate.downgrade(database_url, "0002")
+    assert asyncio.run(_inspect(database_url, "diff")) != []  # the index on guesses.created_at is gone
+    migrate.upgrade(database_url)  # and created again
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+    assert asyncio.run(_inspect(database_url, "diff")) == []
+
+
 async def _set_revision(url: str, revision: str) -> None:
     engine = create_engine(url)
     try:

@@ -7,13 +7,17 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin_views import versions_text
 from bot.db import migrate, versions
 from bot.db.versions import NotServable
 from bot.finetune_job import run_finetune
+from bot.live_model import RollbackRefused
 from bot.model_pruning import prune_checkpoints
+from core.predict import Predictor
+from tests.bot.test_versions import live_after
 from tests.bot.verdicts import PORTUGUESE_AO, agreed, finetune_settings, store_verdicts, version_rows
 
 
@@ -81,6 +85,8 @@ async def test_a_version_whose_checkpoint_was_dropped_cannot_be_made_live(
     async with sessions() as session:
         live = await versions.active_version(session=session)
     assert live is not None and live.version == "gru-p7"  # the release of p7 was rolled back with it
+    async with sessions.begin() as session:
+        assert not await versions.drop_checkpoint(session=session, version="gru-p4")  # nothing left to clear
 
 
 async def test_a_live_version_s_checkpoint_is_never_dropped(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -125,3 +131,96 @@ async def test_models_marks_a_promoted_run_whose_checkpoint_was_deleted(
         "promoted", "promoted", "rejected", "promoted",  # p7, p6, r5, p4: the newest three promoted
         "promoted, checkpoint deleted", "promoted, checkpoint deleted", "promoted, checkpoint deleted", "initial",
     ]  # fmt: skip
+
+
+async def test_keep_counts_the_checkpoints_left_not_the_rows(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await add_chain(sessions, tmp_path, CHAIN, live="gru-p7")
+    async with sessions.begin() as session:  # pruned earlier, while p2 was live and p1 its parent
+        for version in ("gru-p4", "gru-p3"):
+            assert await versions.drop_checkpoint(session=session, version=version)
+            (tmp_path / "versions" / f"{version}.safetensors").unlink()
+    with caplog.at_level(logging.INFO, logger="bot.model_pruning"):
+        assert await prune_checkpoints(sessions, tmp_path, keep=3) == ["gru-p1"]  # p7, p6, p2: the newest three
+    assert "deleted the checkpoints of 1 older fine-tune (MODEL_KEEP_VERSIONS=3): gru-p1" in caplog.text
+    assert (tmp_path / "versions" / "gru-p2.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("failure", "logged"),
+    [
+        (OperationalError("SELECT", {}, Exception("database is locked")), "database is locked"),
+        (ConnectionResetError("connection lost"), "connection lost"),  # asyncpg raises these unwrapped
+    ],
+    ids=["database", "connection"],
+)
+async def test_a_prune_that_fails_deletes_nothing_and_is_logged(
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+    logged: str,
+) -> None:
+    """The promotion stands: the next one prunes what this one could not."""
+    await add_chain(sessions, tmp_path, CHAIN, live="gru-p7")
+
+    async def fail(**_: object) -> list[versions.VersionRecord]:
+        raise failure
+
+    monkeypatch.setattr(versions, "prunable_checkpoints", fail)
+    with caplog.at_level(logging.WARNING, logger="bot.model_pruning"):
+        assert await prune_checkpoints(sessions, tmp_path, keep=2) == []
+    (record,) = caplog.records
+    assert record.getMessage() == f"could not prune older checkpoints: {logged}"
+    assert len(list((tmp_path / "versions").iterdir())) == 7
+
+
+async def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_still_go(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await add_chain(sessions, tmp_path, CHAIN, live="gru-p7")
+    (tmp_path / "versions" / "gru-p3.safetensors").unlink()  # already deleted by hand: nothing to say about it
+    stuck = tmp_path / "versions" / "gru-p2.safetensors"
+    stuck.unlink()
+    stuck.mkdir()  # a folder: unlink fails
+    with caplog.at_level(logging.WARNING, logger="bot.model_pruning"):
+        assert await prune_checkpoints(sessions, tmp_path, keep=2) == ["gru-p4", "gru-p3", "gru-p2", "gru-p1"]
+    (record,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert record.getMessage().startswith("could not delete the checkpoint of gru-p2: ")
+    assert sorted(path.stem for path in (tmp_path / "versions").iterdir()) == [
+        "gru-origin",
+        "gru-p2",
+        "gru-p6",
+        "gru-p7",
+    ]
+
+
+async def test_a_rollback_to_a_pruned_version_says_why_even_when_the_prune_comes_during_it(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    shipped = Predictor.shipped("gru").version
+    rows: list[tuple[str, str | None, bool]] = [
+        (f"gru-ft-{n}", f"gru-ft-{n - 1}" if n > 1 else shipped, True) for n in range(1, 5)
+    ]
+    live = await live_after(sessions, tmp_path / "models", rows)
+    async with sessions.begin() as session:
+        assert await versions.drop_checkpoint(session=session, version="gru-ft-1")
+    refused = await live.rollback("gru-ft-1")
+    assert refused == RollbackRefused("gru-ft-1 has no checkpoint to go back to (deleted under MODEL_KEEP_VERSIONS).")
+
+    load = live._load
+
+    async def load_then_a_fine_tune_prunes(record: versions.VersionRecord) -> Predictor:
+        predictor = await load(record)
+        async with sessions.begin() as session:
+            assert await versions.drop_checkpoint(session=session, version=record.version)
+        return predictor
+
+    live._load = load_then_a_fine_tune_prunes  # type: ignore[method-assign]
+    refused = await live.rollback("gru-ft-2")
+    assert refused == RollbackRefused("gru-ft-2's checkpoint was just deleted; /models lists the others.")
+    assert live.version == "gru-ft-4"
+    async with sessions() as session:
+        assert (await versions.active_version(session=session)).version == "gru-ft-4"  # type: ignore[union-attr]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import views
 from bot.config import Settings, SettingsError, load_settings
 from bot.db import repository
 from bot.db.repository import NewGuess
-from bot.retention import PURGE_JOB_NAME
+from bot.retention import PURGE_JOB_NAME, GuessRetention
 from bot.service import GuessService, Predictors
 from tests.bot.conftest import running_bot, settings_for
 from tests.bot.test_privacy import press_first_button, reply_to
@@ -76,6 +78,63 @@ async def test_a_purge_deletes_in_batches_until_none_is_left(
     assert (await service.stats()).guesses == 1  # /stats does not keep counting what was deleted
 
 
+async def test_a_batch_holds_at_most_its_limit_and_old_guesses_with_verdicts_do_not_end_the_purge(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, predictors: Predictors
+) -> None:
+    ids = await store(sessions, {"Rated1": 40, "Rated2": 40} | {f"Name{number}": 40 for number in range(3)})
+    async with sessions.begin() as session:  # the two oldest carry verdicts
+        for surname in ("Rated1", "Rated2"):
+            guess = await repository.get_guess(session=session, guess_id=ids[surname])
+            assert guess is not None
+            await repository.upsert_correction(session=session, guess=guess, user_id=8, language="Italian")
+    before = NOW - timedelta(days=30)
+    async with sessions.begin() as session:
+        assert await repository.delete_unrated_guesses(session=session, before=before, limit=2) == 2
+    service = GuessService(predictors=predictors, sessions=sessions)
+    assert await service.purge_unrated_guesses(before=before, batch_size=2) == 1
+    assert await kept(database_url) == {"Rated1", "Rated2"}
+
+
+async def test_a_verdict_that_appears_after_the_candidates_were_chosen_keeps_its_guess(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DELETE checks again: a verdict committed after the snapshot of the query that chose the candidates."""
+    ids = await store(sessions, {"Rossi": 40, "Novak": 40})
+    async with sessions.begin() as session:
+        choose = session.scalars
+
+        async def then_a_verdict(statement: Any, *args: Any, **kwargs: Any) -> Any:
+            monkeypatch.setattr(session, "scalars", choose)  # once
+            candidates = await choose(statement, *args, **kwargs)
+            guess = await repository.get_guess(session=session, guess_id=ids["Novak"])
+            assert guess is not None
+            await repository.upsert_correction(session=session, guess=guess, user_id=8, language="Czech")
+            return candidates
+
+        monkeypatch.setattr(session, "scalars", then_a_verdict)
+        deleted = await repository.delete_unrated_guesses(session=session, before=NOW - timedelta(days=30), limit=10)
+    assert deleted == 1
+    assert await kept(database_url) == {"Novak"}
+    assert await fetch(database_url, "SELECT language FROM corrections") == [("Czech",)]
+
+
+async def test_only_a_purge_that_deleted_something_shows_that_writes_work_again(
+    sessions: async_sessionmaker[AsyncSession], predictors: Predictors
+) -> None:
+    await store(sessions, {"Rossi": 40})
+    service = GuessService(predictors=predictors, sessions=sessions)
+    service._write_failure = (service._clock(), "OperationalError: database or disk is full")
+    assert await service.purge_unrated_guesses(before=NOW - timedelta(days=50)) == 0  # wrote nothing: proves nothing
+    assert service.write_problem() == "OperationalError: database or disk is full"
+    assert await service.purge_unrated_guesses(before=NOW - timedelta(days=30)) == 1
+    assert service.write_problem() is None
+
+
+def test_privacy_states_the_retention_in_days() -> None:
+    assert "is deleted after 1 day;" in views.privacy_text(1)
+    assert "is deleted after 90 days;" in views.privacy_text(90)
+
+
 async def test_the_bot_purges_on_its_schedule_and_a_press_on_a_purged_answer_is_told_so(
     telegram: FakeTelegram, settings: Settings, predictors: Predictors, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -85,17 +144,24 @@ async def test_the_bot_purges_on_its_schedule_and_a_press_on_a_purged_answer_is_
         rossi = telegram.last_bot_message_id(7)
         await reply_to(telegram, 7, "Nakamura")
         await press_first_button(telegram, 7, 7)  # a verdict: Nakamura is kept however old
-        await reply_to(telegram, 7, "Schmidt")  # recent: kept
-        old = (datetime.now(UTC) - timedelta(days=31)).strftime("%Y-%m-%d %H:%M:%S")
-        await execute(settings.database_url, f"UPDATE guesses SET created_at = '{old}' WHERE surname <> 'Schmidt'")
+        await reply_to(telegram, 7, "Schmidt")  # 29 days old: kept
+        for surname, days in (("Rossi", 31), ("Nakamura", 31), ("Schmidt", 29)):
+            old = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
+            await execute(settings.database_url, f"UPDATE guesses SET created_at = '{old}' WHERE surname = '{surname}'")
 
         (job,) = application.job_queue.get_jobs_by_name(PURGE_JOB_NAME)
+        assert job.job.trigger.interval == timedelta(hours=1)  # as README and the failure's log line say
+        assert job.next_t is not None and job.next_t - datetime.now(UTC) <= timedelta(minutes=1)  # soon after a start
         with caplog.at_level(logging.INFO, logger="bot.retention"):
             await job.run(application)
 
         surnames = await fetch(settings.database_url, "SELECT surname FROM guesses ORDER BY surname")
         assert surnames == [("Nakamura",), ("Schmidt",)]
         assert "deleted 1 guess older than 30 days with no verdict" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="bot.retention"):
+            await job.run(application)  # nothing left to delete: nothing to say, every hour
+        assert not [record for record in caplog.records if record.name == "bot.retention"]
 
         data = telegram.messages[(7, rossi)]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
         before = len(telegram.sent("answerCallbackQuery"))
@@ -130,6 +196,19 @@ async def test_without_a_retention_setting_nothing_is_scheduled_and_privacy_says
         assert application.job_queue.get_jobs_by_name(PURGE_JOB_NAME) == ()
         privacy = await reply_to(telegram, 7, "/privacy")
         assert "deleted after" not in privacy and "kept until you delete it" in privacy
+
+
+async def test_a_purge_that_fails_for_another_reason_than_the_database_is_not_disguised_as_one(
+    sessions: async_sessionmaker[AsyncSession], predictors: Predictors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = GuessService(predictors=predictors, sessions=sessions)
+
+    async def a_bug(**_: object) -> int:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(service, "purge_unrated_guesses", a_bug)
+    with pytest.raises(TypeError):  # to the error handler, with its traceback: waiting an hour will not fix it
+        await GuessRetention(service, 30).purge(None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("days", ["-1", "1.5", "ninety", "1000000"])  # a million days: no date is that far back

@@ -72,3 +72,21 @@ async def test_a_press_on_a_guess_the_purge_is_deleting_is_told_the_guess_is_gon
         await _wait_until_blocked(sessions, press)
     verdict = await press  # README: "a press on such an answer's buttons is told the guess is gone"
     assert getattr(verdict, "reason", None) == "I can't find that guess any more. Send the name again?"
+
+
+async def test_a_purge_skips_a_guess_a_verdict_holds_rather_than_wait_for_it(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, old_guess: tuple[GuessService, int]
+) -> None:
+    service, guess_id = old_guess
+    await store(sessions, {"Novak": 40})
+    async with sessions.begin() as verdict:  # a press under way on Rossi's answer
+        guess = await repository.get_guess(session=verdict, guess_id=guess_id, lock=True)
+        assert guess is not None
+        await repository.upsert_correction(session=verdict, guess=guess, user_id=8, language="Italian")
+        purge = asyncio.create_task(service.purge_unrated_guesses(before=NOW - timedelta(days=30)))
+        await _wait_until_blocked(sessions, purge)
+        finished_first = purge.done()
+    # Waiting would hold up the press, and every other press on the (up to 1000) guesses its batch has locked.
+    assert finished_first
+    assert await purge == 1
+    assert await fetch(database_url, "SELECT surname FROM guesses") == [("Rossi",)]

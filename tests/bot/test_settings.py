@@ -87,6 +87,7 @@ def test_asyncpg_url_options_are_accepted(url: str) -> None:
         ("finetune_learning_rate", "inf"),
         ("finetune_max_drop", "inf"),
         ("finetune_max_drop", "nan"),
+        ("model_keep_versions", "-1"),  # kept the oldest file, pruning every newer one
     ],
 )
 def test_numbers_no_bot_could_run_with_are_refused_by_name(setting: str, value: str) -> None:
@@ -262,6 +263,7 @@ def test_the_settings_defaults_are_the_librarys_defaults(monkeypatch: pytest.Mon
     settings = load_settings(FinetuneSettings)
     assert config_from(settings) == FinetuneConfig()
     assert policy_from(settings) == FeedbackPolicy()
+    assert settings.model_keep_versions == 10  # as README's table says
 
 
 def test_every_setting_is_in_the_readme_table_and_in_env_example() -> None:
