@@ -85,7 +85,12 @@ def build_application(
     sessions = session_factory(engine)
     service = GuessService(predictors=predictors, sessions=sessions)
     requests = UserRateLimiter(settings.guesses_per_minute)
-    handlers = Handlers(service, requests, UserRateLimiter(settings.button_presses_per_minute))
+    handlers = Handlers(
+        service,
+        requests,
+        UserRateLimiter(settings.button_presses_per_minute),
+        retention_days=settings.guess_retention_days,
+    )
     live = LiveModel(
         predictors=predictors,
         sessions=sessions,

@@ -69,10 +69,18 @@ def sender_key(message: Message, user: User) -> int:
 class Handlers:
     """The bot's callbacks, bound to one service and per-user rate limiters (messages, button presses)."""
 
-    def __init__(self, service: GuessService, limiter: UserRateLimiter, button_limiter: UserRateLimiter) -> None:
+    def __init__(
+        self,
+        service: GuessService,
+        limiter: UserRateLimiter,
+        button_limiter: UserRateLimiter,
+        *,
+        retention_days: int = 0,
+    ) -> None:
         self.service = service
         self.limiter = limiter
         self.button_limiter = button_limiter
+        self.retention_days = retention_days  # GUESS_RETENTION_DAYS, which /stats mentions
         self.presses = KeyedLocks()  # per guess: one message's presses in turn
         self.redraws = MessageRedraws()  # the messages pressed on, brought up to date apart from the presses
 
@@ -256,7 +264,8 @@ class Handlers:
         """/stats: counts and the live model version."""
         if update.effective_message and await self._within_limit(update):
             stats = await self.service.stats()
-            await update.effective_message.reply_html(views.stats_text(stats, self.service.model_version))
+            text = views.stats_text(stats, self.service.model_version, self.retention_days)
+            await update.effective_message.reply_html(text)
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the failure and apologize to the user, if there is one."""

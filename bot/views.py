@@ -55,10 +55,14 @@ FORGET_IN_PRIVATE = "Send /forget to me in a private chat: what I keep about you
 FORGET_USAGE = f"To delete what I keep about you, send exactly: /forget {FORGET_CONFIRM_ARGUMENT}"
 
 
+def _days(count: int) -> str:
+    return f"{count} day{'' if count == 1 else 's'}"
+
+
 def privacy_text(retention_days: int) -> str:
     """The /privacy reply; ``retention_days`` is GUESS_RETENTION_DAYS (0: names are kept until deleted)."""
     if retention_days:
-        span = f"{retention_days} day{'' if retention_days == 1 else 's'}"
+        span = _days(retention_days)
         kept = (
             f"A name no one chose a language for under my answer is deleted after {span}; "
             "the rest is kept until you delete it."
@@ -145,14 +149,15 @@ def comparison_text(comparison: Comparison) -> str:
     return f"{header}\n\n<b>GRU</b> (live model)\n{gru}\n\n<b>Elman RNN</b> (hand-written)\n{rnn}"
 
 
-def stats_text(stats: Stats, model_version: str) -> str:
-    """The /stats reply."""
+def stats_text(stats: Stats, model_version: str, retention_days: int = 0) -> str:
+    """The /stats reply; with ``retention_days`` (GUESS_RETENTION_DAYS) it says the count omits deleted guesses."""
     share = stats.confirmed_share
     verdicts = f"{stats.corrections} verdict{'' if stats.corrections == 1 else 's'}"
     right = f"{share:.0%} of {verdicts}" if share is not None else "no verdicts yet"
+    kept = f" (one with no verdict is kept {_days(retention_days)})" if retention_days else ""
     return (
         "<b>Statistics</b>\n"
-        f"Guesses: {stats.guesses} from {stats.users} user{'' if stats.users == 1 else 's'}\n"
+        f"Guesses: {stats.guesses} from {stats.users} user{'' if stats.users == 1 else 's'}{kept}\n"
         f"Corrections and confirmations: {stats.corrections}\n"
         f"Confirmed right: {right}\n"
         f"Live model: <code>{escape(model_version)}</code>"

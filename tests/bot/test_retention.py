@@ -169,6 +169,8 @@ async def test_the_bot_purges_on_its_schedule_and_a_press_on_a_purged_answer_is_
         (answered,) = (await telegram.wait_for_count("answerCallbackQuery", before + 1))[before:]
         assert answered.params["text"] == "I can't find that guess any more. Send the name again?"
         assert "after 30 days" in await reply_to(telegram, 7, "/privacy")
+        stats = await reply_to(telegram, 7, "/stats")
+        assert "Guesses: 2 from 1 user (one with no verdict is kept 30 days)\n" in stats
 
 
 async def test_a_failed_purge_is_logged_in_one_line_and_tried_again_next_time(
