@@ -20,6 +20,7 @@ from telegram.ext import (
 
 from bot import model_store
 from bot.admin import AdminHandlers
+from bot.backlog import UpdateBacklog
 from bot.config import Settings
 from bot.cron import crontab_trigger
 from bot.db.engine import create_engine, session_factory
@@ -114,9 +115,11 @@ def build_application(
         await engine.dispose()
 
     salt = settings.log_salt or settings.telegram_bot_token
+    backlog = None if webhook else UpdateBacklog()  # a webhook's updates come as Telegram sends them
     log_kwargs: dict[str, object] = {
         "hash_user": user_hasher(hashlib.sha256(salt.get_secret_value().encode()).digest()),
         "model_version": lambda: service.model_version,
+        "backlog": backlog,
     }
     builder = (
         ApplicationBuilder()
@@ -135,7 +138,7 @@ def build_application(
     if webhook:
         builder = builder.updater(None)
     else:
-        builder = builder.get_updates_request(WatchedGetUpdatesRequest(polling))
+        builder = builder.get_updates_request(WatchedGetUpdatesRequest(polling, backlog))
     application = builder.build()
     application.bot_data[SERVICE_KEY] = service  # for /health
     if not webhook:

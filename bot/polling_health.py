@@ -15,8 +15,9 @@ from http import HTTPStatus
 from typing import Any
 
 from telegram.error import TelegramError
-from telegram.request import HTTPXRequest
+from telegram.request import HTTPXRequest, RequestData
 
+from bot.backlog import UpdateBacklog
 from bot.throttled_log import ThrottledWarning
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,13 @@ def _description(payload: bytes) -> str:
     return description if isinstance(description, str) else "no description"
 
 
+def _long_poll(request_data: RequestData | None) -> bool:
+    """Whether a getUpdates call waits for updates: the polling loop's do, the one made at shutdown to confirm what
+    was fetched (``timeout=0``) does not, and must not wait for the backlog either: stopping would wait on it."""
+    timeout = request_data.json_parameters.get("timeout") if request_data is not None else None
+    return timeout not in (None, "0")
+
+
 class WatchedGetUpdatesRequest(HTTPXRequest):
     """The connection python-telegram-bot sends getUpdates through, telling ``health`` how each call went.
 
@@ -109,12 +117,16 @@ class WatchedGetUpdatesRequest(HTTPXRequest):
     watching differs. It sees timeouts too, which the library's error callback never receives.
     """
 
-    def __init__(self, health: PollingHealth) -> None:
+    def __init__(self, health: PollingHealth, backlog: UpdateBacklog | None = None) -> None:
         super().__init__(connection_pool_size=1)
         self._health = health
+        self._backlog = backlog
 
     async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        """Send the call; note whether Telegram answered it."""
+        """Send the call, once the backlog has room for what it may bring; note whether Telegram answered it."""
+        request_data = kwargs.get("request_data", args[2] if len(args) > 2 else None)  # (url, method, request_data)
+        if self._backlog is not None and _long_poll(request_data):
+            await self._backlog.room()
         try:
             code, payload = await super().do_request(*args, **kwargs)
         except TelegramError as error:  # unreachable, or timed out

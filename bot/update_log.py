@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -12,6 +13,8 @@ from typing import Any
 
 from telegram import Update
 from telegram.ext import Application, CommandHandler, Job
+
+from bot.backlog import UpdateBacklog
 
 UPDATE_LOGGER = "nameorigin.updates"
 logger = logging.getLogger(UPDATE_LOGGER)
@@ -52,16 +55,33 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
     Built with ``ApplicationBuilder().application_class(LoggingApplication, kwargs={...})``.
     """
 
-    def __init__(self, *, hash_user: Callable[[int], str], model_version: Callable[[], str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        hash_user: Callable[[int], str],
+        model_version: Callable[[], str],
+        backlog: UpdateBacklog | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._hash_user = hash_user
         self._model_version = model_version
+        self._backlog = backlog  # counts the tasks of updates, for long polling to wait on
         self._failed: set[int] = set()  # ids of updates whose handler raised (PTB hands those to error handlers)
         self._commands: frozenset[str] | None = None
 
     def mark_failed(self, update: object) -> None:
         """Called by the error handler: the update's log line will say ``"outcome": "error"``."""
         self._failed.add(id(update))
+
+    def create_task(
+        self, coroutine: Any, update: object | None = None, *, name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """As the library's, counting each update's task in the backlog long polling waits on."""
+        task: asyncio.Task[Any] = super().create_task(coroutine, update=update, name=name)
+        if update is not None and self._backlog is not None:
+            self._backlog.track(task)
+        return task
 
     def _mark_for_persistence_update(self, *, update: object | None = None, job: Job[Any] | None = None) -> None:
         # python-telegram-bot notes the chat and user of every update (and job) for its persistence to save at the

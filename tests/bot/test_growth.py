@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from bot import backlog as backlog_module
 from bot.config import Settings
 from bot.handlers import Handlers
 from bot.service import Predictors
-from tests.bot.conftest import running_bot
+from tests.bot.conftest import running_bot, settings_for
 from tests.fake_telegram import FakeTelegram
 
 USERS = 40
@@ -53,3 +60,42 @@ async def test_nothing_is_kept_per_chat_or_user_once_their_updates_are_done(
         processor = application.update_processor
         assert not processor._in_progress and not processor._member_in_progress
         assert not handlers.service._guessing
+
+
+async def test_long_polling_fetches_no_more_while_too_many_updates_wait_to_be_answered(
+    telegram: FakeTelegram,
+    tmp_path: Path,
+    predictors: Predictors,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Replies go out at 10 a second, updates come at 100: past 8 waiting, the rest wait at Telegram."""
+    monkeypatch.setattr(backlog_module, "BACKLOG_LIMIT", 8)
+    fetched_ahead: list[int] = []  # at each getUpdates: updates fetched before it, less the replies sent
+    first_id: list[int] = []
+    get_updates = telegram._api_getUpdates
+
+    async def watched(params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset", 0) or 0)
+        if first_id and offset:
+            fetched_ahead.append(offset - first_id[0] - len(telegram.sent("sendMessage")))
+        return await get_updates(params)
+
+    monkeypatch.setattr(telegram, "_api_getUpdates", watched)
+    settings = settings_for(telegram, tmp_path, telegram_messages_per_second=10)
+    with caplog.at_level(logging.WARNING, logger="bot.backlog"):
+        await run_burst(telegram, settings, predictors, first_id)
+
+    assert max(fetched_ahead) < 8, fetched_ahead  # without the wait, 26 of the 40 at once
+    assert re.search(r"\b\d+ updates are waiting to be answered; fetching more once fewer are", caplog.text)
+    assert sorted(int(call.params["chat_id"]) for call in telegram.sent("sendMessage")) == list(range(3000, 3040))
+
+
+async def run_burst(telegram: FakeTelegram, settings: Settings, predictors: Predictors, first_id: list[int]) -> None:
+    """40 users send /help, one every 10 ms; returns once all 40 are answered."""
+    async with running_bot(settings, predictors):
+        for user in range(3000, 3040):
+            update_id = telegram.inject_message(user, "/help")
+            first_id[:] = first_id or [update_id]
+            await asyncio.sleep(0.01)
+        await telegram.wait_for_count("sendMessage", 40, timeout=30)

@@ -1,0 +1,53 @@
+"""How many updates the bot holds unanswered; long polling fetches no more while that is too many.
+
+python-telegram-bot fetches updates as fast as Telegram hands them over and makes each a task at once. Above what
+the bot can answer (in production, Telegram's 30 messages a second), those tasks pile up in memory for as long as a
+burst lasts: a viral minute could hold tens of thousands. Updates not yet fetched wait at Telegram instead, which
+keeps them for 24 hours, costing the bot nothing; they are answered in the same order, no later than before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.throttled_log import ThrottledWarning
+
+logger = logging.getLogger(__name__)
+
+BACKLOG_LIMIT = 1000  # updates fetched and not yet answered; one more getUpdates adds at most 100 to them
+
+
+class UpdateBacklog:
+    """The tasks of updates being handled, counted as they start and end (a task's end is never missed)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = BACKLOG_LIMIT if limit is None else limit
+        self._pending = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._warn = ThrottledWarning(logger, "%d updates are waiting to be answered; fetching more once fewer are")
+
+    @property
+    def pending(self) -> int:
+        """Updates handed to a task and not yet done."""
+        return self._pending
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task``, an update's, until it ends."""
+        self._pending += 1
+        if self._pending >= self.limit:
+            self._room.clear()
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._pending -= 1
+        if self._pending < self.limit:
+            self._room.set()
+
+    async def room(self) -> None:
+        """Return once fewer than ``limit`` updates are pending (at once when they are)."""
+        if not self._room.is_set():
+            self._warn(self._pending)
+        await self._room.wait()
