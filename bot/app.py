@@ -20,7 +20,7 @@ from telegram.ext import (
 
 from bot import model_store
 from bot.admin import AdminHandlers
-from bot.backlog import UpdateBacklog
+from bot.backlog import UpdateBacklog, limit_for
 from bot.config import Settings
 from bot.cron import crontab_trigger
 from bot.db.engine import create_engine, session_factory
@@ -115,7 +115,8 @@ def build_application(
         await engine.dispose()
 
     salt = settings.log_salt or settings.telegram_bot_token
-    backlog = None if webhook else UpdateBacklog()  # a webhook's updates come as Telegram sends them
+    # A webhook's updates come as Telegram sends them.
+    backlog = None if webhook else UpdateBacklog(limit_for(settings.telegram_messages_per_second))
     log_kwargs: dict[str, object] = {
         "hash_user": user_hasher(hashlib.sha256(salt.get_secret_value().encode()).digest()),
         "model_version": lambda: service.model_version,

@@ -17,6 +17,18 @@ from bot.throttled_log import ThrottledWarning
 logger = logging.getLogger(__name__)
 
 BACKLOG_LIMIT = 1000  # updates fetched and not yet answered; one more getUpdates adds at most 100 to them
+FETCH_MAX = 100  # updates one getUpdates brings at most
+# Stopping confirms every fetched update to Telegram, then answers them at the outgoing rate at best: within
+# docker-compose.yml's 30 s stop_grace_period, less the 10 s post_shutdown brings pressed messages up to date.
+STOP_DRAIN_S = 15.0
+
+
+def limit_for(messages_per_second: float) -> int:
+    """The backlog limit whose updates, with one more getUpdates' worth, a stopping bot answers in ``STOP_DRAIN_S``
+    at ``messages_per_second`` (0: no outgoing limit) replies: 350 at Telegram's 30 a second."""
+    if messages_per_second <= 0:
+        return BACKLOG_LIMIT
+    return max(1, min(BACKLOG_LIMIT, int(messages_per_second * STOP_DRAIN_S) - FETCH_MAX))
 
 
 class UpdateBacklog:
