@@ -32,8 +32,9 @@ def _handlers(application: object) -> Handlers:
 
 
 async def test_nothing_is_kept_per_chat_or_user_once_their_updates_are_done(
-    telegram: FakeTelegram, settings: Settings, predictors: Predictors
+    telegram: FakeTelegram, tmp_path: Path, predictors: Predictors
 ) -> None:
+    settings = settings_for(telegram, tmp_path)  # what is kept in memory is the same on either database
     async with running_bot(settings, predictors) as application:
         for user in range(1000, 1000 + USERS):  # private chats: a guess, then a press on its answer
             telegram.inject_message(user, "Nakamura")
