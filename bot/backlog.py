@@ -34,8 +34,8 @@ def limit_for(messages_per_second: float) -> int:
 class UpdateBacklog:
     """The tasks of updates being handled, counted as they start and end (a task's end is never missed)."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = BACKLOG_LIMIT if limit is None else limit
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # see ``limit_for``
         self._pending = 0
         self._room = asyncio.Event()
         self._room.set()

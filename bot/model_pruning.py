@@ -35,11 +35,10 @@ async def prune_checkpoints(sessions: async_sessionmaker[AsyncSession], model_di
                 for record in candidates
                 if await versions.drop_checkpoint(session=session, version=record.version)
             ]
-    except DBAPIError as exc:  # the promotion stands; the next one prunes what this one could not
-        logger.warning("could not prune older checkpoints: %s", first_line(exc.orig))
-        return []
-    except OSError as exc:  # a connection lost on the way (asyncpg raises these unwrapped): likewise
-        logger.warning("could not prune older checkpoints: %s", exc)
+    # The promotion stands; the next one prunes what this one could not. OSError: a connection lost on the way,
+    # which asyncpg raises unwrapped.
+    except (DBAPIError, OSError) as exc:
+        logger.warning("could not prune older checkpoints: %s", first_line(getattr(exc, "orig", exc)))
         return []
     # Files go after the commit, so a row never points at a missing file; a file left behind is only wasted space.
     for record in dropped:
