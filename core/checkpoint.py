@@ -25,7 +25,7 @@ from core.checkpoint_metadata import CheckpointError as CheckpointError
 from core.checkpoint_metadata import CheckpointMetadata as CheckpointMetadata
 from core.checkpoint_tensors import TensorMismatch, checked_weights
 from core.device import usable_device
-from core.models import Classifier, build_model
+from core.models import Classifier, build_skeleton
 
 _METADATA_KEY = "nameorigin"
 # SHA-256 of the tensor data, beside the metadata: a flipped bit in a weight leaves a loadable file whose
@@ -115,8 +115,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device | N
     # Only now is memory allocated: the shapes match the file's tensors, so the model is no bigger than the file.
     # Built on the meta device, its initial weights are never drawn: the caller's seeded torch.rand() sequence
     # stays as it was, also in another thread (a forked generator, restored afterwards, rewound that thread's).
-    with torch.device("meta"):
-        model = build_model(metadata.model_config)
+    model = build_skeleton(metadata.model_config)
     model.load_state_dict(weights, assign=True)
     model.to(target_device)
     model.eval()

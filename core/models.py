@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.overrides import TorchFunctionMode
 
 ModelKind = Literal["rnn", "gru"]
 # 8,192 buckets for ~70k distinct training n-grams: as accurate on validation as 16,384, and the
@@ -245,6 +246,31 @@ def build_model(config: ModelConfig) -> Classifier:
     if isinstance(config, GRUConfig):
         return GRUClassifier(config)
     return ElmanRNN(config)
+
+
+class _SkipRandomFills(TorchFunctionMode):
+    """Leaves tensors as they are where parameter initialization would fill them with random numbers."""
+
+    # nn.init's functions reach a mode as themselves; the tensor methods they call then bypass it.
+    FILLS = frozenset({nn.init.normal_, nn.init.uniform_, torch.Tensor.normal_, torch.Tensor.uniform_})
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        if func in self.FILLS:  # nn.init's functions pass the tensor by keyword, a method as self
+            return args[0] if args else (kwargs or {})["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
+def build_skeleton(config: ModelConfig) -> Classifier:
+    """The model ``config`` describes on the meta device: every parameter's name, shape and dtype, and no memory.
+
+    Its initialization is skipped, since meta tensors hold no values to fill. That is not only less work:
+    ``normal_`` (``nn.Embedding``'s initialization) runs on the meta device as a Python decomposition,
+    whose first use imports torch's compiler stack (sympy, dynamo, inductor): most of a second.
+    """
+    with torch.device("meta"), _SkipRandomFills():
+        return build_model(config)
 
 
 def model_kind(config: ModelConfig) -> ModelKind:

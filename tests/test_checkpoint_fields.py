@@ -10,7 +10,7 @@ import core.checkpoint as checkpoint_module
 import core.checkpoint_tensors as checkpoint_tensors
 from core.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from core.encoding import Vocabulary
-from core.models import GRUConfig, ModelConfig, build_model
+from core.models import GRUConfig, ModelConfig, build_model, build_skeleton
 from tests.test_checkpoint import config_with, metadata_for, save_with, small_config, weights
 
 
@@ -45,12 +45,12 @@ def test_a_config_too_big_for_its_file_is_rejected_before_anything_is_allocated(
     built_on_meta = []
 
     def spy(config: ModelConfig) -> object:
-        model = build_model(config)
+        model = build_skeleton(config)
         built_on_meta.append(next(model.parameters()).is_meta)
         return model
 
     for module in (checkpoint_module, checkpoint_tensors):  # every model the loader builds
-        monkeypatch.setattr(module, "build_model", spy)
+        monkeypatch.setattr(module, "build_skeleton", spy)
     # A hidden size of 10**7 needs petabytes of weights; the file holds a few kilobytes.
     path = save_with(tmp_path / "m.safetensors", {"model_config": config_with(kind, hidden_size=10**7)}, kind=kind)
     with pytest.raises(CheckpointError, match="has shape"):

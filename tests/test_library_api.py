@@ -248,15 +248,15 @@ def test_loading_a_model_leaves_another_threads_random_numbers_alone(monkeypatch
     import core.checkpoint
 
     drawn: list[int] = []
-    build_model = core.checkpoint.build_model
+    build_skeleton = core.checkpoint.build_skeleton
 
     def build_while_another_thread_draws(*args: object, **kwargs: object) -> torch.nn.Module:
         other = threading.Thread(target=lambda: drawn.append(int(torch.randint(0, 2**62, (1,)).item())))
         other.start()
         other.join()
-        return build_model(*args, **kwargs)  # type: ignore[arg-type]
+        return build_skeleton(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(core.checkpoint, "build_model", build_while_another_thread_draws)
+    monkeypatch.setattr(core.checkpoint, "build_skeleton", build_while_another_thread_draws)
     torch.manual_seed(0)
     load_checkpoint(shipped_checkpoint_path("gru"))
     assert int(torch.randint(0, 2**62, (1,)).item()) != drawn[0]
