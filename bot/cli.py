@@ -134,11 +134,12 @@ def run_db_copy(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """Migrate the database, then run the bot until interrupted."""
     from bot.config import Settings
+
+    settings = _settings(Settings)  # before the heavy imports (torch, telegram): a mistake is told at once
     from bot.db.migrate import DatabaseUnavailable
     from bot.server import PollingStopped, StartupError, run
-    from core.checkpoint import CheckpointError
+    from core.errors import CheckpointError
 
-    settings = _settings(Settings)
     try:
         run(settings)
     # A model that cannot load (or answer under PREDICTION_PRIOR), a database out of reach, Telegram
@@ -152,15 +153,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_finetune_command(args: argparse.Namespace) -> int:
     """One fine-tune run; prints its report. Exit 0 when it ran or was skipped, 75 when another run is busy."""
-    from sqlalchemy.exc import DBAPIError
-
-    from bot import admin_views
     from bot.config import FinetuneSettings
-    from bot.db import migrate
-    from bot.finetune_job import limit_resources, run_finetune
-    from bot.run_report import EXIT_BUSY
-    from core.checkpoint import CheckpointError
-    from core.data import DatasetError
     from core.paths import file_in_the_way
 
     settings = _settings(FinetuneSettings)
@@ -169,6 +162,15 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     blocking = file_in_the_way(settings.model_dir)
     if blocking is not None:
         raise CommandError(f"cannot fine-tune: MODEL_DIR {settings.model_dir}: {blocking} is not a folder")
+    # Only now the heavy imports (torch): a mistake above is told at once.
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.db import migrate
+    from bot.finetune_job import limit_resources, run_finetune
+    from bot.run_report import EXIT_BUSY
+    from core.data import DatasetError
+    from core.errors import CheckpointError
+
     limit_resources(settings.finetune_threads, args.nice)
     try:
         with migrate.reaching(settings.database_url):
@@ -185,6 +187,8 @@ def run_finetune_command(args: argparse.Namespace) -> int:
         if args.json:
             print(report.to_json())
         else:
+            from bot import admin_views  # imports telegram: only for this text, never in the bot's --json child
+
             print(f"{report.status}: {report.message}")
             if report.version and report.status in ("promoted", "rejected"):  # what cron mails should name
                 print(f"  candidate {report.version}, fine-tuned from {report.live_version}")

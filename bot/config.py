@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.cron import crontab_trigger
-from core.calibration import Prior
+from core.choices import Prior
 from core.data import DEFAULT_DATA_DIR
 from core.paths import DEFAULT_MODEL_DIR
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-# What a prediction assumes about how common each language is before reading the name:
-# "dataset" keeps the training data's proportions (about half Russian), "uniform" makes them equal.
-Prior = Literal["dataset", "uniform"]
-PRIORS: tuple[Prior, ...] = ("dataset", "uniform")
+from core.choices import PRIORS as PRIORS
+from core.choices import Prior as Prior
 
 # The range a fitted temperature is clamped to, and a checkpoint's temperature must lie in.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0

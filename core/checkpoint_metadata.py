@@ -13,6 +13,7 @@ import torch
 
 from core.calibration import PRIORS, Prior, uniform_prior_shift
 from core.encoding import Vocabulary
+from core.errors import CheckpointError as CheckpointError
 from core.metadata_fields import (
     class_prior_field,
     integer_field,
@@ -35,10 +36,6 @@ MIN_PRIOR_SHARE = 1e-12
 def utc_timestamp() -> str:
     """Now in UTC, ISO 8601 to the second: the ``created_at`` of new checkpoints."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class CheckpointError(Exception):
-    """A checkpoint is missing, corrupt, or does not match the model it describes."""
 
 
 @dataclass(frozen=True)

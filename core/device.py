@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-DeviceChoice = Literal["auto", "cpu", "cuda", "mps"]
-DEVICE_CHOICES: tuple[DeviceChoice, ...] = ("auto", "cpu", "cuda", "mps")
-
-
-class DeviceUnavailableError(RuntimeError):
-    """The requested accelerator is not present on this machine."""
+from core.choices import DEVICE_CHOICES as DEVICE_CHOICES
+from core.choices import DeviceChoice as DeviceChoice
+from core.errors import DeviceUnavailableError as DeviceUnavailableError
 
 
 def _mps_available() -> bool:

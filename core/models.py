@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from torch.overrides import TorchFunctionMode
 
-ModelKind = Literal["rnn", "gru"]
+from core.choices import MODEL_KINDS as MODEL_KINDS
+from core.choices import ModelKind as ModelKind
+
 # 8,192 buckets for ~70k distinct training n-grams: as accurate on validation as 16,384, and the
 # checkpoint stays under 2 MB.
 SHIPPED_NGRAM_BUCKETS = 8192
-MODEL_KINDS: tuple[ModelKind, ...] = ("gru", "rnn")
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import PlotError as PlotError
 from core.metrics import IntArray
-
-
-class PlotError(Exception):
-    """The plot cannot be written where asked; the message names the problem."""
 
 
 def _supported_formats() -> dict[str, str]:

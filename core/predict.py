@@ -9,15 +9,16 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
 from core.calibration import Prior, calibrated_probabilities
 from core.checkpoint import Checkpoint, load_checkpoint
+from core.guesses import Guess as Guess
+from core.guesses import LanguageGuess as LanguageGuess
+from core.guesses import Rejected as Rejected
 from core.models import MODEL_KINDS
 from core.text import MAX_INPUT_CHARS, SurnameQuery, parse_query
 from core.text import InvalidNameError as InvalidNameError  # what predict() raises: importable from here
@@ -25,30 +26,6 @@ from core.text import InvalidNameError as InvalidNameError  # what predict() rai
 DEFAULT_UNCERTAIN_BELOW = 0.5
 # Inputs are classified in chunks of this many names: measured fastest on CPU (larger batches fall out of cache).
 CHUNK_SIZE = 512
-
-
-class LanguageGuess(NamedTuple):
-    """One candidate language with its calibrated probability (a tuple: cheap to build by the thousand)."""
-
-    language: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Guess:
-    """The answer for one input: the surname used, the top-k languages, and whether to trust it."""
-
-    query: SurnameQuery
-    predictions: tuple[LanguageGuess, ...]
-    uncertain: bool
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """An input that cannot be classified, with the reason to show the user."""
-
-    raw: str
-    reason: str
 
 
 # Threads share one collector: only the first to pause it records whether it was on, and only the last to

@@ -317,7 +317,7 @@ def test_an_empty_path_is_rejected_rather_than_read_as_the_default(
     monkeypatch.chdir(tmp_path)  # an empty path must not reach the default data/ folders; nothing may land here
     monkeypatch.setenv("NAMES_DATA_DIR", str(tmp_path / "no-data"))
     monkeypatch.setattr("core.pipeline.train_model", must_not_run)
-    monkeypatch.setattr("core.cli.eval_cmd.evaluate_examples", must_not_run)
+    monkeypatch.setattr("core.pipeline.evaluate_examples", must_not_run)
     monkeypatch.setattr("core.cli.data_cmd.download_dataset", must_not_run)
     with pytest.raises(SystemExit) as exited:
         main(args)

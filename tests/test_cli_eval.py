@@ -72,7 +72,7 @@ def test_eval_text_report(tiny_checkpoint: tuple[Path, Path], capsys: pytest.Cap
 def test_eval_checks_the_plot_path_before_evaluating(
     plot: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("core.cli.eval_cmd.evaluate_examples", must_not_run)
+    monkeypatch.setattr("core.pipeline.evaluate_examples", must_not_run)
     (tmp_path / "afile").write_text("keep me\n")
     assert main(["eval", "--data-dir", str(tmp_path / "unused"), "--plot", str(tmp_path / plot)]) == 2
     captured = capsys.readouterr()
@@ -126,7 +126,7 @@ def test_eval_names_every_figure_in_the_models_label_order(
         sources.append(source)
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("core.cli.eval_cmd.save_confusion_plot", named_cells)
+    monkeypatch.setattr("core.plots.save_confusion_plot", named_cells)
     original = _eval_json(shipped_checkpoint_path("gru"), tiny_data_dir, capsys)
     flipped = _eval_json(reversed_path, tiny_data_dir, capsys)
     assert plotted[1] == plotted[0]

@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI subcommands."""
+"""Helpers shared by the CLI subcommands. Importing them imports no torch: commands import it when they run."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from core.calibration import PRIORS
-from core.checkpoint import CheckpointError
+from core.choices import DEVICE_CHOICES, MODEL_KINDS, PRIORS
 from core.data import DatasetError
-from core.device import DEVICE_CHOICES, DeviceUnavailableError, resolve_device
 from core.download import DownloadError
-from core.models import MODEL_KINDS
-from core.plots import PlotError
+from core.errors import CheckpointError, DeviceUnavailableError, PlotError
+
+if TYPE_CHECKING:
+    import torch
 
 Subparsers = Any  # argparse's _SubParsersAction is private; typed loosely on purpose
 
@@ -141,5 +139,7 @@ def add_prior_option(parser: argparse.ArgumentParser) -> None:
 
 def device_from(args: argparse.Namespace) -> torch.device:
     """Resolve ``--device`` once, at the entry point."""
+    from core.device import resolve_device
+
     with user_errors():
         return resolve_device(args.device)

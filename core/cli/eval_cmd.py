@@ -7,10 +7,9 @@ import json
 import logging
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.calibration import Prior
-from core.checkpoint import CheckpointMetadata, load_checkpoint
+from core.choices import Prior
 from core.cli.common import (
     CommandError,
     Subparsers,
@@ -23,11 +22,11 @@ from core.cli.common import (
     user_errors,
 )
 from core.data import Dataset, load_dataset
-from core.metrics import Metrics
-from core.pipeline import evaluate_examples
-from core.plots import check_plot_path, save_confusion_plot
-from core.predict import shipped_checkpoint_path
 from core.split import SplitConfig, split_dataset
+
+if TYPE_CHECKING:
+    from core.checkpoint import CheckpointMetadata
+    from core.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +127,11 @@ def print_report(report: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report; optionally write the confusion plot."""
+    from core.checkpoint import load_checkpoint
+    from core.pipeline import evaluate_examples
+    from core.plots import check_plot_path, save_confusion_plot
+    from core.predict import shipped_checkpoint_path
+
     device = device_from(args)
     if args.plot is not None:
         with user_errors():

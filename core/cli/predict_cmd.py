@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from core.cli.common import (
     CommandError,
@@ -21,8 +21,11 @@ from core.cli.common import (
     stdout_to_a_reader_that_may_leave,
     user_errors,
 )
-from core.predict import Guess, Predictor, Rejected
+from core.guesses import Guess, Rejected
 from core.text import LINE_END, displayable
+
+if TYPE_CHECKING:
+    from core.predict import Predictor
 
 # Lines are classified in chunks so stdin of any length streams with bounded memory.
 CHUNK = 512
@@ -44,6 +47,8 @@ def register(commands: Subparsers) -> None:
 
 def load_predictor(args: argparse.Namespace) -> Predictor:
     """The predictor that ``--checkpoint`` or ``--model`` names, on ``--device``."""
+    from core.predict import Predictor
+
     device = device_from(args)
     with user_errors():
         if args.checkpoint is not None:

@@ -9,8 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
+from core.choices import MODEL_KINDS
 from core.cli.common import (
     CommandError,
     Subparsers,
@@ -23,10 +22,8 @@ from core.cli.common import (
     whole_number,
 )
 from core.data import load_dataset
-from core.models import MODEL_KINDS
 from core.paths import DEFAULT_MODEL_DIR
-from core.pipeline import train_and_save
-from core.train import MAX_CLASS_WEIGHT_POWER, SELECTION_METRICS, TrainConfig
+from core.train_config import MAX_CLASS_WEIGHT_POWER, SELECTION_METRICS, TrainConfig
 
 MODEL_DIR_ENV = "MODEL_DIR"  # where the bot looks for a trained GRU: train writes there by default
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit integers
@@ -113,6 +110,10 @@ def register(commands: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, calibrate, evaluate and save."""
+    import torch
+
+    from core.pipeline import train_and_save
+
     device = device_from(args)
     if args.threads:
         torch.set_num_threads(args.threads)
