@@ -47,7 +47,7 @@ def tiny_data_dir(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "names")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real dataset (``NAMES_DATA_DIR``); tests needing it skip when it is absent, or fail under CI."""
     if not (REAL_DATA_DIR / "Russian.txt").is_file():
