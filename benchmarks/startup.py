@@ -35,16 +35,18 @@ def run_command(tree: Path, arguments: list[str], expected: int) -> tuple[float,
     """Seconds and peak resident MiB of ``python -m core.cli ARGUMENTS`` run from ``tree``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TELEGRAM_")}
     env["PYTHONPATH"] = str(tree)  # the tree's core and bot, whatever is installed
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", *arguments],
-        env=env,
-        cwd=tree,  # `python -m` puts the working folder first on the import path
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest of all children
-    seconds = time.perf_counter() - started
+    # An empty working folder: `python -m` puts it first on the import path, and a `.env` there would be read.
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", *arguments],
+            env=env,
+            cwd=scratch,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest of all children
+        seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != expected:
         raise SystemExit(f"{' '.join(arguments)} from {tree} exited {process.returncode}, expected {expected}")
