@@ -47,6 +47,8 @@ ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
 
 # How long a stopping bot still brings pressed messages up to date (within Docker Compose's 30 s to stop).
 REDRAWS_AT_STOP_S = 10.0
+# How late the scheduler may reach a scheduled fine-tune and still start it (APScheduler's default: 1 s).
+FINETUNE_MISFIRE_GRACE_S = 3600
 
 COMMANDS = (
     BotCommand("guess", "guess the origin of a surname"),
@@ -179,7 +181,10 @@ def schedule_jobs(
         raise RuntimeError("the job queue is missing: install python-telegram-bot[job-queue]")
     if settings.finetune_cron:
         trigger = crontab_trigger(settings.finetune_cron, UTC)
-        job_queue.run_custom(admin.scheduled_finetune, job_kwargs={"trigger": trigger}, name="finetune")
+        # APScheduler drops a run it reaches over 1 s late (a busy event loop, a clock stepped forward, a
+        # suspended VM), and the next comes a day or a week later: a late run is better than none.
+        job_kwargs = {"trigger": trigger, "misfire_grace_time": FINETUNE_MISFIRE_GRACE_S, "coalesce": True}
+        job_queue.run_custom(admin.scheduled_finetune, job_kwargs=job_kwargs, name="finetune")
     interval = settings.model_refresh_seconds
     job_queue.run_repeating(admin.refresh_model, interval=interval, first=interval, name="refresh-model")
     if settings.guess_retention_days:
