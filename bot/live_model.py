@@ -155,9 +155,7 @@ class LiveModel:
                 parent = await versions.get_version(session=session, version=live.parent_version)
                 if parent is not None and parent.servable:
                     return parent
-            history = await versions.list_versions(session=session, limit=1000)
-        older = [record for record in history if record.created_at < live.created_at and record.servable]
-        return older[0] if older else None
+            return await versions.newest_servable_before(session=session, version=live.version)
 
     async def rollback(self, version: str | None = None) -> RolledBack | RollbackRefused:
         """Make ``version`` live (default: the live model's parent), after checking its checkpoint loads."""

@@ -95,6 +95,21 @@ async def list_versions(*, session: AsyncSession, limit: int = 10) -> list[Versi
     return [_record(row) for row in rows]
 
 
+async def newest_servable_before(*, session: AsyncSession, version: str) -> VersionRecord | None:
+    """The newest version with a checkpoint that was added before ``version``, or None.
+
+    "Before" is the order the rows were added, not their timestamps: a clock set back would misorder those.
+    """
+    added = select(ModelVersion.id).where(ModelVersion.version == version).scalar_subquery()
+    row = await session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.id < added, ModelVersion.checkpoint_path.is_not(None))
+        .order_by(ModelVersion.id.desc())
+        .limit(1)
+    )
+    return None if row is None else _record(row)
+
+
 async def count_versions(*, session: AsyncSession) -> int:
     """How many rows the table holds."""
     return int(await session.scalar(select(func.count()).select_from(ModelVersion)) or 0)

@@ -6,15 +6,18 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import admin_views, model_store
 from bot.app import load_predictors
 from bot.config import Settings, load_settings
 from bot.db import versions
+from bot.db.models import ModelVersion
 from bot.live_model import (
     LOAD_RETRY_FIRST_S,
     LOAD_RETRY_MAX_S,
@@ -295,6 +298,18 @@ async def test_rollback_past_a_parent_without_checkpoint_goes_to_the_next_older_
     live = await live_after(sessions, tmp_path / "models", rows)
     assert await live.rollback() == RolledBack(version="gru-ft-1", previous="gru-ft-2")
     assert live.version == "gru-ft-1"
+
+
+async def test_rollback_past_an_unservable_parent_follows_the_order_versions_were_added_not_their_clock(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    shipped = Predictor.shipped("gru").version
+    rows = [("gru-ft-1", shipped, True), ("gru-rejected", "gru-ft-1", False), ("gru-ft-2", "gru-rejected", True)]
+    live = await live_after(sessions, tmp_path / "models", rows)
+    ahead = datetime.now(UTC) + timedelta(days=1)  # gru-ft-1 was recorded before the clock was set back a day
+    async with sessions.begin() as session:
+        await session.execute(update(ModelVersion).where(ModelVersion.version == "gru-ft-1").values(created_at=ahead))
+    assert await live.rollback() == RolledBack(version="gru-ft-1", previous="gru-ft-2")
 
 
 async def test_rollback_goes_to_the_parent_even_when_a_newer_version_lies_between(
