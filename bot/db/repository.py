@@ -217,7 +217,7 @@ async def delete_unrated_guesses(*, session: AsyncSession, before: datetime, lim
     unrated = ~select(Correction.id).where(Correction.guess_id == Guess.id).exists()
     candidates = (
         select(Guess.id)
-        .where(Guess.created_at < before, unrated)
+        .where(Guess.created_at < as_utc(before), unrated)  # SQLite compares times as written, zone ignored
         .order_by(Guess.id)
         .limit(limit)  # a batch: on SQLite every write waits while this one holds the database
         .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite has one writer

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,7 +33,7 @@ def new_guess(user_id: int, surname: str) -> NewGuess:
     )  # fmt: skip
 
 
-async def store(sessions: async_sessionmaker[AsyncSession], surnames_by_age: dict[str, int]) -> dict[str, int]:
+async def store(sessions: async_sessionmaker[AsyncSession], surnames_by_age: dict[str, float]) -> dict[str, int]:
     """Store one guess per surname, created that many days before ``NOW``; returns their ids."""
     async with sessions.begin() as session:
         names = list(surnames_by_age)
@@ -62,6 +63,17 @@ async def test_only_guesses_older_than_the_cutoff_and_without_a_verdict_are_dele
         deleted = await repository.delete_unrated_guesses(session=session, before=NOW - timedelta(days=30), limit=10)
     assert deleted == 2
     assert await kept(database_url) == {"Novak", "Sato"}  # the verdict's guess, and the recent one
+
+
+async def test_a_cutoff_given_in_another_time_zone_is_the_same_moment(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    # SQLite stores times without their zone: a cutoff in Kolkata time was compared as if it were UTC, 5.5 h later.
+    await store(sessions, {"Rossi": 31, "Sato": 30 - 1 / 24})  # Sato: an hour inside the 30 days
+    cutoff = (NOW - timedelta(days=30)).astimezone(ZoneInfo("Asia/Kolkata"))
+    async with sessions.begin() as session:
+        assert await repository.delete_unrated_guesses(session=session, before=cutoff, limit=10) == 1
+    assert await kept(database_url) == {"Sato"}
 
 
 async def test_a_purge_deletes_in_batches_until_none_is_left(
