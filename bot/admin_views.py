@@ -97,7 +97,7 @@ def versions_text(records: Sequence[VersionRecord], total: int) -> str:
     """The /models reply: newest first, ▶ marks the live one; says how many of ``total`` are left out."""
     if not records:
         return "No model versions recorded yet."
-    lines = ["<b>Model versions</b> (newest first, ▶ live)", *(_version_line(r) for r in records)]
+    lines = ["<b>Model versions</b> (newest first, ▶ live, times in UTC)", *(_version_line(r) for r in records)]
     if total > len(records):
         lines.append(f"… and {total - len(records)} older, not shown. /rollback takes any version by name.")
     return "\n".join(lines)

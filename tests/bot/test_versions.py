@@ -252,6 +252,7 @@ async def test_models_lists_the_newest_ten_and_the_live_one_and_counts_the_rest(
     records, total = await live.history()
     assert total == 13 and [r.version for r in records][-1] == shipped and len(records) == 11
     text = admin_views.versions_text(records, total)
+    assert text.startswith("<b>Model versions</b> (newest first, ▶ live, times in UTC)\n")
     assert text.count("\n") == 12 and text.endswith("… and 2 older, not shown. /rollback takes any version by name.")
 
 
