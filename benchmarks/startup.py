@@ -90,6 +90,8 @@ def main() -> None:
                 figures[label, tree].append(run_command(tree, arguments, expected))
             figures["serve until ready", tree].append(asyncio.run(serve_until_ready(tree)))
     print(f"median of {args.repeats} runs; peak resident memory in MiB")
+    if args.against:
+        print(f"ratios: {trees[0]} against {trees[1]}")
     print(f"{'command':<22}" + "".join(f"{tree.name[:18]:>20}{'MiB':>8}" for tree in trees))
     for label in labels:
         row = f"{label:<22}"

@@ -1,6 +1,6 @@
 """``nameorigin serve`` and ``nameorigin db``: registered through the ``nameorigin.commands`` entry point.
 
-Heavy imports (telegram, SQLAlchemy) happen inside the handlers, so core commands stay fast.
+Heavy imports (torch, telegram, SQLAlchemy) happen inside the handlers, as ``core.cli`` explains.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 def run() -> None:
     """Run the CLI and exit with its status.
 
-    Importing the CLI imports torch, which takes a second or more: Ctrl-C in that time stops the command
-    quietly with status 130, as it does once the command runs, rather than with a traceback from torch.
+    Ctrl-C while the CLI is still being imported (a moment: torch comes later, inside ``main``) stops the
+    command quietly with status 130, as it does once the command runs, rather than with a traceback.
     """
     try:
         from core.cli import main

@@ -250,23 +250,24 @@ def build_model(config: ModelConfig) -> Classifier:
 
 
 class _SkipRandomFills(TorchFunctionMode):
-    """Leaves tensors as they are where parameter initialization would fill them with random numbers."""
+    """Returns the tensor untouched where ``nn.init.normal_`` or ``nn.init.uniform_`` would fill it."""
 
-    # nn.init's functions reach a mode as themselves; the tensor methods they call then bypass it.
-    FILLS = frozenset({nn.init.normal_, nn.init.uniform_, torch.Tensor.normal_, torch.Tensor.uniform_})
+    # What nn.Embedding, nn.EmbeddingBag, nn.GRU and nn.Linear's biases call. (nn.Linear's kaiming_uniform_
+    # still runs: its Tensor.uniform_ does not reach this mode, and on meta it is a cheap C++ kernel.)
+    FILLS = frozenset({nn.init.normal_, nn.init.uniform_})
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
-        if func in self.FILLS:  # nn.init's functions pass the tensor by keyword, a method as self
-            return args[0] if args else (kwargs or {})["tensor"]
+        if func in self.FILLS:  # nn.init hands its functions to a mode with the tensor as a keyword
+            return (kwargs or {})["tensor"]
         return func(*args, **(kwargs or {}))
 
 
 def build_skeleton(config: ModelConfig) -> Classifier:
     """The model ``config`` describes on the meta device: every parameter's name, shape and dtype, and no memory.
 
-    Its initialization is skipped, since meta tensors hold no values to fill. That is not only less work:
+    Its random fills are skipped, since meta tensors hold no values to fill. That is not only less work:
     ``normal_`` (``nn.Embedding``'s initialization) runs on the meta device as a Python decomposition,
     whose first use imports torch's compiler stack (sympy, dynamo, inductor): most of a second.
     """

@@ -6,11 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import core.checkpoint as checkpoint_module
-import core.checkpoint_tensors as checkpoint_tensors
+import core.models
 from core.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from core.encoding import Vocabulary
-from core.models import GRUConfig, ModelConfig, build_model, build_skeleton
+from core.models import GRUConfig, ModelConfig, build_model
 from tests.test_checkpoint import config_with, metadata_for, save_with, small_config, weights
 
 
@@ -45,12 +44,11 @@ def test_a_config_too_big_for_its_file_is_rejected_before_anything_is_allocated(
     built_on_meta = []
 
     def spy(config: ModelConfig) -> object:
-        model = build_skeleton(config)
+        model = build_model(config)
         built_on_meta.append(next(model.parameters()).is_meta)
         return model
 
-    for module in (checkpoint_module, checkpoint_tensors):  # every model the loader builds
-        monkeypatch.setattr(module, "build_skeleton", spy)
+    monkeypatch.setattr(core.models, "build_model", spy)  # build_skeleton looks it up there
     # A hidden size of 10**7 needs petabytes of weights; the file holds a few kilobytes.
     path = save_with(tmp_path / "m.safetensors", {"model_config": config_with(kind, hidden_size=10**7)}, kind=kind)
     with pytest.raises(CheckpointError, match="has shape"):

@@ -19,7 +19,9 @@ HEAVY = ("torch", "numpy", "telegram")
 COMPILER_STACK = ("sympy", "torch._dynamo", "torch._inductor")
 
 
-def imported_after(arguments: list[str], watched: tuple[str, ...], cwd: Path, env: dict[str, str] | None = None) -> str:
+def imported_after(
+    arguments: list[str], watched: tuple[str, ...], cwd: Path, env: dict[str, str] | None = None, error: str = ""
+) -> str:
     """``main(arguments)``'s exit status, then which of ``watched`` it imported, as one line from a fresh process.
 
     It runs in ``cwd``, a temporary folder: in the checkout, a developer's ``.env`` would give ``serve`` its
@@ -37,6 +39,8 @@ def imported_after(arguments: list[str], watched: tuple[str, ...], cwd: Path, en
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=cwd, check=False
     )
+    assert result.stdout, result.stderr  # it crashed before printing: show why
+    assert error in result.stderr  # refused for the reason the test means, not another
     return result.stdout.splitlines()[-1]
 
 
@@ -47,13 +51,13 @@ def test_help_imports_neither_torch_numpy_nor_telegram(arguments: list[str], tmp
 
 def test_a_missing_token_is_told_before_torch_is_imported(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TELEGRAM_")}
-    assert imported_after(["serve"], HEAVY, tmp_path, env) == f"2 {[]}"
+    assert imported_after(["serve"], HEAVY, tmp_path, env, error="TELEGRAM_BOT_TOKEN is required") == f"2 {[]}"
 
 
 def test_a_fine_tune_into_a_model_dir_that_is_a_file_is_told_before_torch_is_imported(tmp_path: Path) -> None:
     (tmp_path / "models").write_text("not a folder")
     env = {**os.environ, "MODEL_DIR": str(tmp_path / "models")}
-    assert imported_after(["finetune"], HEAVY, tmp_path, env) == f"2 {[]}"
+    assert imported_after(["finetune"], HEAVY, tmp_path, env, error="is not a folder") == f"2 {[]}"
 
 
 @pytest.mark.parametrize("kind", ["gru", "rnn"])

@@ -2,6 +2,11 @@
 
 Core registers its own subcommands; other packages (the bot) add theirs through the
 ``nameorigin.commands`` entry-point group, so ``core`` never imports them.
+
+Parsing arguments imports no torch, numpy or telegram (most of a second): the modules here import only
+torch-free ones (``core.choices``, ``core.errors``, ``core.train_config``, ``core.guesses``), and each
+command imports the heavy parts inside its handler, after checking its arguments and settings.
+``tests/test_cli_imports.py`` holds every command to that.
 """
 
 from __future__ import annotations
