@@ -43,7 +43,12 @@ async def start_bot(telegram: FakeTelegram, scratch: Path, **settings: str) -> P
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.cli", "serve", env=env, cwd=scratch, stdout=DEVNULL, stderr=DEVNULL
     )
-    await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=120)
+    try:
+        await telegram.wait_for(lambda c: c.method == "setMyCommands", timeout=120)
+    except BaseException:  # never ready (or interrupted): do not leave the bot running behind the benchmark
+        process.kill()
+        await process.wait()
+        raise
     return process
 
 
