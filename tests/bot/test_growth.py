@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 from pathlib import Path
@@ -12,9 +13,15 @@ import pytest
 
 from bot import backlog as backlog_module
 from bot.config import Settings
+from bot.db import migrate
+from bot.db.engine import create_engine, session_factory
 from bot.handlers import Handlers
+from bot.live_model import RolledBack
 from bot.service import Predictors
+from core.models import GRUClassifier
+from core.predict import Predictor
 from tests.bot.conftest import running_bot, settings_for
+from tests.bot.test_versions import live_after
 from tests.fake_telegram import FakeTelegram
 
 USERS = 40
@@ -100,3 +107,23 @@ async def run_burst(telegram: FakeTelegram, settings: Settings, predictors: Pred
             first_id[:] = first_id or [update_id]
             await asyncio.sleep(0.01)
         await telegram.wait_for_count("sendMessage", 40, timeout=30)
+
+
+async def test_swapping_models_back_and_forth_keeps_no_replaced_model_alive(tmp_path: Path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"  # a swap's memory is the same on either database
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        shipped = Predictor.shipped("gru").version
+        live = await live_after(session_factory(engine), tmp_path / "models", [("gru-ft-1", shipped, True)])
+
+        def models_alive() -> int:
+            gc.collect()
+            return sum(type(thing) is GRUClassifier for thing in gc.get_objects())
+
+        alive = models_alive()
+        for version in (shipped, "gru-ft-1") * 20:  # /rollback to one, then the other: 40 loads and swaps
+            assert isinstance(await live.rollback(version), RolledBack)
+        assert models_alive() == alive
+    finally:
+        await engine.dispose()
