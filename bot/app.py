@@ -137,7 +137,7 @@ def build_application(
         .post_init(post_init)
         .post_shutdown(post_shutdown)
     )
-    polling = PollingHealth()
+    polling = PollingHealth(backlog=backlog)
     if webhook:
         builder = builder.updater(None)
     else:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from bot.throttled_log import ThrottledWarning
@@ -21,6 +23,10 @@ FETCH_MAX = 100  # updates one getUpdates brings at most
 # Stopping confirms every fetched update to Telegram, then answers them at the outgoing rate at best: within
 # docker-compose.yml's 30 s stop_grace_period, less the 10 s post_shutdown brings pressed messages up to date.
 STOP_DRAIN_S = 15.0
+# A full backlog is answered at the outgoing rate within seconds (350 at 30 a second: 12 s). One from which no update
+# has left for this long is stuck (a handler hung on a lock, a database that never answers): /health says so.
+STALL_SHOWN_S = 120.0
+STALL_LOGGED_EVERY_S = 60.0
 
 
 def limit_for(messages_per_second: float) -> int:
@@ -34,11 +40,13 @@ def limit_for(messages_per_second: float) -> int:
 class UpdateBacklog:
     """The tasks of updates being handled, counted as they start and end (a task's end is never missed)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit  # see ``limit_for``
+        self._clock = clock
         self._pending = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._moved_at = clock()  # when it last filled up or an update left it
         self._warn = ThrottledWarning(logger, "%d updates are waiting to be answered; fetching more once fewer are")
 
     @property
@@ -49,17 +57,36 @@ class UpdateBacklog:
     def track(self, task: asyncio.Task[Any]) -> None:
         """Count ``task``, an update's, until it ends."""
         self._pending += 1
-        if self._pending >= self.limit:
+        if self._pending >= self.limit and self._room.is_set():
             self._room.clear()
+            self._moved_at = self._clock()
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._pending -= 1
+        self._moved_at = self._clock()
         if self._pending < self.limit:
             self._room.set()
 
+    def stalled(self) -> str | None:
+        """Why long polling fetches nothing, when the backlog has been full with no update answered for
+        ``STALL_SHOWN_S``; otherwise None."""
+        if self._room.is_set():
+            return None
+        seconds = self._clock() - self._moved_at
+        if seconds < STALL_SHOWN_S:
+            return None
+        return f"{self._pending} updates waiting and none answered for {seconds:.0f} s: fetching no more"
+
     async def room(self) -> None:
-        """Return once fewer than ``limit`` updates are pending (at once when they are)."""
+        """Return once fewer than ``limit`` updates are pending (at once when they are); while none leaves the
+        backlog for ``STALL_SHOWN_S`` and more, say so in the log once a minute."""
         if not self._room.is_set():
             self._warn(self._pending)
-        await self._room.wait()
+        while not self._room.is_set():
+            try:
+                await asyncio.wait_for(self._room.wait(), STALL_LOGGED_EVERY_S)
+            except TimeoutError:
+                stalled = self.stalled()
+                if stalled is not None:
+                    logger.warning("long polling waits: %s", stalled)

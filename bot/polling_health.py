@@ -36,8 +36,9 @@ SECOND_POLLER = "another process is polling Telegram with this bot's token, and 
 class PollingHealth:
     """The state of long polling as its getUpdates calls showed it; ``problem()`` says what /health reports."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, backlog: UpdateBacklog | None = None) -> None:
         self._clock = clock
+        self._backlog = backlog  # full and stuck, it keeps polling from fetching as surely as a failing call
         self._failing_since: float | None = None  # first failure since the last success
         self._streak = 0  # failed calls since the last success
         self._troubled_since: float | None = None  # first failure since polling was last said to work
@@ -73,10 +74,14 @@ class PollingHealth:
             self._troubled_since, self._failures = None, 0
 
     def problem(self) -> str | None:
-        """Why the bot may not hear its users, or ``None``: a recent conflict, or getUpdates failing since.
+        """Why the bot may not hear its users, or ``None``: a recent conflict, getUpdates failing since, or a
+        backlog that nothing leaves.
 
         A lone failed call is not reported: the next call, a long poll, may take its full timeout to succeed.
         """
+        stalled = self._backlog.stalled() if self._backlog is not None else None
+        if stalled is not None:
+            return stalled
         now = self._clock()
         if self._last_conflict is not None and now - self._last_conflict <= CONFLICT_SHOWN_S:
             return f"{SECOND_POLLER} (last seen {now - self._last_conflict:.0f} s ago)"

@@ -13,6 +13,8 @@ import yaml
 
 from bot import backlog as backlog_module
 from bot.app import REDRAWS_AT_STOP_S, build_application
+from bot.backlog import STALL_SHOWN_S, UpdateBacklog
+from bot.polling_health import PollingHealth
 from bot.service import Predictors
 from bot.update_log import LoggingApplication
 from tests.bot.conftest import running_bot, settings_for
@@ -67,3 +69,35 @@ def test_a_stopping_bot_answers_a_full_backlog_within_the_stop_grace_period(
     most_in_flight = backlog.limit - 1 + 100  # the gate opens below the limit; one getUpdates brings up to 100
     drain_s = most_in_flight / settings.telegram_messages_per_second
     assert drain_s + REDRAWS_AT_STOP_S < grace, (backlog.limit, drain_s)
+
+
+async def test_health_and_the_log_report_a_full_backlog_from_which_no_update_is_answered_for_two_minutes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Long polling waits while the backlog is full: if nothing leaves it (a handler hung on a lock, a database that
+    # never answers), the bot hears no one, and /health said 200 throughout.
+    now = [0.0]
+    backlog = UpdateBacklog(limit=3, clock=lambda: now[0])
+    health = PollingHealth(clock=lambda: now[0], backlog=backlog)
+    answers = [asyncio.get_running_loop().create_future() for _ in range(4)]
+    for answer in answers[:3]:
+        backlog.track(asyncio.ensure_future(answer))
+    now[0] = STALL_SHOWN_S - 1
+    assert health.problem() is None  # full, as in any burst, and answering
+    answers[0].set_result(None)
+    await asyncio.sleep(0.01)  # the done callbacks run
+    backlog.track(asyncio.ensure_future(answers[3]))  # full again: the next update came in
+    now[0] += STALL_SHOWN_S - 1
+    assert health.problem() is None  # an update left it a moment ago
+    now[0] += 2
+    stalled = f"3 updates waiting and none answered for {STALL_SHOWN_S + 1:.0f} s: fetching no more"
+    assert health.problem() == stalled
+    monkeypatch.setattr(backlog_module, "STALL_LOGGED_EVERY_S", 0.01)  # once a minute in earnest
+    polling = asyncio.ensure_future(backlog.room())  # where the next getUpdates waits
+    await asyncio.sleep(0.05)
+    assert f"long polling waits: {stalled}" in caplog.messages and not polling.done()
+    answers[1].set_result(None)
+    await asyncio.wait_for(polling, 1)
+    assert health.problem() is None
+    for answer in answers[2:]:
+        answer.set_result(None)
