@@ -85,7 +85,10 @@ class UpdateBacklog:
             self._warn(self._pending)
         while not self._room.is_set():
             try:
-                await asyncio.wait_for(self._room.wait(), STALL_LOGGED_EVERY_S)
+                # Not asyncio.wait_for: on Python 3.11, a cancel (the updater stopping) that comes as an update
+                # leaves would be swallowed, and the getUpdates it stopped would go on to long-poll.
+                async with asyncio.timeout(STALL_LOGGED_EVERY_S):
+                    await self._room.wait()
             except TimeoutError:
                 stalled = self.stalled()
                 if stalled is not None:

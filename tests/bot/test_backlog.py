@@ -101,3 +101,19 @@ async def test_health_and_the_log_report_a_full_backlog_from_which_no_update_is_
     assert health.problem() is None
     for answer in answers[2:]:
         answer.set_result(None)
+
+
+async def test_the_updater_stopping_as_an_update_leaves_a_full_backlog_cancels_the_waiting_getupdates() -> None:
+    # The updater stops polling by cancelling the getUpdates call waiting in room(). Were the cancel lost because
+    # an update left the backlog in the same moment, that call would long-poll on after the stop, holding the one
+    # connection the shutdown's confirming getUpdates needs.
+    backlog = UpdateBacklog(limit=1)
+    answer = asyncio.get_running_loop().create_future()
+    update = asyncio.ensure_future(answer)
+    backlog.track(update)
+    polling = asyncio.ensure_future(backlog.room())
+    await asyncio.sleep(0.01)  # it waits
+    update.add_done_callback(lambda _: polling.cancel())  # the stop, right after the update leaves
+    answer.set_result(None)
+    with pytest.raises(asyncio.CancelledError):
+        await polling
